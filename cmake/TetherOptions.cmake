@@ -4,7 +4,7 @@ add_library(tether::warnings ALIAS tether_warnings)
 target_compile_options(tether_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
   -Wcast-align -Wunused -Woverloaded-virtual -Wconversion -Wsign-conversion
-  -Wnull-dereference -Wdouble-promotion -Wimplicit-fallthrough)
+  -Wdouble-promotion -Wimplicit-fallthrough)
 if(TETHER_WARNINGS_AS_ERRORS)
   target_compile_options(tether_warnings INTERFACE -Werror)
 endif()

@@ -500,18 +500,19 @@ void ClientCore::handle_timeout(time_point now) {
         conn_->next_heartbeat = now + conn_->heartbeat_interval;
     }
     if (authenticated()) {
-        std::vector<std::string> failed;
         for (auto& [name, r] : rooms_) {
-            if ((r.join == JoinState::sent || r.join == JoinState::retry_wait) && r.join_deadline <= now) {
-                if (r.join_attempts >= config_.join_attempts_max)
-                    failed.push_back(name);
-                else
-                    send_join(now, r);
+            if (r.join == JoinState::retry_wait && r.join_deadline <= now) {
+                r.join_attempts = 0;
+                send_join(now, r);
+            } else if (r.join == JoinState::sent && r.join_deadline <= now) {
+                if (r.join_attempts >= config_.join_attempts_max) {
+                    // A server that never answers a join is a broken link, not a
+                    // reason to abandon the room: reconnect and rejoin.
+                    fail_link(now, close_code::unknown_error, "join timeout in " + name);
+                    break;
+                }
+                send_join(now, r);
             }
-        }
-        for (auto& name : failed) {
-            emit(RoomStatusChanged{name, RoomState::error, "join failed: no answer"});
-            rooms_.erase(name);
         }
         if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
     }
@@ -697,6 +698,7 @@ void ClientCore::on_joined(time_point now, const proto::Joined& m) {
     Room* r = find_room(m.room);
     if (!r || r->join != JoinState::sent) return;  // left meanwhile, or a duplicate answer
     r->join = JoinState::joined;
+    r->join_errors = 0;
     r->ever_joined = true;
     if (r->position) {
         const auto last = *r->position;
@@ -717,13 +719,17 @@ void ClientCore::on_joined(time_point now, const proto::Joined& m) {
 void ClientCore::on_join_error(time_point now, const proto::JoinError& m) {
     Room* r = find_room(m.room);
     if (!r || r->join != JoinState::sent) return;
-    if (m.fatal || !proto::codes::retryable(m.code) || r->join_attempts >= config_.join_attempts_max) {
+    if (m.fatal || !proto::codes::retryable(m.code)) {
+        // Seed 001: a fatal (re)join moves the room to error and stops tracking it.
         std::string reason = m.code + (m.reason.empty() ? "" : ": " + m.reason);
         emit(RoomStatusChanged{r->name, RoomState::error, std::move(reason)});
         rooms_.erase(m.room);
     } else {
+        // Retryable: try again later, each time waiting twice as long (capped).
+        const auto shift = std::min<std::uint32_t>(r->join_errors++, 16);
+        const duration wait = std::min<duration>(config_.join_retry_delay * (std::int64_t{1} << shift), config_.backoff.max);
         r->join = JoinState::retry_wait;
-        r->join_deadline = now + config_.join_retry_delay;
+        r->join_deadline = now + wait;
     }
     maybe_finish_sync(now);
 }
@@ -868,7 +874,8 @@ ClientStatus ClientCore::derive_status() const {
         s.reason = StopReason::none;
         s.state = (connected_once_ || attempts_since_connect_ > 1 || retry_at_) ? ConnState::reconnecting
                                                                                 : ConnState::connecting;
-        s.attempt = outage_attempts_;
+        // The attempt in progress, or the one about to be made.
+        s.attempt = conn_ ? outage_attempts_ : outage_attempts_ + 1;
         s.next_retry_at = retry_at_;
         if (conn_) {
             switch (conn_->stage) {
@@ -893,6 +900,7 @@ ClientStatus ClientCore::derive_status() const {
 }
 
 RoomState ClientCore::derive_room_state(const Room& r) const {
+    if (stop_reason_ == StopReason::not_started) return RoomState::connecting;  // queued until connect()
     if (!want_connected_ || !online_ || error_) return RoomState::disconnected;
     if (conn_ && r.join == JoinState::joined) return RoomState::joined;
     return r.ever_joined ? RoomState::reconnecting : RoomState::connecting;

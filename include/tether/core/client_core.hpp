@@ -130,8 +130,10 @@ struct ClientConfig {
     std::optional<duration> heartbeat_interval;     ///< default: the server's HELLO value
     std::optional<duration> heartbeat_ack_timeout;  ///< default: the heartbeat interval
     duration join_timeout{10'000};
-    std::uint32_t join_attempts_max = 3;   ///< per room and connection, then room error
-    duration join_retry_delay{1'000};      ///< after a non-fatal JOIN_ERROR
+    /// JOINs sent without any answer before the link is deemed broken (reconnect).
+    std::uint32_t join_attempts_max = 3;
+    /// First wait after a retryable JOIN_ERROR; doubles per error, capped at backoff.max.
+    duration join_retry_delay{1'000};
     duration sync_timeout{30'000};         ///< authenticated -> rooms rejoined and caught up
     duration close_timeout{2'000};         ///< close handshake, then hard teardown
     std::vector<std::uint16_t> fatal_codes{4003, 4004, 4012, 4013, 4014};
@@ -302,7 +304,8 @@ private:
         std::string name;
         std::optional<proto::StreamPosition> position;  ///< last delivered
         JoinState join = JoinState::idle;
-        std::uint32_t join_attempts = 0;
+        std::uint32_t join_attempts = 0;  ///< JOINs sent without an answer on this connection
+        std::uint32_t join_errors = 0;    ///< consecutive retryable JOIN_ERRORs (delay growth)
         time_point join_deadline{};
         std::uint64_t catch_up_target = 0;  ///< head offset at JOINED
         bool ever_joined = false;

@@ -1,0 +1,20 @@
+// tether: serve, connect, inject faults and benchmark. This build ships the
+// `sim` subcommand; the others arrive with their issues.
+
+#include "commands.hpp"
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+    CLI::App app{"tether: real-time connections that reconnect, resume and lose nothing", "tether"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "tether 0.1.0");
+    auto sim = tether::tools::add_sim_command(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : tether::tools::exit_usage;
+    }
+    return sim();
+}
