@@ -516,8 +516,10 @@ void ClientCore::handle_timeout(time_point now) {
         }
         if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
     }
-    if (established()) flush_outbox(now);
+    // Expire before flushing: dropping an expired head of line may release the
+    // messages queued behind it.
     expire_outbox(now);
+    if (established()) flush_outbox(now);
     refresh(now);
 }
 
