@@ -79,8 +79,12 @@ proto::StreamPosition SimServer::append(std::string_view room, std::string data,
     s.history.push_back(e);
     while (s.history.size() > config_.history_max) s.history.pop_front();
     const proto::StreamPosition pos{s.epoch, s.head};
-    for (const auto& [id, c] : conns_)
-        if (c.rooms.count(room)) send(id, proto::Event{std::string{room}, pos, s.history.back().data});
+    for (const auto& [id, c] : conns_) {
+        if (!c.rooms.count(room)) continue;
+        send(id, proto::Event{std::string{room}, pos, s.history.back().data});
+        if (sloppy_overlap > 0 && ++live_sent_ % 7 == 0)
+            send(id, proto::Event{std::string{room}, pos, s.history.back().data});
+    }
     return pos;
 }
 
@@ -116,8 +120,9 @@ void SimServer::join(std::uint64_t conn, const std::string& room, std::optional<
     const bool recoverable = !since || (since->epoch == s.epoch && since->offset + 1 >= first && since->offset <= s.head);
     send(conn, proto::Joined{room, {s.epoch, s.head}, recoverable});
     if (since && recoverable) {
+        const std::uint64_t from = since->offset > sloppy_overlap ? since->offset - sloppy_overlap : 0;
         for (const auto& e : s.history)
-            if (e.offset > since->offset) send(conn, proto::Event{room, {s.epoch, e.offset}, e.data});
+            if (e.offset > from) send(conn, proto::Event{room, {s.epoch, e.offset}, e.data});
     }
 }
 

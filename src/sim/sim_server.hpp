@@ -74,6 +74,10 @@ public:
     std::int64_t rate_limit_retry_ms = 500;
     std::set<std::string, std::less<>> forbidden_rooms;  ///< JOIN -> fatal JOIN_ERROR
     std::uint32_t join_error_budget = 0;  ///< next N joins answered with a retryable JOIN_ERROR
+    /// At-least-once server: replays start `sloppy_overlap` events before the
+    /// requested position, and every 7th live event is sent twice. Clients
+    /// must dedupe; the checker sees any duplicate that gets through.
+    std::uint64_t sloppy_overlap = 0;
 
     // inspection for the checker
     const std::map<std::string, Stream, std::less<>>& streams() const { return streams_; }
@@ -107,6 +111,7 @@ private:
     Config config_;
     time_point now_{};
     std::uint64_t next_session_ = 1;
+    std::uint64_t live_sent_ = 0;
     std::map<std::uint64_t, Conn> conns_;
     std::map<std::string, Session, std::less<>> sessions_;
     std::map<std::string, Stream, std::less<>> streams_;

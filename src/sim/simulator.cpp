@@ -49,6 +49,7 @@ class World {
 public:
     explicit World(const Options& o)
         : opt_(o), rng_(o.seed ^ 0x7E7E7E7E5EEDull), server_(server_config()), client_(client_config()) {
+        server_.sloppy_overlap = sloppy_overlap_;
         // Members declared after client_ are initialised after it: derive here.
         cfg_ = client_.config();
         Backoff b{cfg_.backoff};
@@ -101,6 +102,7 @@ private:
     Options opt_;
     Rng rng_;
     SimServer::Config server_cfg_;
+    std::uint64_t sloppy_overlap_ = 0;
     SimServer server_;
     ClientCore client_;
     ClientConfig cfg_;
@@ -144,6 +146,7 @@ SimServer::Config World::server_config() {
     c.session_ttl = duration{rng_.range(5'000, 90'000)};
     c.history_max = static_cast<std::size_t>(rng_.range(20, 400));
     server_cfg_ = c;
+    sloppy_overlap_ = rng_.chance(0.5) ? static_cast<std::uint64_t>(rng_.range(1, 3)) : 0;
     return c;
 }
 
