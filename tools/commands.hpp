@@ -10,8 +10,8 @@ namespace tether::tools {
 
 /// Exit codes shared by every subcommand (docs/CLI.md).
 inline constexpr int exit_ok = 0;
-inline constexpr int exit_failure = 1;   ///< the command ran and found a failure
-inline constexpr int exit_usage = 2;     ///< bad arguments or configuration
+inline constexpr int exit_failure = 1;  ///< the command ran and found a failure
+inline constexpr int exit_usage = 2;    ///< bad arguments or configuration
 
 using Action = std::function<int()>;
 

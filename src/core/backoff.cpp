@@ -70,13 +70,14 @@ double Backoff::base_ms(std::uint32_t n) const noexcept {
         case BackoffStrategy::full_jitter: {
             // Grow in a loop and stop at the cap: no overflow for huge n.
             double d = initial;
-            for (std::uint32_t i = 1; i < n && d < cap; ++i) d *= policy_.multiplier;
+            for (std::uint32_t i = 1; i < n && d < cap; ++i)
+                d *= policy_.multiplier;
             return std::min(d, cap);
         }
         case BackoffStrategy::linear:
-            return std::min(initial + static_cast<double>(policy_.step.count()) *
-                                          static_cast<double>(n - 1),
-                            cap);
+            return std::min(
+                initial + static_cast<double>(policy_.step.count()) * static_cast<double>(n - 1),
+                cap);
         case BackoffStrategy::fixed:
             return initial;
         case BackoffStrategy::decorrelated_jitter:
@@ -135,7 +136,9 @@ void Backoff::set_retry_after(duration retry_after) noexcept {
     retry_after_ = std::max(duration{0}, retry_after);
 }
 
-void Backoff::on_connected(time_point now) noexcept { connected_at_ = now; }
+void Backoff::on_connected(time_point now) noexcept {
+    connected_at_ = now;
+}
 
 void Backoff::on_disconnected(time_point now) noexcept {
     if (connected_at_ && now - *connected_at_ >= policy_.stable_period) reset();
@@ -166,8 +169,9 @@ Backoff::Bounds Backoff::delay_bounds(std::uint32_t n) const noexcept {
         case BackoffStrategy::full_jitter:
             return {to_duration(offset), to_duration(base + offset)};
         case BackoffStrategy::decorrelated_jitter:
-            return {to_duration(std::min(static_cast<double>(policy_.initial.count()), base) + offset),
-                    to_duration(base + offset)};
+            return {
+                to_duration(std::min(static_cast<double>(policy_.initial.count()), base) + offset),
+                to_duration(base + offset)};
         case BackoffStrategy::immediate:
         case BackoffStrategy::never:
             return {to_duration(offset), to_duration(offset)};

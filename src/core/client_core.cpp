@@ -40,49 +40,74 @@ bool valid_room_name(std::string_view room, const proto::Limits& limits) {
 
 std::string_view to_string(ConnState s) noexcept {
     switch (s) {
-        case ConnState::connecting: return "connecting";
-        case ConnState::connected: return "connected";
-        case ConnState::reconnecting: return "reconnecting";
-        case ConnState::disconnected: return "disconnected";
-        case ConnState::error: return "error";
+        case ConnState::connecting:
+            return "connecting";
+        case ConnState::connected:
+            return "connected";
+        case ConnState::reconnecting:
+            return "reconnecting";
+        case ConnState::disconnected:
+            return "disconnected";
+        case ConnState::error:
+            return "error";
     }
     return "?";
 }
 
 std::string_view to_string(Phase p) noexcept {
     switch (p) {
-        case Phase::none: return "none";
-        case Phase::fetching_credentials: return "fetching credentials";
-        case Phase::opening: return "opening";
-        case Phase::authenticating: return "authenticating";
-        case Phase::resuming: return "resuming";
-        case Phase::joining: return "joining rooms";
-        case Phase::catching_up: return "catching up";
-        case Phase::sending: return "sending";
+        case Phase::none:
+            return "none";
+        case Phase::fetching_credentials:
+            return "fetching credentials";
+        case Phase::opening:
+            return "opening";
+        case Phase::authenticating:
+            return "authenticating";
+        case Phase::resuming:
+            return "resuming";
+        case Phase::joining:
+            return "joining rooms";
+        case Phase::catching_up:
+            return "catching up";
+        case Phase::sending:
+            return "sending";
     }
     return "?";
 }
 
 std::string_view to_string(StopReason r) noexcept {
     switch (r) {
-        case StopReason::none: return "none";
-        case StopReason::not_started: return "not started";
-        case StopReason::manual: return "closed by the application";
-        case StopReason::offline: return "offline";
-        case StopReason::fatal: return "fatal close";
-        case StopReason::max_attempts: return "max attempts reached";
-        case StopReason::auth_failed: return "re-authentication failed";
+        case StopReason::none:
+            return "none";
+        case StopReason::not_started:
+            return "not started";
+        case StopReason::manual:
+            return "closed by the application";
+        case StopReason::offline:
+            return "offline";
+        case StopReason::fatal:
+            return "fatal close";
+        case StopReason::max_attempts:
+            return "max attempts reached";
+        case StopReason::auth_failed:
+            return "re-authentication failed";
     }
     return "?";
 }
 
 std::string_view to_string(RoomState s) noexcept {
     switch (s) {
-        case RoomState::connecting: return "connecting";
-        case RoomState::joined: return "joined";
-        case RoomState::reconnecting: return "reconnecting";
-        case RoomState::disconnected: return "disconnected";
-        case RoomState::error: return "error";
+        case RoomState::connecting:
+            return "connecting";
+        case RoomState::joined:
+            return "joined";
+        case RoomState::reconnecting:
+            return "reconnecting";
+        case RoomState::disconnected:
+            return "disconnected";
+        case RoomState::error:
+            return "error";
     }
     return "?";
 }
@@ -93,7 +118,8 @@ std::string describe(const ClientStatus& s, time_point now) {
     switch (s.state) {
         case ConnState::connected:
             if (s.phase == Phase::sending) {
-                std::snprintf(buf, sizeof buf, " (sending %zu of %zu)", s.sending_done, s.sending_total);
+                std::snprintf(buf, sizeof buf, " (sending %zu of %zu)", s.sending_done,
+                              s.sending_total);
                 out += buf;
             }
             break;
@@ -114,7 +140,8 @@ std::string describe(const ClientStatus& s, time_point now) {
         case ConnState::error:
             out += ": ";
             out += to_string(s.reason);
-            if (s.close_code != 0 && s.reason != StopReason::manual && s.reason != StopReason::offline) {
+            if (s.close_code != 0 && s.reason != StopReason::manual &&
+                s.reason != StopReason::offline) {
                 std::snprintf(buf, sizeof buf, " (close %u", s.close_code);
                 out += buf;
                 if (!s.close_reason.empty()) out += " " + s.close_reason;
@@ -138,8 +165,10 @@ std::optional<std::string> ClientConfig::validate() const {
     if (sync_timeout.count() <= 0) return "sync timeout must be > 0";
     if (close_timeout.count() <= 0) return "close timeout must be > 0";
     if (join_retry_delay.count() < 0) return "join retry delay must not be negative";
-    if (heartbeat_interval && *heartbeat_interval < kHeartbeatMin) return "heartbeat interval must be >= 100 ms";
-    if (heartbeat_ack_timeout && heartbeat_ack_timeout->count() <= 0) return "heartbeat ack timeout must be > 0";
+    if (heartbeat_interval && *heartbeat_interval < kHeartbeatMin)
+        return "heartbeat interval must be >= 100 ms";
+    if (heartbeat_ack_timeout && heartbeat_ack_timeout->count() <= 0)
+        return "heartbeat ack timeout must be > 0";
     if (join_attempts_max == 0) return "join attempts must be >= 1";
     if (rooms_max == 0) return "rooms max must be >= 1";
     if (outbox.count_max == 0) return "outbox count max must be >= 1";
@@ -154,7 +183,8 @@ std::optional<std::string> ClientConfig::validate() const {
 
 ClientCore::ClientCore(ClientConfig config)
     : config_(std::move(config)), rng_(config_.seed), backoff_(BackoffPolicy{}) {
-    if (auto e = config_.validate()) throw std::invalid_argument("tether: invalid client config: " + *e);
+    if (auto e = config_.validate())
+        throw std::invalid_argument("tether: invalid client config: " + *e);
     backoff_ = Backoff{config_.backoff};
     id_prefix_ = hex64(rng_.next_u64());
 }
@@ -343,11 +373,13 @@ void ClientCore::fail_link(time_point now, std::uint16_t code, std::string reaso
     on_link_lost(now, code, reason, false);
 }
 
-void ClientCore::on_link_lost(time_point now, std::uint16_t code, std::string_view reason, bool from_peer) {
+void ClientCore::on_link_lost(time_point now, std::uint16_t code, std::string_view reason,
+                              bool from_peer) {
     last_close_code_ = code;
     last_close_reason_ = std::string{reason};
     // Messages in flight go back to the queue; joins must be re-sent.
-    for (auto& e : outbox_) e.sent_on = 0;
+    for (auto& e : outbox_)
+        e.sent_on = 0;
     for (auto& [name, r] : rooms_) {
         r.join = JoinState::idle;
         r.join_attempts = 0;
@@ -357,8 +389,9 @@ void ClientCore::on_link_lost(time_point now, std::uint16_t code, std::string_vi
     if (from_peer) {
         const bool fatal_code = contains(config_.fatal_codes, code);
         const bool fatal_reason = std::any_of(
-            config_.fatal_reasons.begin(), config_.fatal_reasons.end(),
-            [&](const std::string& s) { return !s.empty() && reason.find(s) != std::string_view::npos; });
+            config_.fatal_reasons.begin(), config_.fatal_reasons.end(), [&](const std::string& s) {
+                return !s.empty() && reason.find(s) != std::string_view::npos;
+            });
         if (fatal_code || fatal_reason) {
             session_.reset();
             if (escalating_) return enter_error(StopReason::auth_failed);
@@ -424,7 +457,9 @@ bool ClientCore::authenticated() const noexcept {
     return conn_ && (conn_->stage == Stage::syncing || conn_->stage == Stage::established);
 }
 
-bool ClientCore::established() const noexcept { return conn_ && conn_->stage == Stage::established; }
+bool ClientCore::established() const noexcept {
+    return conn_ && conn_->stage == Stage::established;
+}
 
 ClientCore::Room* ClientCore::find_room(std::string_view name) {
     auto it = rooms_.find(name);
@@ -452,7 +487,8 @@ void ClientCore::handle_open(time_point now, std::uint64_t conn) {
 }
 
 void ClientCore::handle_message(time_point now, std::uint64_t conn, std::string_view text) {
-    if (!conn_ || conn_->id != conn || conn_->stage == Stage::credentials || conn_->stage == Stage::opening)
+    if (!conn_ || conn_->id != conn || conn_->stage == Stage::credentials ||
+        conn_->stage == Stage::opening)
         return;  // stale socket or driver bug: nothing from it may reach the session
     auto res = proto::decode(text, config_.limits);
     if (!res) {
@@ -463,7 +499,8 @@ void ClientCore::handle_message(time_point now, std::uint64_t conn, std::string_
     refresh(now);
 }
 
-void ClientCore::handle_close(time_point now, std::uint64_t conn, std::uint16_t code, std::string_view reason) {
+void ClientCore::handle_close(time_point now, std::uint64_t conn, std::uint16_t code,
+                              std::string_view reason) {
     if (closing_ && closing_->id == conn) {
         closing_.reset();
     } else if (conn_ && conn_->id == conn && conn_->stage != Stage::credentials) {
@@ -483,9 +520,11 @@ void ClientCore::handle_timeout(time_point now) {
         if (want_connected_ && online_ && !conn_ && !error_) start_attempt(now);
     }
     if (conn_ && conn_->stage != Stage::established && conn_->deadline <= now) {
-        static constexpr std::string_view kWhat[] = {"credentials timeout", "open timeout", "hello timeout",
-                                                     "authentication timeout", "sync timeout", ""};
-        fail_link(now, close_code::unknown_error, std::string{kWhat[static_cast<int>(conn_->stage)]});
+        static constexpr std::string_view kWhat[] = {
+            "credentials timeout",    "open timeout", "hello timeout",
+            "authentication timeout", "sync timeout", ""};
+        fail_link(now, close_code::unknown_error,
+                  std::string{kWhat[static_cast<int>(conn_->stage)]});
     }
     if (conn_ && conn_->ack_deadline && *conn_->ack_deadline <= now) {
         ++metrics_.heartbeat_timeouts;
@@ -494,7 +533,8 @@ void ClientCore::handle_timeout(time_point now) {
     if (conn_ && conn_->next_heartbeat && *conn_->next_heartbeat <= now) {
         if (!conn_->ack_deadline) {
             conn_->heartbeat_ts = to_ms(now);
-            conn_->ack_deadline = now + config_.heartbeat_ack_timeout.value_or(conn_->heartbeat_interval);
+            conn_->ack_deadline =
+                now + config_.heartbeat_ack_timeout.value_or(conn_->heartbeat_interval);
             send(proto::Heartbeat{conn_->heartbeat_ts});
         }
         conn_->next_heartbeat = now + conn_->heartbeat_interval;
@@ -551,7 +591,8 @@ std::optional<time_point> ClientCore::poll_timeout() const {
     }
     if (authenticated()) {
         for (const auto& [name, r] : rooms_)
-            if (r.join == JoinState::sent || r.join == JoinState::retry_wait) consider(r.join_deadline);
+            if (r.join == JoinState::sent || r.join == JoinState::retry_wait)
+                consider(r.join_deadline);
     }
     const std::uint64_t live = established() ? conn_->id : 0;
     for (const auto& e : outbox_) {
@@ -568,7 +609,8 @@ std::optional<time_point> ClientCore::poll_timeout() const {
 std::vector<RoomInfo> ClientCore::rooms() const {
     std::vector<RoomInfo> out;
     out.reserve(rooms_.size());
-    for (const auto& [name, r] : rooms_) out.push_back(RoomInfo{name, derive_room_state(r), r.position});
+    for (const auto& [name, r] : rooms_)
+        out.push_back(RoomInfo{name, derive_room_state(r), r.position});
     return out;
 }
 
@@ -588,7 +630,8 @@ void ClientCore::on_message(time_point now, proto::Message& msg) {
                 on_hello(now, m);
             },
             [&](proto::Ready& m) {
-                if (stage != Stage::authenticating || conn_->resuming) return violation("without IDENTIFY");
+                if (stage != Stage::authenticating || conn_->resuming)
+                    return violation("without IDENTIFY");
                 session_ = Session{m.session_id, m.resume_token, m.user};
                 on_session(now, false, m.user);
             },
@@ -599,11 +642,14 @@ void ClientCore::on_message(time_point now, proto::Message& msg) {
                 on_session(now, true, session_->user);
             },
             [&](proto::InvalidSession& m) {
-                if (stage != Stage::authenticating || !conn_->resuming) return violation("without RESUME");
+                if (stage != Stage::authenticating || !conn_->resuming)
+                    return violation("without RESUME");
                 ++metrics_.resumes_failed;
-                if (m.resumable) return fail_link(now, close_code::unknown_error, "session not resumable now");
+                if (m.resumable)
+                    return fail_link(now, close_code::unknown_error, "session not resumable now");
                 session_.reset();
-                for (auto& [name, r] : rooms_) r.join = JoinState::idle;
+                for (auto& [name, r] : rooms_)
+                    r.join = JoinState::idle;
                 conn_->resuming = false;
                 send_identify();
             },
@@ -646,12 +692,13 @@ void ClientCore::on_message(time_point now, proto::Message& msg) {
 }
 
 void ClientCore::on_hello(time_point now, const proto::Hello& m) {
-    const duration interval = std::clamp(config_.heartbeat_interval.value_or(duration{m.heartbeat_ms}),
-                                         kHeartbeatMin, kHeartbeatMax);
+    const duration interval =
+        std::clamp(config_.heartbeat_interval.value_or(duration{m.heartbeat_ms}), kHeartbeatMin,
+                   kHeartbeatMax);
     conn_->heartbeat_interval = interval;
     // First beat jittered so that clients reconnecting together do not beat together.
-    conn_->next_heartbeat =
-        now + duration{static_cast<duration::rep>(rng_.uniform(static_cast<std::uint64_t>(interval.count())))};
+    conn_->next_heartbeat = now + duration{static_cast<duration::rep>(
+                                      rng_.uniform(static_cast<std::uint64_t>(interval.count())))};
     conn_->stage = Stage::authenticating;
     if (session_ && !escalating_) {
         proto::Resume r{session_->id, session_->resume_token, {}};
@@ -729,7 +776,8 @@ void ClientCore::on_join_error(time_point now, const proto::JoinError& m) {
     } else {
         // Retryable: try again later, each time waiting twice as long (capped).
         const auto shift = std::min<std::uint32_t>(r->join_errors++, 16);
-        const duration wait = std::min<duration>(config_.join_retry_delay * (std::int64_t{1} << shift), config_.backoff.max);
+        const duration wait = std::min<duration>(
+            config_.join_retry_delay * (std::int64_t{1} << shift), config_.backoff.max);
         r->join = JoinState::retry_wait;
         r->join_deadline = now + wait;
     }
@@ -750,8 +798,9 @@ void ClientCore::on_event(time_point now, proto::Event& m) {
     if (m.position.offset != pos.offset + 1) {
         // Never skip: reconnect and let the server replay from our position.
         return fail_link(now, close_code::unknown_error,
-                         "gap in " + m.room + ": expected offset " + std::to_string(pos.offset + 1) +
-                             ", got " + std::to_string(m.position.offset));
+                         "gap in " + m.room + ": expected offset " +
+                             std::to_string(pos.offset + 1) + ", got " +
+                             std::to_string(m.position.offset));
     }
     pos.offset = m.position.offset;
     const bool replayed = m.position.offset <= r->catch_up_target;
@@ -762,7 +811,8 @@ void ClientCore::on_event(time_point now, proto::Event& m) {
 }
 
 void ClientCore::on_ack(time_point now, const proto::Ack& m) {
-    auto it = std::find_if(outbox_.begin(), outbox_.end(), [&](const OutboxEntry& e) { return e.id == m.id; });
+    auto it = std::find_if(outbox_.begin(), outbox_.end(),
+                           [&](const OutboxEntry& e) { return e.id == m.id; });
     if (it == outbox_.end()) return;  // duplicate ack, or already expired/dropped
     PublishAcked ev{it->id, it->room, {m.epoch, m.offset}};
     outbox_bytes_ -= it->data.size();
@@ -774,11 +824,13 @@ void ClientCore::on_ack(time_point now, const proto::Ack& m) {
 }
 
 void ClientCore::on_nack(time_point now, const proto::Nack& m) {
-    auto it = std::find_if(outbox_.begin(), outbox_.end(), [&](const OutboxEntry& e) { return e.id == m.id; });
+    auto it = std::find_if(outbox_.begin(), outbox_.end(),
+                           [&](const OutboxEntry& e) { return e.id == m.id; });
     if (it == outbox_.end()) return;
     if (proto::codes::retryable(m.code)) {
-        const duration wait = std::min(duration{m.retry_after_ms.value_or(config_.join_retry_delay.count())},
-                                       config_.backoff.retry_after_max);
+        const duration wait =
+            std::min(duration{m.retry_after_ms.value_or(config_.join_retry_delay.count())},
+                     config_.backoff.retry_after_max);
         it->sent_on = 0;
         it->not_before = now + wait;
         return;
@@ -874,27 +926,35 @@ ClientStatus ClientCore::derive_status() const {
         s.phase = outbox_.empty() ? Phase::none : Phase::sending;
     } else {
         s.reason = StopReason::none;
-        s.state = (connected_once_ || attempts_since_connect_ > 1 || retry_at_) ? ConnState::reconnecting
-                                                                                : ConnState::connecting;
+        s.state = (connected_once_ || attempts_since_connect_ > 1 || retry_at_)
+                      ? ConnState::reconnecting
+                      : ConnState::connecting;
         // The attempt in progress, or the one about to be made.
         s.attempt = conn_ ? outage_attempts_ : outage_attempts_ + 1;
         s.next_retry_at = retry_at_;
         if (conn_) {
             switch (conn_->stage) {
-                case Stage::credentials: s.phase = Phase::fetching_credentials; break;
-                case Stage::opening: s.phase = Phase::opening; break;
-                case Stage::hello: s.phase = Phase::authenticating; break;
+                case Stage::credentials:
+                    s.phase = Phase::fetching_credentials;
+                    break;
+                case Stage::opening:
+                    s.phase = Phase::opening;
+                    break;
+                case Stage::hello:
+                    s.phase = Phase::authenticating;
+                    break;
                 case Stage::authenticating:
                     s.phase = conn_->resuming ? Phase::resuming : Phase::authenticating;
                     break;
                 case Stage::syncing: {
-                    const bool joining = std::any_of(rooms_.begin(), rooms_.end(), [](const auto& kv) {
-                        return kv.second.join != JoinState::joined;
-                    });
+                    const bool joining = std::any_of(
+                        rooms_.begin(), rooms_.end(),
+                        [](const auto& kv) { return kv.second.join != JoinState::joined; });
                     s.phase = joining ? Phase::joining : Phase::catching_up;
                     break;
                 }
-                case Stage::established: break;
+                case Stage::established:
+                    break;
             }
         }
     }
@@ -902,7 +962,8 @@ ClientStatus ClientCore::derive_status() const {
 }
 
 RoomState ClientCore::derive_room_state(const Room& r) const {
-    if (stop_reason_ == StopReason::not_started) return RoomState::connecting;  // queued until connect()
+    if (stop_reason_ == StopReason::not_started)
+        return RoomState::connecting;  // queued until connect()
     if (!want_connected_ || !online_ || error_) return RoomState::disconnected;
     if (conn_ && r.join == JoinState::joined) return RoomState::joined;
     return r.ever_joined ? RoomState::reconnecting : RoomState::connecting;

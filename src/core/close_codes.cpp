@@ -36,10 +36,13 @@ constexpr Info kUnknown{0, "unknown", true, true, false, "reconnect with backoff
 
 }  // namespace
 
-std::span<const Info> table() noexcept { return kTable; }
+std::span<const Info> table() noexcept {
+    return kTable;
+}
 
 const Info& info(std::uint16_t code) noexcept {
-    auto it = std::find_if(kTable.begin(), kTable.end(), [&](const Info& i) { return i.code == code; });
+    auto it =
+        std::find_if(kTable.begin(), kTable.end(), [&](const Info& i) { return i.code == code; });
     return it == kTable.end() ? kUnknown : *it;
 }
 

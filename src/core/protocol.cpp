@@ -41,7 +41,7 @@ DecodeError make_error(DecodeErrc c, std::string field, std::string detail) {
 
 /// Reads typed members from the payload object, remembering the first error.
 class Reader {
-public:
+  public:
     Reader(const json::object& o, const Limits& l) : o_(o), limits_(l) {}
 
     bool ok() const { return !error_; }
@@ -50,7 +50,8 @@ public:
     std::string str(std::string_view key, std::size_t max, bool required = true) {
         const json::value* v = find(key, required);
         if (!v) return {};
-        if (!v->is_string()) return fail(DecodeErrc::wrong_type, key, "expected a string"), std::string{};
+        if (!v->is_string())
+            return fail(DecodeErrc::wrong_type, key, "expected a string"), std::string{};
         const auto& s = v->get_string();
         if (s.size() > max)
             return fail(DecodeErrc::field_too_large, key,
@@ -71,7 +72,8 @@ public:
         if (!v) return 0;
         if (v->is_uint64()) return v->get_uint64();
         if (v->is_int64()) {
-            if (v->get_int64() < 0) return fail(DecodeErrc::out_of_range, key, "must not be negative"), 0;
+            if (v->get_int64() < 0)
+                return fail(DecodeErrc::out_of_range, key, "must not be negative"), 0;
             return static_cast<std::uint64_t>(v->get_int64());
         }
         return fail(DecodeErrc::wrong_type, key, "expected a non-negative integer"), 0;
@@ -104,7 +106,8 @@ public:
     bool boolean(std::string_view key, bool required = true) {
         const json::value* v = find(key, required);
         if (!v) return false;
-        if (!v->is_bool()) return fail(DecodeErrc::wrong_type, key, "expected true or false"), false;
+        if (!v->is_bool())
+            return fail(DecodeErrc::wrong_type, key, "expected true or false"), false;
         return v->get_bool();
     }
 
@@ -118,7 +121,8 @@ public:
     const json::object* object(std::string_view key, bool required = true) {
         const json::value* v = find(key, required);
         if (!v || (!required && v->is_null())) return nullptr;
-        if (!v->is_object()) return fail(DecodeErrc::wrong_type, key, "expected an object"), nullptr;
+        if (!v->is_object())
+            return fail(DecodeErrc::wrong_type, key, "expected an object"), nullptr;
         return &v->get_object();
     }
 
@@ -144,7 +148,7 @@ public:
     }
     const Limits& limits() const { return limits_; }
 
-private:
+  private:
     const json::value* find(std::string_view key, bool required) {
         if (error_) return nullptr;
         const json::value* v = o_.if_contains(key);
@@ -168,7 +172,8 @@ std::optional<Message> decode_payload(Op op, Reader& r) {
             m.server_name = r.str("server_name", L.text_bytes_max, false);
             m.server_version = r.str("server_version", L.text_bytes_max, false);
             m.node_id = r.str("node_id", L.text_bytes_max, false);
-            if (r.ok() && m.heartbeat_ms == 0) r.fail(DecodeErrc::out_of_range, "heartbeat_ms", "must be > 0");
+            if (r.ok() && m.heartbeat_ms == 0)
+                r.fail(DecodeErrc::out_of_range, "heartbeat_ms", "must be > 0");
             return m;
         }
         case Op::identify: {
@@ -210,7 +215,8 @@ std::optional<Message> decode_payload(Op op, Reader& r) {
             return m;
         }
         case Op::ready:
-            return Ready{r.name("session_id", L.id_bytes_max), r.name("resume_token", L.token_bytes_max),
+            return Ready{r.name("session_id", L.id_bytes_max),
+                         r.name("resume_token", L.token_bytes_max),
                          r.str("user", L.text_bytes_max)};
         case Op::resumed:
             return Resumed{r.name("session_id", L.id_bytes_max)};
@@ -243,10 +249,11 @@ std::optional<Message> decode_payload(Op op, Reader& r) {
         case Op::leave:
             return Leave{r.name("room", L.room_bytes_max)};
         case Op::publish:
-            return Publish{r.name("room", L.room_bytes_max), r.name("id", L.id_bytes_max), r.raw("data")};
+            return Publish{r.name("room", L.room_bytes_max), r.name("id", L.id_bytes_max),
+                           r.raw("data")};
         case Op::ack:
-            return Ack{r.name("id", L.id_bytes_max), r.name("room", L.room_bytes_max), r.u64("epoch"),
-                       r.u64("offset")};
+            return Ack{r.name("id", L.id_bytes_max), r.name("room", L.room_bytes_max),
+                       r.u64("epoch"), r.u64("offset")};
         case Op::nack: {
             Nack m;
             m.id = r.name("id", L.id_bytes_max);
@@ -260,7 +267,8 @@ std::optional<Message> decode_payload(Op op, Reader& r) {
             m.room = r.name("room", L.room_bytes_max);
             m.position = {r.u64("epoch"), r.u64("offset")};
             m.data = r.raw("data");
-            if (r.ok() && m.position.offset == 0) r.fail(DecodeErrc::out_of_range, "offset", "offsets start at 1");
+            if (r.ok() && m.position.offset == 0)
+                r.fail(DecodeErrc::out_of_range, "offset", "offsets start at 1");
             return m;
         }
         case Op::reconnect: {
@@ -279,8 +287,8 @@ DecodeErrc map_parse_error(const boost::system::error_code& ec) {
 }
 
 /// Parses JSON with bounded depth into a stack-backed arena.
-json::value parse_bounded(std::string_view text, std::size_t depth_max,
-                          json::storage_ptr sp, boost::system::error_code& ec) {
+json::value parse_bounded(std::string_view text, std::size_t depth_max, json::storage_ptr sp,
+                          boost::system::error_code& ec) {
     json::parse_options opt;
     opt.max_depth = depth_max;
     opt.allow_invalid_utf8 = false;
@@ -290,7 +298,7 @@ json::value parse_bounded(std::string_view text, std::size_t depth_max,
 // ---- encoding ---------------------------------------------------------------
 
 class Writer {
-public:
+  public:
     explicit Writer(Op op) {
         out_.reserve(96);
         out_ += R"({"op":")";
@@ -324,7 +332,8 @@ public:
     }
     Writer& position(std::string_view key, const StreamPosition& p) {
         begin(key);
-        out_ += R"({"epoch":)" + std::to_string(p.epoch) + R"(,"offset":)" + std::to_string(p.offset) + "}";
+        out_ += R"({"epoch":)" + std::to_string(p.epoch) + R"(,"offset":)" +
+                std::to_string(p.offset) + "}";
         return *this;
     }
     std::string finish() {
@@ -337,11 +346,21 @@ public:
         for (char ch : v) {
             const auto c = static_cast<unsigned char>(ch);
             switch (c) {
-                case '"': out_ += "\\\""; break;
-                case '\\': out_ += "\\\\"; break;
-                case '\n': out_ += "\\n"; break;
-                case '\r': out_ += "\\r"; break;
-                case '\t': out_ += "\\t"; break;
+                case '"':
+                    out_ += "\\\"";
+                    break;
+                case '\\':
+                    out_ += "\\\\";
+                    break;
+                case '\n':
+                    out_ += "\\n";
+                    break;
+                case '\r':
+                    out_ += "\\r";
+                    break;
+                case '\t':
+                    out_ += "\\t";
+                    break;
                 default:
                     if (c < 0x20) {
                         char buf[8];
@@ -361,7 +380,7 @@ public:
         out_ += ':';
     }
 
-private:
+  private:
     std::string out_;
     bool first_ = true;
 };
@@ -382,9 +401,10 @@ std::optional<Op> parse_op(std::string_view name) noexcept {
 
 Op op_of(const Message& m) noexcept {
     static constexpr std::array<Op, std::variant_size_v<Message>> kByIndex{
-        Op::hello, Op::identify, Op::resume, Op::ready, Op::resumed, Op::invalid_session,
-        Op::heartbeat, Op::heartbeat_ack, Op::join, Op::joined, Op::join_error, Op::leave,
-        Op::publish, Op::ack, Op::nack, Op::event, Op::reconnect};
+        Op::hello,           Op::identify,  Op::resume,        Op::ready, Op::resumed,
+        Op::invalid_session, Op::heartbeat, Op::heartbeat_ack, Op::join,  Op::joined,
+        Op::join_error,      Op::leave,     Op::publish,       Op::ack,   Op::nack,
+        Op::event,           Op::reconnect};
     return kByIndex[m.index()];
 }
 
@@ -394,16 +414,26 @@ bool codes::retryable(std::string_view code) noexcept {
 
 std::string_view to_string(DecodeErrc e) noexcept {
     switch (e) {
-        case DecodeErrc::frame_too_large: return "frame_too_large";
-        case DecodeErrc::invalid_json: return "invalid_json";
-        case DecodeErrc::too_deep: return "too_deep";
-        case DecodeErrc::not_an_object: return "not_an_object";
-        case DecodeErrc::missing_op: return "missing_op";
-        case DecodeErrc::unknown_op: return "unknown_op";
-        case DecodeErrc::missing_field: return "missing_field";
-        case DecodeErrc::wrong_type: return "wrong_type";
-        case DecodeErrc::field_too_large: return "field_too_large";
-        case DecodeErrc::out_of_range: return "out_of_range";
+        case DecodeErrc::frame_too_large:
+            return "frame_too_large";
+        case DecodeErrc::invalid_json:
+            return "invalid_json";
+        case DecodeErrc::too_deep:
+            return "too_deep";
+        case DecodeErrc::not_an_object:
+            return "not_an_object";
+        case DecodeErrc::missing_op:
+            return "missing_op";
+        case DecodeErrc::unknown_op:
+            return "unknown_op";
+        case DecodeErrc::missing_field:
+            return "missing_field";
+        case DecodeErrc::wrong_type:
+            return "wrong_type";
+        case DecodeErrc::field_too_large:
+            return "field_too_large";
+        case DecodeErrc::out_of_range:
+            return "out_of_range";
     }
     return "unknown";
 }
@@ -417,9 +447,12 @@ std::string DecodeError::message() const {
 
 std::uint16_t DecodeError::close_code() const noexcept {
     switch (code) {
-        case DecodeErrc::frame_too_large: return close_code::message_too_big;
-        case DecodeErrc::unknown_op: return close_code::unknown_op;
-        default: return close_code::decode_error;
+        case DecodeErrc::frame_too_large:
+            return close_code::message_too_big;
+        case DecodeErrc::unknown_op:
+            return close_code::unknown_op;
+        default:
+            return close_code::decode_error;
     }
 }
 
@@ -435,25 +468,30 @@ DecodeResult decode(std::string_view frame, const Limits& limits) noexcept {
         json::value v = parse_bounded(frame, limits.depth_max, &mr, ec);
         if (ec) {
             const auto c = map_parse_error(ec);
-            return make_error(c, "", c == DecodeErrc::too_deep
-                                         ? "nesting deeper than " + std::to_string(limits.depth_max)
-                                         : ec.message());
+            return make_error(c, "",
+                              c == DecodeErrc::too_deep
+                                  ? "nesting deeper than " + std::to_string(limits.depth_max)
+                                  : ec.message());
         }
-        if (!v.is_object()) return make_error(DecodeErrc::not_an_object, "", "the frame must be a JSON object");
+        if (!v.is_object())
+            return make_error(DecodeErrc::not_an_object, "", "the frame must be a JSON object");
         const auto& env = v.get_object();
         const json::value* opv = env.if_contains("op");
-        if (!opv || !opv->is_string()) return make_error(DecodeErrc::missing_op, "op", "expected a string member \"op\"");
+        if (!opv || !opv->is_string())
+            return make_error(DecodeErrc::missing_op, "op", "expected a string member \"op\"");
         const auto& ops = opv->get_string();
         const auto op = parse_op(std::string_view{ops.data(), ops.size()});
         if (!op) {
             std::string shown{ops.data(), std::min<std::size_t>(ops.size(), 64)};
-            return make_error(DecodeErrc::unknown_op, "op", "no operation named \"" + shown + "\" in v1");
+            return make_error(DecodeErrc::unknown_op, "op",
+                              "no operation named \"" + shown + "\" in v1");
         }
         const json::value* dv = env.if_contains("d");
         static const json::object empty;
         const json::object* d = &empty;
         if (dv && !dv->is_null()) {
-            if (!dv->is_object()) return make_error(DecodeErrc::not_an_object, "d", "expected an object");
+            if (!dv->is_object())
+                return make_error(DecodeErrc::not_an_object, "d", "expected an object");
             d = &dv->get_object();
         }
         Reader r{*d, limits};
@@ -461,7 +499,8 @@ DecodeResult decode(std::string_view frame, const Limits& limits) noexcept {
         if (!r.ok()) return r.take_error();
         return std::move(*m);
     } catch (const std::exception& e) {
-        return make_error(DecodeErrc::invalid_json, "", std::string{"decoder failure: "} + e.what());
+        return make_error(DecodeErrc::invalid_json, "",
+                          std::string{"decoder failure: "} + e.what());
     } catch (...) {
         return make_error(DecodeErrc::invalid_json, "", "decoder failure");
     }
@@ -472,7 +511,8 @@ std::optional<DecodeError> validate_data(std::string_view data, const Limits& li
         if (data.size() > limits.frame_bytes_max)
             return make_error(DecodeErrc::frame_too_large, "d.data", "larger than the frame limit");
         // The payload sits two levels deep inside the envelope ({"d":{"data":...}}).
-        if (limits.depth_max <= 2) return make_error(DecodeErrc::too_deep, "d.data", "no depth left for data");
+        if (limits.depth_max <= 2)
+            return make_error(DecodeErrc::too_deep, "d.data", "no depth left for data");
         unsigned char arena[4096];
         json::monotonic_resource mr{arena, sizeof arena};
         boost::system::error_code ec;
@@ -491,11 +531,21 @@ bool is_valid_utf8(std::string_view s) noexcept {
         const auto c = static_cast<unsigned char>(s[i]);
         std::size_t len = 0;
         std::uint32_t cp = 0;
-        if (c < 0x80) { ++i; continue; }
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; }
-        else return false;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            len = 2;
+            cp = c & 0x1Fu;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0Fu;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4;
+            cp = c & 0x07u;
+        } else
+            return false;
         if (i + len > n) return false;
         for (std::size_t k = 1; k < len; ++k) {
             const auto cc = static_cast<unsigned char>(s[i + k]);
@@ -515,9 +565,13 @@ std::string encode(const Message& msg) {
         [](const auto& m) -> std::string {
             using T = std::decay_t<decltype(m)>;
             if constexpr (std::is_same_v<T, Hello>) {
-                return Writer{Op::hello}.i64("heartbeat_ms", m.heartbeat_ms)
-                    .i64("session_ttl_ms", m.session_ttl_ms).str("server_name", m.server_name)
-                    .str("server_version", m.server_version).str("node_id", m.node_id).finish();
+                return Writer{Op::hello}
+                    .i64("heartbeat_ms", m.heartbeat_ms)
+                    .i64("session_ttl_ms", m.session_ttl_ms)
+                    .str("server_name", m.server_name)
+                    .str("server_version", m.server_version)
+                    .str("node_id", m.node_id)
+                    .finish();
             } else if constexpr (std::is_same_v<T, Identify>) {
                 Writer w{Op::identify};
                 w.str("token", m.token);
@@ -547,8 +601,11 @@ std::string encode(const Message& msg) {
                 w.buffer() += ']';
                 return w.finish();
             } else if constexpr (std::is_same_v<T, Ready>) {
-                return Writer{Op::ready}.str("session_id", m.session_id)
-                    .str("resume_token", m.resume_token).str("user", m.user).finish();
+                return Writer{Op::ready}
+                    .str("session_id", m.session_id)
+                    .str("resume_token", m.resume_token)
+                    .str("user", m.user)
+                    .finish();
             } else if constexpr (std::is_same_v<T, Resumed>) {
                 return Writer{Op::resumed}.str("session_id", m.session_id).finish();
             } else if constexpr (std::is_same_v<T, InvalidSession>) {
@@ -563,26 +620,46 @@ std::string encode(const Message& msg) {
                 if (m.since) w.position("since", *m.since);
                 return w.finish();
             } else if constexpr (std::is_same_v<T, Joined>) {
-                return Writer{Op::joined}.str("room", m.room).u64("epoch", m.position.epoch)
-                    .u64("offset", m.position.offset).boolean("recovered", m.recovered).finish();
+                return Writer{Op::joined}
+                    .str("room", m.room)
+                    .u64("epoch", m.position.epoch)
+                    .u64("offset", m.position.offset)
+                    .boolean("recovered", m.recovered)
+                    .finish();
             } else if constexpr (std::is_same_v<T, JoinError>) {
-                return Writer{Op::join_error}.str("room", m.room).str("code", m.code)
-                    .str("reason", m.reason).boolean("fatal", m.fatal).finish();
+                return Writer{Op::join_error}
+                    .str("room", m.room)
+                    .str("code", m.code)
+                    .str("reason", m.reason)
+                    .boolean("fatal", m.fatal)
+                    .finish();
             } else if constexpr (std::is_same_v<T, Leave>) {
                 return Writer{Op::leave}.str("room", m.room).finish();
             } else if constexpr (std::is_same_v<T, Publish>) {
-                return Writer{Op::publish}.str("room", m.room).str("id", m.id).raw("data", m.data).finish();
+                return Writer{Op::publish}
+                    .str("room", m.room)
+                    .str("id", m.id)
+                    .raw("data", m.data)
+                    .finish();
             } else if constexpr (std::is_same_v<T, Ack>) {
-                return Writer{Op::ack}.str("id", m.id).str("room", m.room).u64("epoch", m.epoch)
-                    .u64("offset", m.offset).finish();
+                return Writer{Op::ack}
+                    .str("id", m.id)
+                    .str("room", m.room)
+                    .u64("epoch", m.epoch)
+                    .u64("offset", m.offset)
+                    .finish();
             } else if constexpr (std::is_same_v<T, Nack>) {
                 Writer w{Op::nack};
                 w.str("id", m.id).str("code", m.code).str("reason", m.reason);
                 if (m.retry_after_ms) w.i64("retry_after_ms", *m.retry_after_ms);
                 return w.finish();
             } else if constexpr (std::is_same_v<T, Event>) {
-                return Writer{Op::event}.str("room", m.room).u64("epoch", m.position.epoch)
-                    .u64("offset", m.position.offset).raw("data", m.data).finish();
+                return Writer{Op::event}
+                    .str("room", m.room)
+                    .u64("epoch", m.position.epoch)
+                    .u64("offset", m.position.offset)
+                    .raw("data", m.data)
+                    .finish();
             } else {
                 static_assert(std::is_same_v<T, Reconnect>);
                 Writer w{Op::reconnect};

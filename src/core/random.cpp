@@ -31,7 +31,8 @@ constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept {
 
 Rng::Rng(std::uint64_t seed) noexcept {
     std::uint64_t x = seed;
-    for (auto& w : s_) w = splitmix64(x);
+    for (auto& w : s_)
+        w = splitmix64(x);
 }
 
 std::uint64_t Rng::next_u64() noexcept {
@@ -52,7 +53,8 @@ std::uint64_t Rng::uniform(std::uint64_t bound) noexcept {
     Wide m = mul_wide(next_u64(), bound);
     if (m.lo < bound) {
         const std::uint64_t threshold = (0 - bound) % bound;
-        while (m.lo < threshold) m = mul_wide(next_u64(), bound);
+        while (m.lo < threshold)
+            m = mul_wide(next_u64(), bound);
     }
     return m.hi;
 }
@@ -73,6 +75,8 @@ bool Rng::chance(double p) noexcept {
     return unit() < p;
 }
 
-Rng Rng::fork() noexcept { return Rng{next_u64()}; }
+Rng Rng::fork() noexcept {
+    return Rng{next_u64()};
+}
 
 }  // namespace tether

@@ -21,11 +21,14 @@ void SimServer::close_conn(std::uint64_t conn, std::uint16_t code, std::string r
     if (conns_.count(conn)) close(conn, code, std::move(reason));
 }
 
-std::vector<ServerOutput> SimServer::take_outputs() { return std::exchange(out_, {}); }
+std::vector<ServerOutput> SimServer::take_outputs() {
+    return std::exchange(out_, {});
+}
 
 std::vector<std::uint64_t> SimServer::connections() const {
     std::vector<std::uint64_t> v;
-    for (const auto& [id, c] : conns_) v.push_back(id);
+    for (const auto& [id, c] : conns_)
+        v.push_back(id);
     return v;
 }
 
@@ -36,7 +39,8 @@ bool SimServer::has_session_for(std::uint64_t conn) const {
 
 void SimServer::on_open(time_point, std::uint64_t conn) {
     conns_[conn] = Conn{};
-    send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), "tether-sim", "0.1.0", "sim-1"});
+    send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), "tether-sim",
+                            "0.1.0", "sim-1"});
 }
 
 void SimServer::on_disconnect(time_point now, std::uint64_t conn) {
@@ -54,7 +58,8 @@ void SimServer::on_disconnect(time_point now, std::uint64_t conn) {
 
 std::vector<std::uint64_t> SimServer::drop_all() {
     std::vector<std::uint64_t> ids = connections();
-    for (auto id : ids) on_disconnect(now_, id);
+    for (auto id : ids)
+        on_disconnect(now_, id);
     return ids;
 }
 
@@ -71,13 +76,15 @@ SimServer::Stream& SimServer::stream(std::string_view room) {
     return it->second;
 }
 
-proto::StreamPosition SimServer::append(std::string_view room, std::string data, std::string publish_id) {
+proto::StreamPosition SimServer::append(std::string_view room, std::string data,
+                                        std::string publish_id) {
     Stream& s = stream(room);
     ++s.head;
     Entry e{s.head, std::move(data), std::move(publish_id)};
     archive_[{std::string{room}, s.epoch}].push_back(e);
     s.history.push_back(e);
-    while (s.history.size() > config_.history_max) s.history.pop_front();
+    while (s.history.size() > config_.history_max)
+        s.history.pop_front();
     const proto::StreamPosition pos{s.epoch, s.head};
     for (const auto& [id, c] : conns_) {
         if (!c.rooms.count(room)) continue;
@@ -102,14 +109,17 @@ void SimServer::lose_history(std::string_view room) {
         it = it->second.room == room ? dedupe_.erase(it) : std::next(it);
 }
 
-void SimServer::join(std::uint64_t conn, const std::string& room, std::optional<proto::StreamPosition> since) {
+void SimServer::join(std::uint64_t conn, const std::string& room,
+                     std::optional<proto::StreamPosition> since) {
     if (forbidden_rooms.count(room)) {
-        send(conn, proto::JoinError{room, std::string{proto::codes::not_permitted}, "room is closed to you", true});
+        send(conn, proto::JoinError{room, std::string{proto::codes::not_permitted},
+                                    "room is closed to you", true});
         return;
     }
     if (join_error_budget > 0) {
         --join_error_budget;
-        send(conn, proto::JoinError{room, std::string{proto::codes::rate_limited}, "slow down", false});
+        send(conn,
+             proto::JoinError{room, std::string{proto::codes::rate_limited}, "slow down", false});
         return;
     }
     Stream& s = stream(room);
@@ -117,10 +127,12 @@ void SimServer::join(std::uint64_t conn, const std::string& room, std::optional<
     auto& sess = sessions_.at(*conns_[conn].session);
     sess.rooms.insert(room);
     const std::uint64_t first = s.history.empty() ? s.head + 1 : s.history.front().offset;
-    const bool recoverable = !since || (since->epoch == s.epoch && since->offset + 1 >= first && since->offset <= s.head);
+    const bool recoverable = !since || (since->epoch == s.epoch && since->offset + 1 >= first &&
+                                        since->offset <= s.head);
     send(conn, proto::Joined{room, {s.epoch, s.head}, recoverable});
     if (since && recoverable) {
-        const std::uint64_t from = since->offset > sloppy_overlap ? since->offset - sloppy_overlap : 0;
+        const std::uint64_t from =
+            since->offset > sloppy_overlap ? since->offset - sloppy_overlap : 0;
         for (const auto& e : s.history)
             if (e.offset > from) send(conn, proto::Event{room, {s.epoch, e.offset}, e.data});
     }
@@ -144,11 +156,13 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
     proto::Message& msg = res.message();
     const bool identified = cit->second.session.has_value();
     if (!identified && !std::holds_alternative<proto::Identify>(msg) &&
-        !std::holds_alternative<proto::Resume>(msg) && !std::holds_alternative<proto::Heartbeat>(msg))
+        !std::holds_alternative<proto::Resume>(msg) &&
+        !std::holds_alternative<proto::Heartbeat>(msg))
         return close(conn, close_code::not_authenticated, "not authenticated");
 
     if (auto* m = std::get_if<proto::Identify>(&msg)) {
-        if (identified) return close(conn, close_code::already_authenticated, "already authenticated");
+        if (identified)
+            return close(conn, close_code::already_authenticated, "already authenticated");
         if (reject_identify || m->token.rfind("tok-", 0) != 0)
             return close(conn, close_code::authentication_failed, "authentication failed");
         Session s;
@@ -159,7 +173,8 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
         attach(now, conn, s.id);
         send(conn, proto::Ready{s.id, s.resume_token, s.user});
     } else if (auto* r = std::get_if<proto::Resume>(&msg)) {
-        if (identified) return close(conn, close_code::already_authenticated, "already authenticated");
+        if (identified)
+            return close(conn, close_code::already_authenticated, "already authenticated");
         auto it = sessions_.find(r->session_id);
         const bool expired = it != sessions_.end() && !it->second.conn &&
                              now - it->second.detached_at > config_.session_ttl;
@@ -171,7 +186,8 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
         attach(now, conn, r->session_id);
         it->second.rooms.clear();
         send(conn, proto::Resumed{r->session_id});
-        for (const auto& rp : r->rooms) join(conn, rp.room, rp.position);
+        for (const auto& rp : r->rooms)
+            join(conn, rp.room, rp.position);
     } else if (auto* h = std::get_if<proto::Heartbeat>(&msg)) {
         send(conn, proto::HeartbeatAck{h->ts});
     } else if (auto* j = std::get_if<proto::Join>(&msg)) {
@@ -184,8 +200,8 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
         auto key = std::make_pair(user, p->id);
         if (auto d = dedupe_.find(key); d != dedupe_.end()) return send(conn, d->second);
         if (rate_limit) {
-            return send(conn, proto::Nack{p->id, std::string{proto::codes::rate_limited}, "too fast",
-                                          rate_limit_retry_ms});
+            return send(conn, proto::Nack{p->id, std::string{proto::codes::rate_limited},
+                                          "too fast", rate_limit_retry_ms});
         }
         const auto pos = append(p->room, p->data, p->id);
         proto::Ack ack{p->id, p->room, pos.epoch, pos.offset};

@@ -29,7 +29,7 @@ struct ServerOutput {
 };
 
 class SimServer {
-public:
+  public:
     struct Config {
         duration heartbeat{5'000};
         duration session_ttl{60'000};
@@ -69,8 +69,8 @@ public:
     std::vector<std::uint64_t> connections() const;
 
     // fault knobs
-    bool reject_identify = false;   ///< IDENTIFY -> close 4004
-    bool rate_limit = false;        ///< PUBLISH -> NACK rate_limited
+    bool reject_identify = false;  ///< IDENTIFY -> close 4004
+    bool rate_limit = false;       ///< PUBLISH -> NACK rate_limited
     std::int64_t rate_limit_retry_ms = 500;
     std::set<std::string, std::less<>> forbidden_rooms;  ///< JOIN -> fatal JOIN_ERROR
     std::uint32_t join_error_budget = 0;  ///< next N joins answered with a retryable JOIN_ERROR
@@ -87,7 +87,7 @@ public:
     }
     bool has_session_for(std::uint64_t conn) const;
 
-private:
+  private:
     struct Session {
         std::string id;
         std::string resume_token;
@@ -103,7 +103,8 @@ private:
 
     void send(std::uint64_t conn, const proto::Message& m);
     void close(std::uint64_t conn, std::uint16_t code, std::string reason);
-    void join(std::uint64_t conn, const std::string& room, std::optional<proto::StreamPosition> since);
+    void join(std::uint64_t conn, const std::string& room,
+              std::optional<proto::StreamPosition> since);
     void attach(time_point now, std::uint64_t conn, const std::string& session_id);
     Stream& stream(std::string_view room);
     proto::StreamPosition append(std::string_view room, std::string data, std::string publish_id);

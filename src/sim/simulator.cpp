@@ -46,30 +46,37 @@ struct PublishRecord {
 };
 
 class World {
-public:
+  public:
     explicit World(const Options& o)
-        : opt_(o), rng_(o.seed ^ 0x7E7E7E7E5EEDull), server_(server_config()), client_(client_config()) {
+        : opt_(o),
+          rng_(o.seed ^ 0x7E7E7E7E5EEDull),
+          server_(server_config()),
+          client_(client_config()) {
         server_.sloppy_overlap = sloppy_overlap_;
         // Members declared after client_ are initialised after it: derive here.
         cfg_ = client_.config();
         Backoff b{cfg_.backoff};
         retry_lo_ = b.delay_bounds(1).lo;
-        for (std::uint32_t n = 1; n <= 64; ++n) retry_hi_ = std::max(retry_hi_, b.delay_bounds(n).hi);
+        for (std::uint32_t n = 1; n <= 64; ++n)
+            retry_hi_ = std::max(retry_hi_, b.delay_bounds(n).hi);
         retry_hi_ = std::max(retry_hi_, cfg_.backoff.retry_after_max);
     }
 
     Result run();
 
-private:
+  private:
     // ---- configuration drawn from the seed ----
     SimServer::Config server_config();
     ClientConfig client_config();
 
     // ---- scheduling ----
-    void at(time_point t, std::function<void()> fn) { queue_.emplace(std::make_pair(t, seq_++), std::move(fn)); }
+    void at(time_point t, std::function<void()> fn) {
+        queue_.emplace(std::make_pair(t, seq_++), std::move(fn));
+    }
     duration latency() {
         const auto base = base_latency_.count();
-        auto d = base + static_cast<std::int64_t>(rng_.uniform(static_cast<std::uint64_t>(base / 2 + 1)));
+        auto d = base +
+                 static_cast<std::int64_t>(rng_.uniform(static_cast<std::uint64_t>(base / 2 + 1)));
         if (now_ < slow_until_) d *= 40;
         return duration{d};
     }
@@ -173,7 +180,8 @@ ClientConfig World::client_config() {
     if (rng_.chance(0.3)) c.heartbeat_ack_timeout = duration{rng_.range(1'000, 6'000)};
     if (rng_.chance(0.3)) {
         c.outbox.count_max = static_cast<std::size_t>(rng_.range(5, 40));
-        c.outbox.overflow = rng_.chance(0.5) ? OverflowPolicy::drop_oldest : OverflowPolicy::reject_new;
+        c.outbox.overflow =
+            rng_.chance(0.5) ? OverflowPolicy::drop_oldest : OverflowPolicy::reject_new;
     }
     if (rng_.chance(0.2)) c.outbox.message_ttl = duration{rng_.range(2'000, 60'000)};
     return c;
@@ -187,8 +195,9 @@ void World::trace(const char* fmt, ...) {
     va_end(ap);
     char line[600];
     const auto ms = to_ms(now_);
-    const int n = std::snprintf(line, sizeof line, "[%4lld.%03lld] %s", static_cast<long long>(ms / 1000),
-                                static_cast<long long>(ms % 1000), body);
+    const int n =
+        std::snprintf(line, sizeof line, "[%4lld.%03lld] %s", static_cast<long long>(ms / 1000),
+                      static_cast<long long>(ms % 1000), body);
     for (int i = 0; i < n && i < static_cast<int>(sizeof line); ++i) {
         hash_ ^= static_cast<unsigned char>(line[i]);
         hash_ *= 0x100000001b3ull;
@@ -208,8 +217,10 @@ void World::client_input(Input kind, F&& fn) {
 }
 
 void World::drain_client(Input kind, const ClientStatus& before) {
-    while (auto t = client_.poll_transmit()) on_transmit(*t, kind, before);
-    while (auto e = client_.poll_event()) on_event(*e);
+    while (auto t = client_.poll_transmit())
+        on_transmit(*t, kind, before);
+    while (auto e = client_.poll_event())
+        on_event(*e);
     check_status();
 }
 
@@ -219,25 +230,31 @@ void World::check_attempt(Input kind, const ClientStatus& before) {
     for (const auto& [id, l] : links_)
         if (l.client_alive && l.state != Link::State::closed)
             fail("connection attempt while conn#" + std::to_string(id) + " is still alive");
-    const bool stopped = before.state == ConnState::error ||
-                         (before.state == ConnState::disconnected && before.reason != StopReason::offline);
-    if (stopped && kind != Input::app) fail("attempt after a fatal or manual stop without the application asking");
+    const bool stopped =
+        before.state == ConnState::error ||
+        (before.state == ConnState::disconnected && before.reason != StopReason::offline);
+    if (stopped && kind != Input::app)
+        fail("attempt after a fatal or manual stop without the application asking");
     // An attempt outside a scheduled retry must have a reason: the
     // application, coming online, or the one re-identify after a fatal close
     // or exhausted attempts.
     const bool scheduled = before.next_retry_at && *before.next_retry_at <= now_;
-    const bool first = before.state == ConnState::disconnected || before.state == ConnState::connecting;
-    const bool escalation = contains_reauth(client_.status().get()) || cfg_.backoff.attempts_max.has_value();
+    const bool first =
+        before.state == ConnState::disconnected || before.state == ConnState::connecting;
+    const bool escalation =
+        contains_reauth(client_.status().get()) || cfg_.backoff.attempts_max.has_value();
     if (kind == Input::timeout && !scheduled && !escalation && !first)
         fail("unscheduled attempt from a timeout");
-    if (kind == Input::network && !escalation) fail("attempt straight from a network event (no backoff)");
+    if (kind == Input::network && !escalation)
+        fail("attempt straight from a network event (no backoff)");
     // No tight loops: bounded attempts in any 10 s window.
     attempt_times_.push_back(now_);
     const auto window = duration{10'000};
     const auto lo = std::max<std::int64_t>(retry_lo_.count(), 100);
     const auto limit = static_cast<std::size_t>(window.count() / lo + 8);
-    const auto n = static_cast<std::size_t>(std::count_if(attempt_times_.begin(), attempt_times_.end(),
-                                                          [&](time_point t) { return now_ - t < window; }));
+    const auto n =
+        static_cast<std::size_t>(std::count_if(attempt_times_.begin(), attempt_times_.end(),
+                                               [&](time_point t) { return now_ - t < window; }));
     if (n > limit) fail("retry storm: " + std::to_string(n) + " attempts within 10 s");
 }
 
@@ -258,7 +275,9 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                     if (!links_[id].client_alive) return;
                     links_[id].client_alive = false;
                     trace("net: conn#%llu refused", static_cast<unsigned long long>(id));
-                    client_input(Input::network, [&] { client_.handle_close(now_, id, close_code::abnormal, "connection refused"); });
+                    client_input(Input::network, [&] {
+                        client_.handle_close(now_, id, close_code::abnormal, "connection refused");
+                    });
                 });
                 return;
             }
@@ -281,7 +300,8 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
         }
         case Transmit::Kind::send: {
             auto it = links_.find(t.conn);
-            if (it == links_.end() || it->second.state != Link::State::open) return;  // lost on the wire
+            if (it == links_.end() || it->second.state != Link::State::open)
+                return;  // lost on the wire
             Link& l = it->second;
             l.c2s_last = std::max(l.c2s_last, now_ + latency());
             const auto id = t.conn;
@@ -313,7 +333,8 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                     at(std::max(l.s2c_last, now_ + 2 * latency()), [this, id, code = t.code] {
                         if (!links_[id].client_alive) return;
                         links_[id].client_alive = false;
-                        client_input(Input::network, [&] { client_.handle_close(now_, id, code, "close echoed"); });
+                        client_input(Input::network,
+                                     [&] { client_.handle_close(now_, id, code, "close echoed"); });
                     });
                 }
             } else if (is_close && prev != Link::State::half_open) {
@@ -331,13 +352,15 @@ void World::on_event(ClientEvent& ev) {
             using T = std::decay_t<decltype(e)>;
             if constexpr (std::is_same_v<T, StatusChanged>) {
                 trace("status: %s", describe(e.status, now_).c_str());
-                if (e.status.state == ConnState::connected && e.status.phase == Phase::none) ++stats_.connects;
+                if (e.status.state == ConnState::connected && e.status.phase == Phase::none)
+                    ++stats_.connects;
                 const bool stopped = e.status.state == ConnState::error ||
                                      (e.status.state == ConnState::disconnected &&
                                       e.status.reason != StopReason::offline);
                 if (stopped) schedule_app_retry();
             } else if constexpr (std::is_same_v<T, RoomStatusChanged>) {
-                trace("room %s: %s %s", e.room.c_str(), std::string{to_string(e.state)}.c_str(), e.reason.c_str());
+                trace("room %s: %s %s", e.room.c_str(), std::string{to_string(e.state)}.c_str(),
+                      e.reason.c_str());
                 if (e.state == RoomState::error && !server_.forbidden_rooms.count(e.room))
                     fail("room " + e.room + " failed without a fatal reason: " + e.reason);
                 if (e.state == RoomState::joined) {
@@ -355,16 +378,18 @@ void World::on_event(ClientEvent& ev) {
                 for (int i = 0; i < copies; ++i) {
                     auto& rc = rooms_[e.room];
                     if (!rc.last) fail("delivery in " + e.room + " before it was joined");
-                    if (e.position.epoch != rc.last->epoch || e.position.offset != rc.last->offset + 1)
-                        fail("room " + e.room + ": delivered " + std::to_string(e.position.epoch) + "#" +
-                             std::to_string(e.position.offset) + " after " + std::to_string(rc.last->epoch) +
-                             "#" + std::to_string(rc.last->offset) + " (loss, duplicate or reorder)");
+                    if (e.position.epoch != rc.last->epoch ||
+                        e.position.offset != rc.last->offset + 1)
+                        fail("room " + e.room + ": delivered " + std::to_string(e.position.epoch) +
+                             "#" + std::to_string(e.position.offset) + " after " +
+                             std::to_string(rc.last->epoch) + "#" +
+                             std::to_string(rc.last->offset) + " (loss, duplicate or reorder)");
                     const auto& arch = server_.archive();
                     auto a = arch.find({e.room, e.position.epoch});
                     if (a == arch.end() || e.position.offset > a->second.size() ||
                         a->second[e.position.offset - 1].data != e.data)
-                        fail("room " + e.room + ": payload at " + std::to_string(e.position.offset) +
-                             " differs from the server's");
+                        fail("room " + e.room + ": payload at " +
+                             std::to_string(e.position.offset) + " differs from the server's");
                     rc.last = e.position;
                     ++stats_.delivered;
                     if (e.replayed) ++stats_.replayed;
@@ -377,22 +402,28 @@ void World::on_event(ClientEvent& ev) {
                       static_cast<unsigned long long>(e.resumed_at.offset));
                 ++stats_.history_lost;
                 auto& rc = rooms_[e.room];
-                if (rc.last != e.last_delivered) fail("history lost reported from a position the app never saw");
-                // It must really be unrecoverable: epoch changed or the position fell out of history.
+                if (rc.last != e.last_delivered)
+                    fail("history lost reported from a position the app never saw");
+                // It must really be unrecoverable: epoch changed or the position fell out of
+                // history.
                 const auto& s = server_.streams().at(e.room);
-                const std::uint64_t first = s.history.empty() ? s.head + 1 : s.history.front().offset;
-                const bool recoverable = s.epoch == e.last_delivered.epoch && e.last_delivered.offset + 1 >= first &&
+                const std::uint64_t first =
+                    s.history.empty() ? s.head + 1 : s.history.front().offset;
+                const bool recoverable = s.epoch == e.last_delivered.epoch &&
+                                         e.last_delivered.offset + 1 >= first &&
                                          e.last_delivered.offset <= s.head;
                 if (recoverable) fail("spurious history loss in " + e.room);
                 rc.last = e.resumed_at;
             } else if constexpr (std::is_same_v<T, PublishAcked>) {
                 auto it = publishes_.find(e.id);
                 if (it == publishes_.end()) fail("ack for an unknown publish " + e.id);
-                if (it->second.acked || it->second.failed) fail("publish " + e.id + " completed twice");
+                if (it->second.acked || it->second.failed)
+                    fail("publish " + e.id + " completed twice");
                 const auto& arch = server_.archive();
                 auto a = arch.find({e.room, e.position.epoch});
-                if (a != arch.end() && (e.position.offset == 0 || e.position.offset > a->second.size() ||
-                                        a->second[e.position.offset - 1].publish_id != e.id))
+                if (a != arch.end() &&
+                    (e.position.offset == 0 || e.position.offset > a->second.size() ||
+                     a->second[e.position.offset - 1].publish_id != e.id))
                     fail("ack for " + e.id + " names an offset holding another message");
                 it->second.acked = true;
                 it->second.position = e.position;
@@ -400,8 +431,10 @@ void World::on_event(ClientEvent& ev) {
             } else if constexpr (std::is_same_v<T, PublishFailed>) {
                 auto it = publishes_.find(e.id);
                 if (it == publishes_.end()) fail("failure for an unknown publish " + e.id);
-                if (it->second.acked || it->second.failed) fail("publish " + e.id + " completed twice");
-                if (e.code != "expired" && e.code != "dropped") fail("publish failed with unexpected " + e.code);
+                if (it->second.acked || it->second.failed)
+                    fail("publish " + e.id + " completed twice");
+                if (e.code != "expired" && e.code != "dropped")
+                    fail("publish failed with unexpected " + e.code);
                 it->second.failed = true;
                 order_check_ = false;
                 ++stats_.publish_failed;
@@ -429,7 +462,8 @@ void World::on_event(ClientEvent& ev) {
 }
 
 bool World::contains_reauth(const ClientStatus& s) const {
-    return std::find(cfg_.reauth_codes.begin(), cfg_.reauth_codes.end(), s.close_code) != cfg_.reauth_codes.end();
+    return std::find(cfg_.reauth_codes.begin(), cfg_.reauth_codes.end(), s.close_code) !=
+           cfg_.reauth_codes.end();
 }
 
 void World::check_status() {
@@ -444,15 +478,18 @@ void World::check_status() {
         const Link& l = links_[*c];
         if (!l.client_alive) fail("status connected on a connection the client knows is closed");
     }
-    if (s.next_retry_at && client_.connection()) fail("waiting to retry while a connection is in flight");
+    if (s.next_retry_at && client_.connection())
+        fail("waiting to retry while a connection is in flight");
     if ((s.state == ConnState::error || s.state == ConnState::disconnected) && client_.connection())
         fail("status " + std::string{to_string(s.state)} + " while a connection is in flight");
     if (s.next_retry_at) {
         const auto d = *s.next_retry_at - now_;
-        if (d < duration{0} || d > retry_hi_) fail("retry delay out of bounds: " + std::to_string(d.count()) + " ms");
+        if (d < duration{0} || d > retry_hi_)
+            fail("retry delay out of bounds: " + std::to_string(d.count()) + " ms");
     }
     for (const auto& ri : client_.rooms())
-        if (ri.state == RoomState::joined && !client_.connection()) fail("room joined without a connection");
+        if (ri.state == RoomState::joined && !client_.connection())
+            fail("room joined without a connection");
 }
 
 void World::drain_server() {
@@ -471,7 +508,8 @@ void World::drain_server() {
             });
         } else {
             l.state = Link::State::closed;
-            trace("server: close conn#%llu %u %s", static_cast<unsigned long long>(id), o.code, o.reason.c_str());
+            trace("server: close conn#%llu %u %s", static_cast<unsigned long long>(id), o.code,
+                  o.reason.c_str());
             at(l.s2c_last, [this, id, code = o.code, reason = o.reason] {
                 if (!links_[id].client_alive) return;
                 links_[id].client_alive = false;
@@ -489,7 +527,8 @@ void World::schedule_backend() {
         if (server_up_) {
             const auto& room = room_names_[rng_.uniform(room_names_.size())];
             server_.set_now(now_);
-            const auto pos = server_.publish_backend(room, "{\"n\":" + std::to_string(rng_.uniform(1'000'000)) + "}");
+            const auto pos = server_.publish_backend(
+                room, "{\"n\":" + std::to_string(rng_.uniform(1'000'000)) + "}");
             (void)pos;
             drain_server();
         }
@@ -505,7 +544,8 @@ void World::schedule_client_traffic() {
         client_input(Input::app, [&] {
             if (roll < 80) {
                 const auto idx = ++publish_index_;
-                auto res = client_.publish(now_, room, "{\"from\":\"sim\",\"i\":" + std::to_string(idx) + "}");
+                auto res = client_.publish(now_, room,
+                                           "{\"from\":\"sim\",\"i\":" + std::to_string(idx) + "}");
                 if (res.accepted) {
                     publishes_[res.id] = PublishRecord{room, idx, false, false, {}};
                     ++stats_.published;
@@ -532,8 +572,8 @@ void World::schedule_app_retry() {
     at(now_ + duration{rng_.range(1'000, 10'000)}, [this] {
         app_retry_pending_ = false;
         const auto& s = client_.status().get();
-        const bool stopped = s.state == ConnState::error ||
-                             (s.state == ConnState::disconnected && s.reason != StopReason::offline);
+        const bool stopped = s.state == ConnState::error || (s.state == ConnState::disconnected &&
+                                                             s.reason != StopReason::offline);
         if (!stopped) return;
         trace("app: retry now");
         client_input(Input::app, [&] { client_.retry_now(now_); });
@@ -580,9 +620,10 @@ void World::inject_fault() {
         case 3: {
             const auto down = duration{rng_.range(200, 25'000)};
             const bool lose = rng_.chance(0.5);
-            trace("fault: server restart (down %lld ms, sessions %s)", static_cast<long long>(down.count()),
-                  lose ? "lost" : "kept");
-            for (auto id : server_.connections()) close_client_side(id, close_code::abnormal, "server restarted");
+            trace("fault: server restart (down %lld ms, sessions %s)",
+                  static_cast<long long>(down.count()), lose ? "lost" : "kept");
+            for (auto id : server_.connections())
+                close_client_side(id, close_code::abnormal, "server restarted");
             server_up_ = false;
             hang_connects_ = rng_.chance(0.3);
             if (lose) server_.lose_sessions();
@@ -595,7 +636,8 @@ void World::inject_fault() {
         case 4:
             refuse_until_ = now_ + duration{rng_.range(500, 15'000)};
             hang_connects_ = rng_.chance(0.3);
-            trace("fault: unreachable until %lld ms (%s)", static_cast<long long>(to_ms(refuse_until_)),
+            trace("fault: unreachable until %lld ms (%s)",
+                  static_cast<long long>(to_ms(refuse_until_)),
                   hang_connects_ ? "connects hang" : "connects refused");
             break;
         case 5:
@@ -612,7 +654,8 @@ void World::inject_fault() {
             trace("fault: authentication revoked (4004)");
             if (rng_.chance(0.4)) {
                 server_.reject_identify = true;
-                at(now_ + duration{rng_.range(1'000, 20'000)}, [this] { server_.reject_identify = false; });
+                at(now_ + duration{rng_.range(1'000, 20'000)},
+                   [this] { server_.reject_identify = false; });
             }
             if (conn) server_.close_conn(*conn, close_code::authentication_failed, "token revoked");
             drain_server();
@@ -695,7 +738,8 @@ void World::heal() {
     // One last event per room: a live subscriber learns of a lost stream
     // (new epoch) from the next event, so convergence must include that path.
     server_.set_now(now_);
-    for (const auto& room : room_names_) server_.publish_backend(room, "{\"heal\":true}");
+    for (const auto& room : room_names_)
+        server_.publish_backend(room, "{\"heal\":true}");
     drain_server();
 }
 
@@ -752,7 +796,8 @@ bool World::step() {
         now_ = std::max(now_, *next);
         client_input(Input::timeout, [&] { client_.handle_timeout(now_); });
         const auto again = client_.poll_timeout();
-        if (again && *again <= now_) fail("busy loop: poll_timeout did not advance after handle_timeout");
+        if (again && *again <= now_)
+            fail("busy loop: poll_timeout did not advance after handle_timeout");
     } else {
         return false;
     }
@@ -766,17 +811,22 @@ Result World::run() {
     try {
         base_latency_ = duration{rng_.range(1, 40)};
         const auto room_count = rng_.range(2, 4);
-        for (std::int64_t i = 0; i < room_count; ++i) room_names_.push_back("room-" + std::to_string(i));
+        for (std::int64_t i = 0; i < room_count; ++i)
+            room_names_.push_back("room-" + std::to_string(i));
         sabotage_at_ = 1 + rng_.uniform(20);
-        trace("seed %llu: latency %lld ms, heartbeat %lld ms, session ttl %lld ms, history %zu, backoff %s%s",
-              static_cast<unsigned long long>(opt_.seed), static_cast<long long>(base_latency_.count()),
-              static_cast<long long>(server_cfg_.heartbeat.count()),
-              static_cast<long long>(server_cfg_.session_ttl.count()), server_cfg_.history_max,
-              std::string{to_string(cfg_.backoff.strategy)}.c_str(),
-              cfg_.dynamic_credentials ? ", dynamic credentials" : "");
+        trace(
+            "seed %llu: latency %lld ms, heartbeat %lld ms, session ttl %lld ms, history %zu, "
+            "backoff %s%s",
+            static_cast<unsigned long long>(opt_.seed),
+            static_cast<long long>(base_latency_.count()),
+            static_cast<long long>(server_cfg_.heartbeat.count()),
+            static_cast<long long>(server_cfg_.session_ttl.count()), server_cfg_.history_max,
+            std::string{to_string(cfg_.backoff.strategy)}.c_str(),
+            cfg_.dynamic_credentials ? ", dynamic credentials" : "");
         client_input(Input::app, [&] {
             for (std::int64_t i = 0; i < room_count; ++i)
-                if (rng_.chance(0.7) || i == 0) client_.join(now_, room_names_[static_cast<std::size_t>(i)]);
+                if (rng_.chance(0.7) || i == 0)
+                    client_.join(now_, room_names_[static_cast<std::size_t>(i)]);
             client_.connect(now_);
         });
         schedule_backend();
@@ -790,13 +840,17 @@ Result World::run() {
         const time_point deadline = now_ + opt_.heal_bound;
         const time_point heal_start = now_;
         bool done = converged();
-        while (!done && now_ < deadline && step()) done = converged();
-        if (!done) fail("did not converge within the heal bound: " + describe(client_.status().get(), now_));
+        while (!done && now_ < deadline && step())
+            done = converged();
+        if (!done)
+            fail("did not converge within the heal bound: " +
+                 describe(client_.status().get(), now_));
         stats_.converged_after_ms = (now_ - heal_start).count();
         final_checks();
         trace("converged after %lld ms: %llu delivered, %llu acked",
               static_cast<long long>(stats_.converged_after_ms),
-              static_cast<unsigned long long>(stats_.delivered), static_cast<unsigned long long>(stats_.acked));
+              static_cast<unsigned long long>(stats_.delivered),
+              static_cast<unsigned long long>(stats_.acked));
     } catch (const Failure& f) {
         res.ok = false;
         res.failure = f.what;
@@ -817,6 +871,8 @@ Result run(const Options& options) {
     return w.run();
 }
 
-std::string replay_command(std::uint64_t seed) { return "tether sim --seed " + std::to_string(seed); }
+std::string replay_command(std::uint64_t seed) {
+    return "tether sim --seed " + std::to_string(seed);
+}
 
 }  // namespace tether::sim

@@ -26,9 +26,9 @@ enum class Sabotage : std::uint8_t {
 
 struct Options {
     std::uint64_t seed = 1;
-    bool keep_trace = false;              ///< keep the readable trace lines
-    duration fault_phase{120'000};        ///< virtual time with faults and traffic
-    duration heal_bound{150'000};         ///< convergence deadline after faults stop
+    bool keep_trace = false;        ///< keep the readable trace lines
+    duration fault_phase{120'000};  ///< virtual time with faults and traffic
+    duration heal_bound{150'000};   ///< convergence deadline after faults stop
     Sabotage sabotage = Sabotage::none;
 };
 
@@ -49,7 +49,7 @@ struct Stats {
 
 struct Result {
     bool ok = true;
-    std::string failure;        ///< first invariant broken, with context
+    std::string failure;  ///< first invariant broken, with context
     std::int64_t failed_at_ms = -1;
     std::uint64_t trace_hash = 0;
     std::vector<std::string> trace;  ///< when Options::keep_trace

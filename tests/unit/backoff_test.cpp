@@ -153,7 +153,8 @@ TEST(Backoff, MaxAttemptsExhausts) {
     p.attempts_max = 4;
     Backoff b{p};
     Rng rng{1};
-    for (int i = 0; i < 4; ++i) EXPECT_TRUE(b.next_delay(rng));
+    for (int i = 0; i < 4; ++i)
+        EXPECT_TRUE(b.next_delay(rng));
     EXPECT_TRUE(b.exhausted());
     EXPECT_FALSE(b.next_delay(rng));
     b.reset();
@@ -179,7 +180,8 @@ TEST(Backoff, RetryAfterOverridesOnceAndIsCapped) {
 TEST(Backoff, CounterResetsOnlyAfterStablePeriod) {
     Backoff b{BackoffPolicy{}};
     Rng rng{1};
-    for (int i = 0; i < 5; ++i) b.next_delay(rng);
+    for (int i = 0; i < 5; ++i)
+        b.next_delay(rng);
     const auto t0 = tether::from_ms(1'000);
     b.on_connected(t0);
     b.on_disconnected(t0 + 4'999ms);
@@ -194,7 +196,8 @@ TEST(Backoff, HugeAttemptNumbersDoNotOverflow) {
     p.jitter_ratio = 0;
     Backoff b{p};
     Rng rng{1};
-    for (int i = 0; i < 100'000; ++i) ASSERT_EQ(b.next_delay(rng)->count() <= 15'000, true);
+    for (int i = 0; i < 100'000; ++i)
+        ASSERT_EQ(b.next_delay(rng)->count() <= 15'000, true);
     EXPECT_EQ(b.delay_bounds(4'000'000'000u).hi, 15s);
 }
 
@@ -214,9 +217,9 @@ TEST(Backoff, ValidationRejectsNonsense) {
 }
 
 TEST(Backoff, StrategyNamesRoundTrip) {
-    for (auto s : {BackoffStrategy::exponential, BackoffStrategy::full_jitter, BackoffStrategy::decorrelated_jitter,
-                   BackoffStrategy::fixed, BackoffStrategy::linear, BackoffStrategy::immediate,
-                   BackoffStrategy::never})
+    for (auto s : {BackoffStrategy::exponential, BackoffStrategy::full_jitter,
+                   BackoffStrategy::decorrelated_jitter, BackoffStrategy::fixed,
+                   BackoffStrategy::linear, BackoffStrategy::immediate, BackoffStrategy::never})
         EXPECT_EQ(tether::parse_backoff_strategy(tether::to_string(s)), s);
     EXPECT_FALSE(tether::parse_backoff_strategy("fibonacci"));
 }

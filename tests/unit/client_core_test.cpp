@@ -17,7 +17,7 @@ namespace p = tether::proto;
 namespace {
 
 class Harness {
-public:
+  public:
     explicit Harness(ClientConfig c = {}) : core(std::move(c)) {}
 
     ClientCore core;
@@ -26,8 +26,10 @@ public:
     std::vector<ClientEvent> events;
 
     void drain() {
-        while (auto t = core.poll_transmit()) tx.push_back(std::move(*t));
-        while (auto e = core.poll_event()) events.push_back(std::move(*e));
+        while (auto t = core.poll_transmit())
+            tx.push_back(std::move(*t));
+        while (auto e = core.poll_event())
+            events.push_back(std::move(*e));
     }
     void advance(duration d) {
         const auto end = now + d;
@@ -78,7 +80,8 @@ public:
     /// (an abort of a still-closing connection) may come first.
     std::uint64_t expect_open() {
         Transmit t = next_tx();
-        while (t.kind != Transmit::Kind::open && !(t.kind == Transmit::Kind::send && t.text.empty())) {
+        while (t.kind != Transmit::Kind::open &&
+               !(t.kind == Transmit::Kind::send && t.text.empty())) {
             t = next_tx();
         }
         EXPECT_EQ(t.kind, Transmit::Kind::open);
@@ -351,7 +354,8 @@ TEST(ClientCore, MaxAttemptsEscalatesThenErrors) {
     Harness h{cfg};
     h.core.connect(h.now);
     h.drain();
-    for (int i = 0; i < 3; ++i) h.closed(h.expect_open(), 1006, "refused");  // first try + 2 retries
+    for (int i = 0; i < 3; ++i)
+        h.closed(h.expect_open(), 1006, "refused");  // first try + 2 retries
     // Exhausted: one immediate re-identify...
     const auto c = h.expect_open();
     EXPECT_EQ(h.status().state, ConnState::reconnecting);
@@ -449,9 +453,11 @@ TEST(ClientCore, JoinWithoutAnswerIsResentThenTheLinkIsReplaced) {
     h.establish();
     h.core.join(h.now, "r");
     h.drain();
-    for (int i = 0; i < 3; ++i) h.expect_sent<p::Join>();
+    for (int i = 0; i < 3; ++i)
+        h.expect_sent<p::Join>();
     auto close = h.next_tx();
-    while (close.kind == Transmit::Kind::send) close = h.next_tx();  // heartbeats
+    while (close.kind == Transmit::Kind::send)
+        close = h.next_tx();  // heartbeats
     EXPECT_EQ(close.kind, Transmit::Kind::close);
     EXPECT_NE(close.reason.find("join timeout"), std::string::npos);
     EXPECT_EQ(h.core.rooms().size(), 1u);  // the room is kept, not abandoned
@@ -635,15 +641,17 @@ TEST(ClientCore, StageTimeoutsReplaceTheConnection) {
 TEST(ClientCore, StatusObservableSupportsWaitingWithDeadline) {
     Harness h;
     WaitResult got = WaitResult::abandoned;
-    auto w = h.core.status().wait_for([](const ClientStatus& s) { return s.state == ConnState::connected; },
-                                      [&](WaitResult r, const ClientStatus&) { got = r; }, h.now + 5s);
+    auto w = h.core.status().wait_for(
+        [](const ClientStatus& s) { return s.state == ConnState::connected; },
+        [&](WaitResult r, const ClientStatus&) { got = r; }, h.now + 5s);
     h.core.connect(h.now);
     h.drain();
     h.advance(6s);  // never opened
     EXPECT_EQ(got, WaitResult::timed_out);
     EXPECT_EQ(h.core.status().waiter_count(), 0u);
-    auto w2 = h.core.status().wait_for([](const ClientStatus& s) { return s.state == ConnState::connected; },
-                                       [&](WaitResult r, const ClientStatus&) { got = r; });
+    auto w2 = h.core.status().wait_for(
+        [](const ClientStatus& s) { return s.state == ConnState::connected; },
+        [&](WaitResult r, const ClientStatus&) { got = r; });
     h.establish();
     EXPECT_EQ(got, WaitResult::satisfied);
 }

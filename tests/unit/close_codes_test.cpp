@@ -14,8 +14,8 @@ TEST(CloseCodes, FatalSetIsSeed002s) {
 }
 
 TEST(CloseCodes, TableCoversTheProtocolAndIsConsistent) {
-    for (int code_int : {1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 4000, 4001, 4002, 4003, 4004, 4005,
-                               4007, 4008, 4009, 4010, 4012, 4013, 4014}) {
+    for (int code_int : {1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 4000, 4001, 4002,
+                         4003, 4004, 4005, 4007, 4008, 4009, 4010, 4012, 4013, 4014}) {
         const auto code = static_cast<std::uint16_t>(code_int);
         const auto& i = cc::info(code);
         EXPECT_EQ(i.code, code);

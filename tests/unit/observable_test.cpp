@@ -85,11 +85,12 @@ TEST(Observable, ReentrantSetIsDeliveredInOrder) {
 TEST(Observable, WaitForResolvesAtOnceWhenAlreadyTrue) {
     Observable<int> v{5};
     int done = 0;
-    auto w = v.wait_for([](int x) { return x == 5; }, [&](WaitResult r, int x) {
-        EXPECT_EQ(r, WaitResult::satisfied);
-        EXPECT_EQ(x, 5);
-        ++done;
-    });
+    auto w = v.wait_for([](int x) { return x == 5; },
+                        [&](WaitResult r, int x) {
+                            EXPECT_EQ(r, WaitResult::satisfied);
+                            EXPECT_EQ(x, 5);
+                            ++done;
+                        });
     EXPECT_EQ(done, 1);
     EXPECT_FALSE(w.pending());
     EXPECT_EQ(v.waiter_count(), 0u);
@@ -98,11 +99,12 @@ TEST(Observable, WaitForResolvesAtOnceWhenAlreadyTrue) {
 TEST(Observable, WaitForResolvesLaterExactlyOnce) {
     Observable<int> v{0};
     int done = 0;
-    auto w = v.wait_for([](int x) { return x >= 3; }, [&](WaitResult r, int x) {
-        EXPECT_EQ(r, WaitResult::satisfied);
-        EXPECT_EQ(x, 3);
-        ++done;
-    });
+    auto w = v.wait_for([](int x) { return x >= 3; },
+                        [&](WaitResult r, int x) {
+                            EXPECT_EQ(r, WaitResult::satisfied);
+                            EXPECT_EQ(x, 3);
+                            ++done;
+                        });
     v.set(1);
     EXPECT_EQ(done, 0);
     EXPECT_TRUE(w.pending());
@@ -116,10 +118,12 @@ TEST(Observable, WaitForTimesOutThroughHandleTimeout) {
     Observable<int> v{0};
     WaitResult got = WaitResult::satisfied;
     int done = 0;
-    auto w = v.wait_for([](int x) { return x == 1; }, [&](WaitResult r, int) {
-        got = r;
-        ++done;
-    }, from_ms(1'000));
+    auto w = v.wait_for([](int x) { return x == 1; },
+                        [&](WaitResult r, int) {
+                            got = r;
+                            ++done;
+                        },
+                        from_ms(1'000));
     EXPECT_EQ(v.poll_timeout(), from_ms(1'000));
     v.handle_timeout(from_ms(999));
     EXPECT_EQ(done, 0);
@@ -167,11 +171,22 @@ TEST(Observable, WaitersNeverLeakWhateverTheOutcome) {
             auto pred = [token](int x) { return x == 7; };
             auto done = [token](WaitResult, int) {};
             switch (i % 5) {
-                case 0: keep.push_back(v.wait_for(pred, done)); break;                      // satisfied later
-                case 1: keep.push_back(v.wait_for(pred, done, from_ms(10))); break;         // times out
-                case 2: v.wait_for(pred, done).cancel(); break;                             // cancelled
-                case 3: (void)v.wait_for(pred, done); break;                                // handle dropped
-                case 4: { auto w = v.wait_for(pred, done); w.release(); } break;            // detached
+                case 0:
+                    keep.push_back(v.wait_for(pred, done));
+                    break;  // satisfied later
+                case 1:
+                    keep.push_back(v.wait_for(pred, done, from_ms(10)));
+                    break;  // times out
+                case 2:
+                    v.wait_for(pred, done).cancel();
+                    break;  // cancelled
+                case 3:
+                    (void)v.wait_for(pred, done);
+                    break;  // handle dropped
+                case 4: {
+                    auto w = v.wait_for(pred, done);
+                    w.release();
+                } break;  // detached
             }
         }
         EXPECT_GT(token.use_count(), 1);
@@ -191,12 +206,14 @@ TEST(Observable, CompletionMayStartANewWait) {
     Observable<int> v{0};
     Observable<int>::Waiter second;
     int seconds_done = 0;
-    auto first = v.wait_for([](int x) { return x == 1; }, [&](WaitResult, int) {
-        second = v.wait_for([](int x) { return x == 2; }, [&](WaitResult r, int) {
-            EXPECT_EQ(r, WaitResult::satisfied);
-            ++seconds_done;
-        });
-    });
+    auto first = v.wait_for([](int x) { return x == 1; },
+                            [&](WaitResult, int) {
+                                second = v.wait_for([](int x) { return x == 2; },
+                                                    [&](WaitResult r, int) {
+                                                        EXPECT_EQ(r, WaitResult::satisfied);
+                                                        ++seconds_done;
+                                                    });
+                            });
     v.set(1);
     EXPECT_TRUE(second.pending());
     v.set(2);

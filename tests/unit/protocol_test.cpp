@@ -48,7 +48,8 @@ TEST(Protocol, EveryMessageRoundTrips) {
         Reconnect{"draining", 1'500},
         Reconnect{"", std::nullopt},
     };
-    for (const auto& m : all) EXPECT_EQ(roundtrip(m), m) << encode(m);
+    for (const auto& m : all)
+        EXPECT_EQ(roundtrip(m), m) << encode(m);
 }
 
 TEST(Protocol, OpNamesAreUniqueAndParse) {
@@ -72,7 +73,8 @@ TEST(Protocol, EncodeEscapesStrings) {
 }
 
 TEST(Protocol, AcceptsMembersInAnyOrderAndIgnoresUnknownOnes) {
-    auto r = decode(R"({"d":{"offset":2,"extra":[1],"epoch":1,"room":"r","data":7},"op":"EVENT","v":9})");
+    auto r = decode(
+        R"({"d":{"offset":2,"extra":[1],"epoch":1,"room":"r","data":7},"op":"EVENT","v":9})");
     ASSERT_TRUE(r);
     EXPECT_EQ(std::get<Event>(r.message()), (Event{"r", {1, 2}, "7"}));
 }
@@ -106,8 +108,10 @@ TEST(ProtocolErrors, InvalidUtf8) {
 
 TEST(ProtocolErrors, TooDeep) {
     std::string data;
-    for (int i = 0; i < 40; ++i) data += "[";
-    for (int i = 0; i < 40; ++i) data += "]";
+    for (int i = 0; i < 40; ++i)
+        data += "[";
+    for (int i = 0; i < 40; ++i)
+        data += "]";
     auto e = error_of(R"({"op":"PUBLISH","d":{"room":"r","id":"i","data":)" + data + "}}");
     EXPECT_EQ(e.code, DecodeErrc::too_deep);
     Limits l;
@@ -141,7 +145,8 @@ TEST(ProtocolErrors, MissingField) {
     EXPECT_EQ(e.field, "d.offset");
     EXPECT_EQ(e.message(), "missing_field at d.offset: required");
     EXPECT_EQ(error_of(R"({"op":"PUBLISH","d":{"room":"r","id":"i"}})").field, "d.data");
-    EXPECT_EQ(error_of(R"({"op":"JOIN","d":{"room":"r","since":{"epoch":1}}})").field, "d.since.offset");
+    EXPECT_EQ(error_of(R"({"op":"JOIN","d":{"room":"r","since":{"epoch":1}}})").field,
+              "d.since.offset");
 }
 
 TEST(ProtocolErrors, WrongType) {
@@ -149,14 +154,17 @@ TEST(ProtocolErrors, WrongType) {
         const char* text;
         const char* field;
     };
-    for (auto c : {Case{R"({"op":"LEAVE","d":{"room":5}})", "d.room"},
-                   Case{R"({"op":"EVENT","d":{"room":"r","epoch":"1","offset":1,"data":0}})", "d.epoch"},
-                   Case{R"({"op":"INVALID_SESSION","d":{"resumable":"yes"}})", "d.resumable"},
-                   Case{R"({"op":"HEARTBEAT","d":{"ts":1.5}})", "d.ts"},
-                   Case{R"({"op":"RESUME","d":{"session_id":"s","resume_token":"t","rooms":{}}})", "d.rooms"},
-                   Case{R"({"op":"RESUME","d":{"session_id":"s","resume_token":"t","rooms":[1]}})", "d.rooms[0]"},
-                   Case{R"({"op":"JOIN","d":{"room":"r","since":3}})", "d.since"},
-                   Case{R"({"op":"IDENTIFY","d":{"token":"t","client":"x"}})", "d.client"}}) {
+    for (auto c :
+         {Case{R"({"op":"LEAVE","d":{"room":5}})", "d.room"},
+          Case{R"({"op":"EVENT","d":{"room":"r","epoch":"1","offset":1,"data":0}})", "d.epoch"},
+          Case{R"({"op":"INVALID_SESSION","d":{"resumable":"yes"}})", "d.resumable"},
+          Case{R"({"op":"HEARTBEAT","d":{"ts":1.5}})", "d.ts"},
+          Case{R"({"op":"RESUME","d":{"session_id":"s","resume_token":"t","rooms":{}}})",
+               "d.rooms"},
+          Case{R"({"op":"RESUME","d":{"session_id":"s","resume_token":"t","rooms":[1]}})",
+               "d.rooms[0]"},
+          Case{R"({"op":"JOIN","d":{"room":"r","since":3}})", "d.since"},
+          Case{R"({"op":"IDENTIFY","d":{"token":"t","client":"x"}})", "d.client"}}) {
         auto e = error_of(c.text);
         EXPECT_EQ(e.code, DecodeErrc::wrong_type) << c.text;
         EXPECT_EQ(e.field, c.field) << c.text;
@@ -166,7 +174,8 @@ TEST(ProtocolErrors, WrongType) {
 TEST(ProtocolErrors, FieldTooLarge) {
     Limits l;
     l.room_bytes_max = 4;
-    EXPECT_EQ(error_of(R"({"op":"LEAVE","d":{"room":"abcde"}})", l).code, DecodeErrc::field_too_large);
+    EXPECT_EQ(error_of(R"({"op":"LEAVE","d":{"room":"abcde"}})", l).code,
+              DecodeErrc::field_too_large);
     l = Limits{};
     l.rooms_max = 1;
     auto e = error_of(R"({"op":"RESUME","d":{"session_id":"s","resume_token":"t","rooms":[)"
@@ -176,7 +185,8 @@ TEST(ProtocolErrors, FieldTooLarge) {
     EXPECT_EQ(e.field, "d.rooms");
     l = Limits{};
     l.token_bytes_max = 3;
-    EXPECT_EQ(error_of(R"({"op":"IDENTIFY","d":{"token":"abcd"}})", l).code, DecodeErrc::field_too_large);
+    EXPECT_EQ(error_of(R"({"op":"IDENTIFY","d":{"token":"abcd"}})", l).code,
+              DecodeErrc::field_too_large);
 }
 
 TEST(ProtocolErrors, OutOfRange) {
@@ -189,13 +199,15 @@ TEST(ProtocolErrors, OutOfRange) {
               DecodeErrc::out_of_range);
     EXPECT_EQ(error_of(R"({"op":"NACK","d":{"id":"x","code":"c","retry_after_ms":-5}})").code,
               DecodeErrc::out_of_range);
-    EXPECT_EQ(error_of(R"({"op":"HEARTBEAT","d":{"ts":18446744073709551615}})").code, DecodeErrc::out_of_range);
+    EXPECT_EQ(error_of(R"({"op":"HEARTBEAT","d":{"ts":18446744073709551615}})").code,
+              DecodeErrc::out_of_range);
 }
 
 TEST(ProtocolErrors, NeverThrowsOnArbitraryBytes) {
     // A cheap deterministic fuzz: truncations and byte flips of valid frames.
     const std::string base = encode(Resume{"s1", "rt", {RoomPosition{"a", {1, 5}}}});
-    for (std::size_t cut = 0; cut <= base.size(); ++cut) (void)decode(base.substr(0, cut));
+    for (std::size_t cut = 0; cut <= base.size(); ++cut)
+        (void)decode(base.substr(0, cut));
     std::uint32_t x = 12345;
     for (int i = 0; i < 20'000; ++i) {
         std::string s = base;

@@ -97,6 +97,7 @@ TEST(Rng, ForkIsIndependentOfParentStream) {
     Rng parent{5};
     Rng child = parent.fork();
     int equal = 0;
-    for (int i = 0; i < 1000; ++i) equal += parent.next_u64() == child.next_u64();
+    for (int i = 0; i < 1000; ++i)
+        equal += parent.next_u64() == child.next_u64();
     EXPECT_EQ(equal, 0);
 }

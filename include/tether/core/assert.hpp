@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define TETHER_ASSERT(cond)                                                             \
-    do {                                                                                \
-        if (!(cond)) [[unlikely]] {                                                     \
-            std::fprintf(stderr, "tether: assertion failed: %s (%s:%d)\n", #cond,      \
-                         __FILE__, __LINE__);                                           \
-            std::abort();                                                               \
-        }                                                                               \
+#define TETHER_ASSERT(cond)                                                                 \
+    do {                                                                                    \
+        if (!(cond)) [[unlikely]] {                                                         \
+            std::fprintf(stderr, "tether: assertion failed: %s (%s:%d)\n", #cond, __FILE__, \
+                         __LINE__);                                                         \
+            std::abort();                                                                   \
+        }                                                                                   \
     } while (false)

@@ -50,15 +50,15 @@ std::optional<BackoffStrategy> parse_backoff_strategy(std::string_view name) noe
 
 struct BackoffPolicy {
     BackoffStrategy strategy = BackoffStrategy::exponential;
-    duration initial{500};              ///< first delay (exponential, fixed, linear, jitters)
-    double multiplier = 2.0;            ///< growth factor (exponential, full jitter)
-    duration max{15'000};               ///< cap on the delay before jitter
-    double jitter_ratio = 0.25;         ///< +/- ratio applied after the cap (0 disables)
-    duration step{500};                 ///< increment per attempt (linear)
-    duration first_retry_offset{0};     ///< extra wait before the first retry (seed 003)
+    duration initial{500};           ///< first delay (exponential, fixed, linear, jitters)
+    double multiplier = 2.0;         ///< growth factor (exponential, full jitter)
+    duration max{15'000};            ///< cap on the delay before jitter
+    double jitter_ratio = 0.25;      ///< +/- ratio applied after the cap (0 disables)
+    duration step{500};              ///< increment per attempt (linear)
+    duration first_retry_offset{0};  ///< extra wait before the first retry (seed 003)
     std::optional<std::uint32_t> attempts_max;  ///< nullopt = unlimited
-    duration stable_period{5'000};      ///< uptime after which the attempt counter resets
-    duration retry_after_max{60'000};   ///< cap on server-given retry_after
+    duration stable_period{5'000};              ///< uptime after which the attempt counter resets
+    duration retry_after_max{60'000};           ///< cap on server-given retry_after
 
     /// Describes the first invalid field, or nullopt when the policy is usable.
     std::optional<std::string> validate() const;
@@ -66,7 +66,7 @@ struct BackoffPolicy {
 
 /// Stateful delay generator for one reconnecting endpoint.
 class Backoff {
-public:
+  public:
     explicit Backoff(BackoffPolicy policy);
 
     const BackoffPolicy& policy() const noexcept { return policy_; }
@@ -104,7 +104,7 @@ public:
     };
     Bounds delay_bounds(std::uint32_t n) const noexcept;
 
-private:
+  private:
     double base_ms(std::uint32_t n) const noexcept;
     double jittered(double ms, Rng& rng) const noexcept;
 

@@ -84,13 +84,13 @@ struct ClientStatus {
     ConnState state = ConnState::disconnected;
     Phase phase = Phase::none;
     StopReason reason = StopReason::not_started;
-    std::uint32_t attempt = 0;                 ///< current attempt within this outage
-    std::optional<time_point> next_retry_at;   ///< set while waiting to retry
-    std::uint16_t close_code = 0;              ///< last close code seen (0: none)
-    std::string close_reason;                  ///< last close reason seen
-    std::size_t sending_done = 0;              ///< "sending x of y": x
-    std::size_t sending_total = 0;             ///< "sending x of y": y
-    std::size_t pending = 0;                   ///< messages in the outbox
+    std::uint32_t attempt = 0;                ///< current attempt within this outage
+    std::optional<time_point> next_retry_at;  ///< set while waiting to retry
+    std::uint16_t close_code = 0;             ///< last close code seen (0: none)
+    std::string close_reason;                 ///< last close reason seen
+    std::size_t sending_done = 0;             ///< "sending x of y": x
+    std::size_t sending_total = 0;            ///< "sending x of y": y
+    std::size_t pending = 0;                  ///< messages in the outbox
     bool online = true;
     friend bool operator==(const ClientStatus&, const ClientStatus&) = default;
 };
@@ -125,8 +125,8 @@ struct ClientConfig {
     proto::ClientInfo client_info{"tether-cpp", "0.1.0"};
     proto::Limits limits;
     duration credentials_timeout{10'000};
-    duration open_timeout{10'000};     ///< socket + WebSocket handshake
-    duration auth_timeout{10'000};     ///< open -> READY/RESUMED
+    duration open_timeout{10'000};                  ///< socket + WebSocket handshake
+    duration auth_timeout{10'000};                  ///< open -> READY/RESUMED
     std::optional<duration> heartbeat_interval;     ///< default: the server's HELLO value
     std::optional<duration> heartbeat_ack_timeout;  ///< default: the heartbeat interval
     duration join_timeout{10'000};
@@ -134,8 +134,8 @@ struct ClientConfig {
     std::uint32_t join_attempts_max = 3;
     /// First wait after a retryable JOIN_ERROR; doubles per error, capped at backoff.max.
     duration join_retry_delay{1'000};
-    duration sync_timeout{30'000};         ///< authenticated -> rooms rejoined and caught up
-    duration close_timeout{2'000};         ///< close handshake, then hard teardown
+    duration sync_timeout{30'000};  ///< authenticated -> rooms rejoined and caught up
+    duration close_timeout{2'000};  ///< close handshake, then hard teardown
     std::vector<std::uint16_t> fatal_codes{4003, 4004, 4012, 4013, 4014};
     std::vector<std::string> fatal_reasons;  ///< substrings of a close reason that are fatal
     /// Fatal codes that trigger one re-identify with fresh credentials.
@@ -211,27 +211,27 @@ struct SessionStarted {
     bool resumed = false;
 };
 
-using ClientEvent = std::variant<StatusChanged, RoomStatusChanged, MessageReceived, HistoryLost,
-                                 PublishAcked, PublishFailed, LatencySample, CredentialsNeeded,
-                                 SessionStarted>;
+using ClientEvent =
+    std::variant<StatusChanged, RoomStatusChanged, MessageReceived, HistoryLost, PublishAcked,
+                 PublishFailed, LatencySample, CredentialsNeeded, SessionStarted>;
 
 struct ClientMetrics {
-    std::uint64_t attempts = 0;         ///< connection attempts started
-    std::uint64_t connects = 0;         ///< attempts that reached `connected`
-    std::uint64_t reconnects = 0;       ///< connects after the first
-    std::uint64_t link_losses = 0;      ///< established connections lost
+    std::uint64_t attempts = 0;     ///< connection attempts started
+    std::uint64_t connects = 0;     ///< attempts that reached `connected`
+    std::uint64_t reconnects = 0;   ///< connects after the first
+    std::uint64_t link_losses = 0;  ///< established connections lost
     std::uint64_t heartbeat_timeouts = 0;
     std::uint64_t resumes_ok = 0;
     std::uint64_t resumes_failed = 0;
-    std::uint64_t queued = 0;           ///< publishes accepted into the outbox
-    std::uint64_t sent = 0;             ///< PUBLISH frames sent (including resends)
+    std::uint64_t queued = 0;  ///< publishes accepted into the outbox
+    std::uint64_t sent = 0;    ///< PUBLISH frames sent (including resends)
     std::uint64_t acked = 0;
-    std::uint64_t dropped = 0;          ///< rejected, dropped, expired or NACKed for good
-    std::uint64_t delivered = 0;        ///< events given to the application
-    std::uint64_t replayed = 0;         ///< of which part of a catch-up
-    std::uint64_t duplicates = 0;       ///< events discarded as already delivered
+    std::uint64_t dropped = 0;     ///< rejected, dropped, expired or NACKed for good
+    std::uint64_t delivered = 0;   ///< events given to the application
+    std::uint64_t replayed = 0;    ///< of which part of a catch-up
+    std::uint64_t duplicates = 0;  ///< events discarded as already delivered
     std::uint64_t history_lost = 0;
-    duration downtime{0};               ///< total time not connected after first connect
+    duration downtime{0};  ///< total time not connected after first connect
     duration last_time_to_reconnect{0};
     std::optional<duration> last_rtt;
 };
@@ -249,7 +249,7 @@ struct RoomInfo {
 };
 
 class ClientCore {
-public:
+  public:
     explicit ClientCore(ClientConfig config);
     ClientCore(const ClientCore&) = delete;
     ClientCore& operator=(const ClientCore&) = delete;
@@ -279,7 +279,8 @@ public:
     void handle_open(time_point now, std::uint64_t conn);
     void handle_message(time_point now, std::uint64_t conn, std::string_view text);
     /// The connection ended (or could not be opened: use 1006).
-    void handle_close(time_point now, std::uint64_t conn, std::uint16_t code, std::string_view reason);
+    void handle_close(time_point now, std::uint64_t conn, std::uint16_t code,
+                      std::string_view reason);
     void handle_timeout(time_point now);
 
     // ---- outputs ----
@@ -296,8 +297,15 @@ public:
     std::optional<std::uint64_t> connection() const noexcept;
     const ClientConfig& config() const noexcept { return config_; }
 
-private:
-    enum class Stage : std::uint8_t { credentials, opening, hello, authenticating, syncing, established };
+  private:
+    enum class Stage : std::uint8_t {
+        credentials,
+        opening,
+        hello,
+        authenticating,
+        syncing,
+        established
+    };
     enum class JoinState : std::uint8_t { idle, sent, retry_wait, joined };
 
     struct Room {
@@ -382,9 +390,9 @@ private:
     bool online_ = true;
     StopReason stop_reason_ = StopReason::not_started;
     bool error_ = false;
-    bool escalating_ = false;         ///< this attempt is the one re-identify
-    bool need_refresh_ = false;       ///< next credentials request asks for a fresh token
-    bool connected_once_ = false;     ///< since the last connect()
+    bool escalating_ = false;      ///< this attempt is the one re-identify
+    bool need_refresh_ = false;    ///< next credentials request asks for a fresh token
+    bool connected_once_ = false;  ///< since the last connect()
     std::uint32_t attempts_since_connect_ = 0;
     std::uint32_t outage_attempts_ = 0;  ///< attempts since the last established connection
     StopReason escalation_cause_ = StopReason::auth_failed;
@@ -393,7 +401,7 @@ private:
     std::optional<Conn> conn_;
     std::optional<Closing> closing_;
     std::optional<std::string> pending_token_;
-    std::optional<time_point> lost_at_;   ///< start of the current outage
+    std::optional<time_point> lost_at_;  ///< start of the current outage
     std::uint16_t last_close_code_ = 0;
     std::string last_close_reason_;
 

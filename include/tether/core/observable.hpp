@@ -53,14 +53,14 @@ template <class T>
 class Observable {
     struct State;
 
-public:
+  public:
     using Callback = std::function<void(const T&)>;
     using Predicate = std::function<bool(const T&)>;
     using Completion = std::function<void(WaitResult, const T&)>;
 
     /// Handle that keeps a subscription alive. Movable, not copyable.
     class Subscription {
-    public:
+      public:
         Subscription() = default;
         Subscription(Subscription&&) noexcept = default;
         Subscription& operator=(Subscription&& o) noexcept;
@@ -71,7 +71,7 @@ public:
         void reset() noexcept;
         bool active() const noexcept;
 
-    private:
+      private:
         friend class Observable;
         Subscription(std::weak_ptr<State> s, std::uint64_t id) : state_(std::move(s)), id_(id) {}
         std::weak_ptr<State> state_;
@@ -80,7 +80,7 @@ public:
 
     /// Handle to a pending wait. Destroying it cancels the wait.
     class Waiter {
-    public:
+      public:
         Waiter() = default;
         Waiter(Waiter&&) noexcept = default;
         Waiter& operator=(Waiter&& o) noexcept;
@@ -95,7 +95,7 @@ public:
         /// completes by value, deadline or the Observable's destruction.
         void release() noexcept { state_.reset(); }
 
-    private:
+      private:
         friend class Observable;
         Waiter(std::weak_ptr<State> s, std::uint64_t id) : state_(std::move(s)), id_(id) {}
         std::weak_ptr<State> state_;
@@ -129,7 +129,7 @@ public:
     std::size_t subscriber_count() const noexcept { return state_->subscribers.size(); }
     std::size_t waiter_count() const noexcept { return state_->waiters.size(); }
 
-private:
+  private:
     struct PendingWait {
         Predicate pred;
         Completion done;

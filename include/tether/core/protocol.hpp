@@ -27,8 +27,23 @@ namespace tether::proto {
 inline constexpr std::string_view subprotocol = "tether.v1";
 
 enum class Op : std::uint8_t {
-    hello, identify, resume, ready, resumed, invalid_session, heartbeat, heartbeat_ack,
-    join, joined, join_error, leave, publish, ack, nack, event, reconnect,
+    hello,
+    identify,
+    resume,
+    ready,
+    resumed,
+    invalid_session,
+    heartbeat,
+    heartbeat_ack,
+    join,
+    joined,
+    join_error,
+    leave,
+    publish,
+    ack,
+    nack,
+    event,
+    reconnect,
 };
 
 /// Wire name, e.g. "HEARTBEAT_ACK".
@@ -153,9 +168,9 @@ struct Publish {
     friend bool operator==(const Publish&, const Publish&) = default;
 };
 
-using Message = std::variant<Hello, Identify, Resume, Ready, Resumed, InvalidSession, Heartbeat,
-                             HeartbeatAck, Join, Joined, JoinError, Leave, Publish, Ack, Nack,
-                             Event, Reconnect>;
+using Message =
+    std::variant<Hello, Identify, Resume, Ready, Resumed, InvalidSession, Heartbeat, HeartbeatAck,
+                 Join, Joined, JoinError, Leave, Publish, Ack, Nack, Event, Reconnect>;
 
 /// The op of a message.
 Op op_of(const Message& m) noexcept;
@@ -210,7 +225,7 @@ struct DecodeError {
 
 /// Either a message or an error; never both.
 class DecodeResult {
-public:
+  public:
     DecodeResult(Message m) : value_(std::move(m)) {}
     DecodeResult(DecodeError e) : value_(std::move(e)) {}
     explicit operator bool() const noexcept { return value_.index() == 0; }
@@ -218,7 +233,7 @@ public:
     const Message& message() const { return std::get<Message>(value_); }
     const DecodeError& error() const { return std::get<DecodeError>(value_); }
 
-private:
+  private:
     std::variant<Message, DecodeError> value_;
 };
 

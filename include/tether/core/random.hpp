@@ -16,7 +16,7 @@
 namespace tether {
 
 class Rng {
-public:
+  public:
     /// Seeds the four words of state from `seed` with splitmix64.
     explicit Rng(std::uint64_t seed) noexcept;
 
@@ -39,7 +39,7 @@ public:
     /// An independent generator derived from this one (advances this one).
     Rng fork() noexcept;
 
-private:
+  private:
     std::uint64_t s_[4];
 };
 

@@ -16,9 +16,13 @@ using duration = std::chrono::milliseconds;
 using time_point = std::chrono::time_point<std::chrono::steady_clock, duration>;
 
 /// Milliseconds since the clock's epoch, for traces and wire timestamps.
-inline std::int64_t to_ms(time_point t) noexcept { return t.time_since_epoch().count(); }
+inline std::int64_t to_ms(time_point t) noexcept {
+    return t.time_since_epoch().count();
+}
 
 /// A time point `ms` milliseconds after the clock's epoch.
-inline time_point from_ms(std::int64_t ms) noexcept { return time_point{duration{ms}}; }
+inline time_point from_ms(std::int64_t ms) noexcept {
+    return time_point{duration{ms}};
+}
 
 }  // namespace tether

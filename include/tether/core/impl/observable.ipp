@@ -71,7 +71,8 @@ template <class T>
 Observable<T>::~Observable() {
     // Keep the state alive while completions run; they may touch handles.
     auto keep = state_;
-    while (!keep->waiters.empty()) keep->complete(keep->waiters.begin()->first, WaitResult::abandoned);
+    while (!keep->waiters.empty())
+        keep->complete(keep->waiters.begin()->first, WaitResult::abandoned);
     keep->subscribers.clear();
 }
 
@@ -94,7 +95,8 @@ void Observable<T>::deliver() {
         // Snapshot ids: callbacks may add or remove subscribers and waiters.
         std::vector<std::uint64_t> ids;
         ids.reserve(keep->subscribers.size());
-        for (auto& [id, cb] : keep->subscribers) ids.push_back(id);
+        for (auto& [id, cb] : keep->subscribers)
+            ids.push_back(id);
         for (auto id : ids) {
             auto it = keep->subscribers.find(id);
             if (it == keep->subscribers.end()) continue;
@@ -102,7 +104,8 @@ void Observable<T>::deliver() {
             cb(keep->value);
         }
         std::vector<std::uint64_t> wids;
-        for (auto& [id, w] : keep->waiters) wids.push_back(id);
+        for (auto& [id, w] : keep->waiters)
+            wids.push_back(id);
         for (auto id : wids) {
             auto it = keep->waiters.find(id);
             if (it != keep->waiters.end() && it->second.pred(keep->value))
@@ -132,8 +135,8 @@ auto Observable<T>::subscribe(Callback cb) const -> Subscription {
 }
 
 template <class T>
-auto Observable<T>::wait_for(Predicate pred, Completion done, std::optional<time_point> deadline) const
-    -> Waiter {
+auto Observable<T>::wait_for(Predicate pred, Completion done,
+                             std::optional<time_point> deadline) const -> Waiter {
     TETHER_ASSERT(pred);
     if (pred(state_->value)) {
         if (done) done(WaitResult::satisfied, state_->value);
@@ -158,7 +161,8 @@ void Observable<T>::handle_timeout(time_point now) {
     std::vector<std::uint64_t> due;
     for (auto& [id, w] : keep->waiters)
         if (w.deadline && *w.deadline <= now) due.push_back(id);
-    for (auto id : due) keep->complete(id, WaitResult::timed_out);
+    for (auto id : due)
+        keep->complete(id, WaitResult::timed_out);
 }
 
 }  // namespace tether
