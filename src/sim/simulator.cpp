@@ -1,6 +1,6 @@
 #include "simulator.hpp"
 
-#include "sim_server.hpp"
+#include "backend.hpp"
 
 #include <tether/core/assert.hpp>
 #include <tether/core/client_core.hpp>
@@ -50,11 +50,11 @@ class World {
     explicit World(const Options& o)
         : opt_(o),
           rng_(o.seed ^ 0x7E7E7E7E5EEDull),
-          server_(server_config()),
+          server_(make_backend()),
           client_(client_config()) {
-        server_.sloppy_overlap = sloppy_overlap_;
         // Members declared after client_ are initialised after it: derive here.
         cfg_ = client_.config();
+        if (tight_limits_) order_check_ = false;  // rate-limited pipelines may reorder
         Backoff b{cfg_.backoff};
         retry_lo_ = b.delay_bounds(1).lo;
         for (std::uint32_t n = 1; n <= 64; ++n)
@@ -66,7 +66,7 @@ class World {
 
   private:
     // ---- configuration drawn from the seed ----
-    SimServer::Config server_config();
+    std::unique_ptr<Backend> make_backend();
     ClientConfig client_config();
 
     // ---- scheduling ----
@@ -110,7 +110,8 @@ class World {
     Rng rng_;
     SimServer::Config server_cfg_;
     std::uint64_t sloppy_overlap_ = 0;
-    SimServer server_;
+    bool tight_limits_ = false;  // set by make_backend(): declared before server_
+    std::unique_ptr<Backend> server_;
     ClientCore client_;
     ClientConfig cfg_;
     time_point now_{};
@@ -147,14 +148,26 @@ class World {
     Stats stats_;
 };
 
-SimServer::Config World::server_config() {
+std::unique_ptr<Backend> World::make_backend() {
     SimServer::Config c;
     c.heartbeat = duration{rng_.range(2'000, 8'000)};
     c.session_ttl = duration{rng_.range(5'000, 90'000)};
     c.history_max = static_cast<std::size_t>(rng_.range(20, 400));
     server_cfg_ = c;
-    sloppy_overlap_ = rng_.chance(0.5) ? static_cast<std::uint64_t>(rng_.range(1, 3)) : 0;
-    return c;
+    if (rng_.chance(0.3)) {
+        // The at-least-once simulated server: overlapping replays and
+        // duplicated live events exercise the client's dedupe.
+        sloppy_overlap_ = static_cast<std::uint64_t>(rng_.range(1, 3));
+        return make_sim_backend(c, sloppy_overlap_);
+    }
+    // The real gateway engine; some seeds run it with tight publish limits and
+    // tiny replay pages.
+    const bool tight = rng_.chance(0.3);
+    const double rate = tight ? static_cast<double>(rng_.range(2, 6)) / 2.0 : 50.0;
+    const double burst = tight ? static_cast<double>(rng_.range(1, 5)) : 100.0;
+    tight_limits_ = tight;
+    const auto page = static_cast<std::size_t>(rng_.chance(0.5) ? rng_.range(1, 8) : 256);
+    return make_engine_backend(c.history_max, c.heartbeat, c.session_ttl, rate, burst, page, rng_.next_u64());
 }
 
 ClientConfig World::client_config() {
@@ -287,8 +300,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                 Link& lk = links_[id];
                 if (lk.state != Link::State::connecting || !server_up_) return;
                 lk.state = Link::State::open;
-                server_.set_now(now_);
-                server_.on_open(now_, id);
+                                server_->on_open(now_, id);
                 drain_server();
             });
             at(now_ + 2 * one_way, [this, id] {
@@ -307,8 +319,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             const auto id = t.conn;
             at(l.c2s_last, [this, id, text = std::move(t.text)] {
                 if (links_[id].state != Link::State::open) return;
-                server_.set_now(now_);
-                server_.on_frame(now_, id, text);
+                                server_->on_frame(now_, id, text);
                 drain_server();
             });
             return;
@@ -325,8 +336,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             if (!is_close) l.client_alive = false;
             if (prev == Link::State::open) {
                 at(now_ + latency(), [this, id] {
-                    server_.set_now(now_);
-                    server_.on_disconnect(now_, id);
+                                        server_->on_disconnect(now_, id);
                     drain_server();
                 });
                 if (is_close) {
@@ -361,7 +371,7 @@ void World::on_event(ClientEvent& ev) {
             } else if constexpr (std::is_same_v<T, RoomStatusChanged>) {
                 trace("room %s: %s %s", e.room.c_str(), std::string{to_string(e.state)}.c_str(),
                       e.reason.c_str());
-                if (e.state == RoomState::error && !server_.forbidden_rooms.count(e.room))
+                if (e.state == RoomState::error && !server_->forbidden_rooms.count(e.room))
                     fail("room " + e.room + " failed without a fatal reason: " + e.reason);
                 if (e.state == RoomState::joined) {
                     auto& rc = rooms_[e.room];
@@ -384,7 +394,7 @@ void World::on_event(ClientEvent& ev) {
                              "#" + std::to_string(e.position.offset) + " after " +
                              std::to_string(rc.last->epoch) + "#" +
                              std::to_string(rc.last->offset) + " (loss, duplicate or reorder)");
-                    const auto& arch = server_.archive();
+                    const auto& arch = server_->archive();
                     auto a = arch.find({e.room, e.position.epoch});
                     if (a == arch.end() || e.position.offset > a->second.size() ||
                         a->second[e.position.offset - 1].data != e.data)
@@ -406,11 +416,9 @@ void World::on_event(ClientEvent& ev) {
                     fail("history lost reported from a position the app never saw");
                 // It must really be unrecoverable: epoch changed or the position fell out of
                 // history.
-                const auto& s = server_.streams().at(e.room);
-                const std::uint64_t first =
-                    s.history.empty() ? s.head + 1 : s.history.front().offset;
+                const auto s = server_->stream(e.room);
                 const bool recoverable = s.epoch == e.last_delivered.epoch &&
-                                         e.last_delivered.offset + 1 >= first &&
+                                         e.last_delivered.offset + 1 >= s.first &&
                                          e.last_delivered.offset <= s.head;
                 if (recoverable) fail("spurious history loss in " + e.room);
                 rc.last = e.resumed_at;
@@ -419,7 +427,7 @@ void World::on_event(ClientEvent& ev) {
                 if (it == publishes_.end()) fail("ack for an unknown publish " + e.id);
                 if (it->second.acked || it->second.failed)
                     fail("publish " + e.id + " completed twice");
-                const auto& arch = server_.archive();
+                const auto& arch = server_->archive();
                 auto a = arch.find({e.room, e.position.epoch});
                 if (a != arch.end() &&
                     (e.position.offset == 0 || e.position.offset > a->second.size() ||
@@ -427,13 +435,18 @@ void World::on_event(ClientEvent& ev) {
                     fail("ack for " + e.id + " names an offset holding another message");
                 it->second.acked = true;
                 it->second.position = e.position;
+                trace("ack %s (#%llu) -> %s %llu#%llu", e.id.c_str(),
+                      static_cast<unsigned long long>(it->second.index), e.room.c_str(),
+                      static_cast<unsigned long long>(e.position.epoch),
+                      static_cast<unsigned long long>(e.position.offset));
                 ++stats_.acked;
             } else if constexpr (std::is_same_v<T, PublishFailed>) {
                 auto it = publishes_.find(e.id);
                 if (it == publishes_.end()) fail("failure for an unknown publish " + e.id);
                 if (it->second.acked || it->second.failed)
                     fail("publish " + e.id + " completed twice");
-                if (e.code != "expired" && e.code != "dropped")
+                const bool forbidden = e.code == "not_permitted" && server_->forbidden_rooms.count(e.room);
+                if (e.code != "expired" && e.code != "dropped" && !forbidden)
                     fail("publish failed with unexpected " + e.code);
                 it->second.failed = true;
                 order_check_ = false;
@@ -493,13 +506,15 @@ void World::check_status() {
 }
 
 void World::drain_server() {
-    for (auto& o : server_.take_outputs()) {
+    std::set<std::uint64_t> wrote;
+    for (auto& o : server_->take_outputs()) {
         auto it = links_.find(o.conn);
         if (it == links_.end() || it->second.state != Link::State::open) continue;
         Link& l = it->second;
         l.s2c_last = std::max(l.s2c_last, now_ + latency());
         const auto id = o.conn;
         if (o.kind == ServerOutput::Kind::send) {
+            wrote.insert(id);
             at(l.s2c_last, [this, id, text = std::move(o.text)] {
                 // Data sent before an orderly close still arrives (it precedes the FIN).
                 const Link& lk = links_[id];
@@ -517,6 +532,15 @@ void World::drain_server() {
             });
         }
     }
+    // The socket drains after a round of latency: the server may write the
+    // next replay page then (flow control).
+    for (auto id : wrote) {
+        at(now_ + latency(), [this, id] {
+            if (links_[id].state != Link::State::open || !server_up_) return;
+            server_->on_writable(now_, id);
+            drain_server();
+        });
+    }
 }
 
 // ---- traffic, faults and the application -------------------------------------------
@@ -526,10 +550,8 @@ void World::schedule_backend() {
         if (!traffic_) return;
         if (server_up_) {
             const auto& room = room_names_[rng_.uniform(room_names_.size())];
-            server_.set_now(now_);
-            const auto pos = server_.publish_backend(
-                room, "{\"n\":" + std::to_string(rng_.uniform(1'000'000)) + "}");
-            (void)pos;
+            server_->publish_backend(now_, room,
+                                     "{\"n\":" + std::to_string(rng_.uniform(1'000'000)) + "}");
             drain_server();
         }
         schedule_backend();
@@ -596,8 +618,7 @@ void World::inject_fault() {
         if (l.state != Link::State::open) return;
         l.state = Link::State::closed;
         l.cut = true;
-        server_.set_now(now_);
-        server_.on_disconnect(now_, id);
+                server_->on_disconnect(now_, id);
         at(now_ + latency(), [this, id, code, r = std::string{reason}] {
             if (!links_[id].client_alive) return;
             links_[id].client_alive = false;
@@ -620,13 +641,14 @@ void World::inject_fault() {
         case 3: {
             const auto down = duration{rng_.range(200, 25'000)};
             const bool lose = rng_.chance(0.5);
-            trace("fault: server restart (down %lld ms, sessions %s)",
-                  static_cast<long long>(down.count()), lose ? "lost" : "kept");
-            for (auto id : server_.connections())
+            const bool lose_store = rng_.chance(0.15);
+            trace("fault: server restart (down %lld ms, sessions %s%s)",
+                  static_cast<long long>(down.count()), lose ? "lost" : "kept",
+                  lose_store ? ", store lost" : "");
+            for (auto id : server_->restart(now_, lose, lose_store))
                 close_client_side(id, close_code::abnormal, "server restarted");
             server_up_ = false;
             hang_connects_ = rng_.chance(0.3);
-            if (lose) server_.lose_sessions();
             at(now_ + down, [this] {
                 trace("server: up");
                 server_up_ = true;
@@ -647,34 +669,33 @@ void World::inject_fault() {
         case 6: {
             const auto& room = room_names_[rng_.uniform(room_names_.size())];
             trace("fault: history lost in %s", room.c_str());
-            server_.lose_history(room);
+            server_->lose_history(now_, room);
             break;
         }
         case 7:
             trace("fault: authentication revoked (4004)");
             if (rng_.chance(0.4)) {
-                server_.reject_identify = true;
+                server_->reject_identify = true;
                 at(now_ + duration{rng_.range(1'000, 20'000)},
-                   [this] { server_.reject_identify = false; });
+                   [this] { server_->reject_identify = false; });
             }
-            if (conn) server_.close_conn(*conn, close_code::authentication_failed, "token revoked");
+            if (conn) server_->close_conn(now_, *conn, close_code::authentication_failed, "token revoked");
             drain_server();
             break;
         case 8:
             trace("fault: not permitted (4013)");
-            if (conn) server_.close_conn(*conn, close_code::not_permitted, "not permitted");
+            if (conn) server_->close_conn(now_, *conn, close_code::not_permitted, "not permitted");
             drain_server();
             break;
         case 9:
             trace("fault: publish rate limit");
-            server_.rate_limit = true;
-            server_.rate_limit_retry_ms = rng_.range(100, 3'000);
+            server_->set_rate_limit(true, rng_.range(100, 3'000));
             order_check_ = false;
-            at(now_ + duration{rng_.range(500, 8'000)}, [this] { server_.rate_limit = false; });
+            at(now_ + duration{rng_.range(500, 8'000)}, [this] { server_->set_rate_limit(false, 0); });
             break;
         case 10:
             trace("fault: rate limited close (4008)");
-            if (conn) server_.close_conn(*conn, close_code::rate_limited, "rate limited");
+            if (conn) server_->close_conn(now_, *conn, close_code::rate_limited, "rate limited");
             drain_server();
             break;
         case 11: {
@@ -692,19 +713,23 @@ void World::inject_fault() {
         }
         case 12:
             trace("fault: server drain");
-            server_.set_now(now_);
-            server_.drain(rng_.range(500, 3'000));
+            server_->drain(now_, rng_.range(500, 3'000));
             drain_server();
+            // The drained process exits; its successor starts shortly after.
+            at(now_ + duration{rng_.range(100, 3'000)}, [this] {
+                trace("server: restarted after drain");
+                server_->restart(now_, false, false);
+            });
             break;
         case 13:
             trace("fault: join errors");
-            server_.join_error_budget = static_cast<std::uint32_t>(rng_.range(1, 2));
+            server_->add_join_errors(static_cast<std::uint32_t>(rng_.range(1, 2)));
             break;
         case 14: {
             if (rng_.chance(0.3)) {
                 const auto& room = room_names_[rng_.uniform(room_names_.size())];
                 trace("fault: room %s closed to the user", room.c_str());
-                server_.forbidden_rooms.insert(room);
+                server_->forbidden_rooms.insert(room);
                 if (conn) close_client_side(*conn, close_code::abnormal, "connection reset");
             }
             break;
@@ -723,9 +748,8 @@ void World::heal() {
     server_up_ = true;
     refuse_until_ = {};
     slow_until_ = {};
-    server_.reject_identify = false;
-    server_.rate_limit = false;
-    server_.join_error_budget = 0;
+    server_->reject_identify = false;
+    server_->set_rate_limit(false, 0);
     if (!online_) {
         online_ = true;
         client_input(Input::online, [&] { client_.set_online(now_, true); });
@@ -737,9 +761,7 @@ void World::heal() {
     }
     // One last event per room: a live subscriber learns of a lost stream
     // (new epoch) from the next event, so convergence must include that path.
-    server_.set_now(now_);
-    for (const auto& room : room_names_)
-        server_.publish_backend(room, "{\"heal\":true}");
+    for (const auto& room : room_names_) server_->publish_backend(now_, room, "{\"heal\":true}");
     drain_server();
 }
 
@@ -748,7 +770,7 @@ bool World::converged() {
     if (s.state != ConnState::connected || client_.pending() != 0) return false;
     for (const auto& ri : client_.rooms()) {
         if (ri.state != RoomState::joined || !ri.position) return false;
-        const auto& st = server_.streams().at(ri.room);
+        const auto st = server_->stream(ri.room);
         if (ri.position->epoch != st.epoch || ri.position->offset != st.head) return false;
         auto rc = rooms_.find(ri.room);
         if (rc == rooms_.end() || rc->second.last != ri.position) return false;
@@ -758,7 +780,7 @@ bool World::converged() {
 
 void World::final_checks() {
     // Dedupe: a publish id appears at most once per stream epoch.
-    for (const auto& [key, entries] : server_.archive()) {
+    for (const auto& [key, entries] : server_->archive()) {
         std::set<std::string> ids;
         for (const auto& e : entries)
             if (!e.publish_id.empty() && !ids.insert(e.publish_id).second)
@@ -782,24 +804,39 @@ void World::final_checks() {
 }
 
 bool World::step() {
-    std::optional<time_point> next = client_.poll_timeout();
-    if (!queue_.empty() && (!next || queue_.begin()->first.first <= *next)) {
+    // Three sources of work: scheduled world actions, the client's timers and
+    // the server's housekeeping (only while its process is up).
+    const std::optional<time_point> client_t = client_.poll_timeout();
+    const std::optional<time_point> server_t = server_up_ ? server_->next_tick() : std::nullopt;
+    const std::optional<time_point> queue_t =
+        queue_.empty() ? std::nullopt : std::optional<time_point>{queue_.begin()->first.first};
+    auto earliest = [](std::optional<time_point> a, std::optional<time_point> b) {
+        if (!a) return b;
+        if (!b) return a;
+        return std::min(a, b);
+    };
+    const auto next = earliest(earliest(queue_t, client_t), server_t);
+    if (!next) return false;
+    if (queue_t && *queue_t == *next) {
         auto it = queue_.begin();
         if (it->first.first < now_) fail("time went backwards");
         now_ = it->first.first;
         auto fn = std::move(it->second);
         queue_.erase(it);
         fn();
-    } else if (next) {
+    } else if (client_t && *client_t == *next) {
         // A deadline already passed means "due now" (e.g. a message's TTL ran
         // out while it was in flight on a link that just dropped).
-        now_ = std::max(now_, *next);
+        now_ = std::max(now_, *client_t);
         client_input(Input::timeout, [&] { client_.handle_timeout(now_); });
         const auto again = client_.poll_timeout();
-        if (again && *again <= now_)
-            fail("busy loop: poll_timeout did not advance after handle_timeout");
+        if (again && *again <= now_) fail("busy loop: poll_timeout did not advance after handle_timeout");
     } else {
-        return false;
+        now_ = std::max(now_, *server_t);
+        server_->on_tick(now_);
+        drain_server();
+        const auto again = server_->next_tick();
+        if (again && *again <= now_) fail("busy loop: the server's timeout did not advance");
     }
     ++stats_.steps;
     if (stats_.steps > 2'000'000) fail("step budget exhausted");
@@ -815,9 +852,9 @@ Result World::run() {
             room_names_.push_back("room-" + std::to_string(i));
         sabotage_at_ = 1 + rng_.uniform(20);
         trace(
-            "seed %llu: latency %lld ms, heartbeat %lld ms, session ttl %lld ms, history %zu, "
-            "backoff %s%s",
-            static_cast<unsigned long long>(opt_.seed),
+            "seed %llu: %s server, latency %lld ms, heartbeat %lld ms, session ttl %lld ms, "
+            "history %zu, backoff %s%s",
+            static_cast<unsigned long long>(opt_.seed), server_->name(),
             static_cast<long long>(base_latency_.count()),
             static_cast<long long>(server_cfg_.heartbeat.count()),
             static_cast<long long>(server_cfg_.session_ttl.count()), server_cfg_.history_max,

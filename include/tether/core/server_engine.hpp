@@ -1,0 +1,235 @@
+#pragma once
+/// @file
+/// The sans-I/O gateway engine: sessions, rooms, replay, dedupe, limits.
+///
+/// Same shape as ClientCore: the network layer feeds `handle_open`,
+/// `handle_message`, `handle_writable`, `handle_close`, `handle_timeout`,
+/// `handle_durable`, and carries out `poll_transmit()`; `poll_timeout()` says
+/// when to call `handle_timeout` next. `now` is wall-clock time (ms since the
+/// Unix epoch) so that session expiry and history age survive restarts.
+///
+/// Rules it enforces (docs/PROTOCOL.md):
+/// - HELLO on open; IDENTIFY -> READY with a new session (128+ random bits of
+///   resume token, bound to the user and session); RESUME -> RESUMED and
+///   replay, or INVALID_SESSION when the session is unknown, expired or the
+///   token does not match (nothing else is revealed).
+/// - A connection silent for longer than `idle_timeout` is closed with 4000;
+///   its session is kept for `session_ttl`.
+/// - JOIN with `since` replays what follows the position (`recovered: true`)
+///   or answers `recovered: false`; never a silent gap. Replay is paged
+///   (`replay_page_events`/`_bytes`); the next page is written only after the
+///   network layer reported the connection writable again. Live events of a
+///   room are held back while it replays, so replay and live merge without gap
+///   or duplicate.
+/// - PUBLISH is idempotent per user within the dedupe window; ACK carries the
+///   offset (a retried publish gets the original). Nothing is fanned out or
+///   acknowledged before the store made it durable.
+/// - Limits: token-bucket publish rate per connection (NACK rate_limited with
+///   retry_after_ms), rooms per connection, room-name length, message size,
+///   sessions, handshake time.
+///
+/// @par Thread safety
+/// Distinct objects: safe. Shared objects: unsafe (one strand).
+
+#include <tether/core/protocol.hpp>
+#include <tether/core/store.hpp>
+#include <tether/core/time.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tether {
+
+struct AuthResult {
+    bool ok = false;
+    std::string user;    ///< when ok
+    std::string reason;  ///< when not ok (logged, never sent back in detail)
+};
+
+struct ServerConfig {
+    std::string server_name = "tether";
+    std::string server_version = "0.1.0";
+    std::string node_id = "node-1";
+    duration heartbeat{30'000};          ///< advertised in HELLO
+    duration idle_timeout{0};            ///< 0: 2 x heartbeat + 5 s
+    duration handshake_timeout{10'000};  ///< open -> IDENTIFY/RESUME
+    duration session_ttl{300'000};       ///< kept this long after the last connection ended
+    std::size_t sessions_max = 100'000;
+    std::size_t rooms_per_connection_max = 100;
+    std::size_t message_bytes_max = 64u << 10;  ///< payload of one PUBLISH
+    double publish_rate = 50.0;                 ///< tokens per second per connection
+    double publish_burst = 100.0;
+    std::size_t replay_page_events = 256;
+    std::size_t replay_page_bytes = 256u << 10;
+    std::size_t dedupe_per_user_max = 10'000;  ///< most recent publish ids remembered per user
+    duration dedupe_ttl{600'000};              ///< ... for at most this long
+    proto::Limits limits;
+
+    /// Verifies an access token. Required.
+    std::function<AuthResult(std::string_view token, std::int64_t now_ms)> authenticate;
+    /// May `user` join (publish = false) or publish to (publish = true) `room`?
+    /// Unset: everything is allowed.
+    std::function<bool(std::string_view user, std::string_view room, bool publish)> authorize;
+    /// Fills the span with cryptographically secure random bytes. Required.
+    std::function<void(std::span<std::uint8_t>)> random_bytes;
+
+    std::optional<std::string> validate() const;
+};
+
+struct ServerTransmit {
+    enum class Kind : std::uint8_t { send, close };
+    Kind kind = Kind::send;
+    std::uint64_t conn = 0;
+    std::string text;
+    std::uint16_t code = 0;
+    std::string reason;
+};
+
+struct ServerMetrics {
+    std::uint64_t connections_opened = 0;
+    std::uint64_t identifies = 0;
+    std::uint64_t auth_failures = 0;
+    std::uint64_t resumes_ok = 0;
+    std::uint64_t resumes_failed = 0;
+    std::uint64_t joins = 0;
+    std::uint64_t join_errors = 0;
+    std::uint64_t publishes = 0;       ///< appended
+    std::uint64_t publish_dupes = 0;   ///< answered from the dedupe window
+    std::uint64_t nacks = 0;
+    std::uint64_t deliveries = 0;      ///< EVENT frames written (live + replay)
+    std::uint64_t replayed = 0;        ///< of which replay
+    std::uint64_t replay_pages = 0;
+    std::uint64_t heartbeats = 0;
+    std::uint64_t idle_closes = 0;
+    std::uint64_t sessions_expired = 0;
+    std::map<std::uint16_t, std::uint64_t> closes_by_code;  ///< closes the server initiated
+};
+
+struct SessionInfo {
+    std::string id;
+    std::string user;
+    std::vector<std::string> rooms;
+    bool connected = false;
+    std::int64_t expires_at_ms = 0;
+};
+
+class ServerEngine {
+public:
+    ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms);
+    ServerEngine(const ServerEngine&) = delete;
+    ServerEngine& operator=(const ServerEngine&) = delete;
+
+    void handle_open(std::int64_t now_ms, std::uint64_t conn);
+    void handle_message(std::int64_t now_ms, std::uint64_t conn, std::string_view text);
+    /// The connection's outbound queue drained: the next replay page may go.
+    void handle_writable(std::int64_t now_ms, std::uint64_t conn);
+    void handle_close(std::int64_t now_ms, std::uint64_t conn);
+    void handle_timeout(std::int64_t now_ms);
+    /// The store's durable sequence advanced: release ACKs and fan-out.
+    void handle_durable(std::int64_t now_ms);
+
+    std::optional<ServerTransmit> poll_transmit();
+    std::optional<std::int64_t> poll_timeout() const;
+
+    /// Server-side publish (admin API). The position is final; it is
+    /// delivered once durable.
+    AppendResult publish(std::int64_t now_ms, std::string_view room, std::string data);
+    /// RECONNECT to every connection, then close them with 1001; new
+    /// connections are refused with 1013 from now on.
+    void drain(std::int64_t now_ms, std::int64_t retry_after_ms);
+    /// Closes one session's connection (admin API). False if unknown.
+    bool disconnect_session(std::int64_t now_ms, std::string_view session_id);
+
+    std::vector<SessionInfo> sessions() const;
+    std::optional<SessionInfo> session(std::string_view id) const;
+    const ServerMetrics& metrics() const noexcept { return metrics_; }
+    std::size_t connection_count() const noexcept { return conns_.size(); }
+    std::size_t session_count() const noexcept { return sessions_.size(); }
+    std::size_t room_count() const noexcept { return subscribers_.size(); }
+    bool draining() const noexcept { return draining_; }
+
+private:
+    struct Replay {
+        std::uint64_t next = 0;  ///< next offset to send
+        std::uint64_t epoch = 0;
+    };
+    struct Conn {
+        std::optional<std::string> session;
+        std::int64_t opened_ms = 0;
+        std::int64_t last_seen_ms = 0;
+        double tokens = 0;
+        std::int64_t tokens_at_ms = 0;
+        std::map<std::string, std::optional<Replay>, std::less<>> rooms;  ///< nullopt: live
+        bool writable = true;
+        std::uint32_t rate_limited_in_a_row = 0;
+    };
+    struct Session {
+        SessionRecord record;
+        std::optional<std::uint64_t> conn;
+    };
+    struct Pending {
+        std::uint64_t seq = 0;
+        std::string room;
+        proto::StreamPosition position;
+        std::string data;
+        std::string user;        ///< publisher (empty: server-side publish)
+        std::string publish_id;  ///< client id of the publish
+        std::vector<std::pair<std::uint64_t, std::string>> ack_to;  ///< (conn, publish id)
+    };
+    struct DurableHead {
+        std::uint64_t epoch = 0;
+        std::uint64_t head = 0;  ///< last offset fanned out
+    };
+    struct DedupeEntry {
+        std::string room;
+        proto::StreamPosition position;
+        std::int64_t at_ms = 0;
+        bool durable = false;
+    };
+
+    void send(std::uint64_t conn, const proto::Message& m);
+    void close(std::uint64_t conn, std::uint16_t code, std::string reason);
+    void on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m);
+    void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);
+    void on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m);
+    void on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m);
+    void join_room(std::uint64_t conn, Conn& c, const std::string& room, std::optional<proto::StreamPosition> since);
+    void leave_room(std::uint64_t conn, Conn& c, std::string_view room);
+    void pump_replay(std::uint64_t conn, Conn& c);
+    AppendResult append(std::int64_t now, std::string_view room, std::string data, std::string_view user,
+                        std::string_view id);
+    void detach(std::int64_t now, std::uint64_t conn, Conn& c);
+    void persist(const Session& s);
+    std::string random_hex(std::size_t bytes);
+    bool take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms);
+    void remember(std::string_view user, std::string_view id, DedupeEntry e);
+    /// The entry for a publish id still inside the window (any age when now is nullopt).
+    DedupeEntry* recall(std::string_view user, std::string_view id, std::optional<std::int64_t> now);
+    std::uint64_t durable_head(std::string_view room) const;
+
+    ServerConfig config_;
+    Store& store_;
+    duration idle_timeout_{0};
+    bool draining_ = false;
+    std::map<std::uint64_t, Conn> conns_;
+    std::map<std::string, Session, std::less<>> sessions_;
+    std::map<std::string, std::set<std::uint64_t>, std::less<>> subscribers_;
+    std::map<std::string, DurableHead, std::less<>> durable_heads_;
+    std::deque<Pending> pending_;
+    std::map<std::string, std::map<std::string, DedupeEntry>, std::less<>> dedupe_;  ///< user -> id -> entry
+    std::map<std::string, std::deque<std::pair<std::int64_t, std::string>>, std::less<>> dedupe_order_;
+    std::deque<ServerTransmit> transmits_;
+    std::int64_t next_housekeeping_ms_ = 0;
+    ServerMetrics metrics_;
+};
+
+}  // namespace tether

@@ -1,0 +1,514 @@
+#include <tether/core/assert.hpp>
+#include <tether/core/close_codes.hpp>
+#include <tether/core/server_engine.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <variant>
+
+namespace tether {
+namespace {
+
+constexpr std::int64_t kHousekeepingMs = 1'000;
+constexpr std::size_t kQueueMax = 1u << 22;  // transmits between two polls
+constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row before closing 4008
+
+bool equal_constant_time(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        diff = static_cast<unsigned char>(diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
+    return diff == 0;
+}
+
+}  // namespace
+
+std::optional<std::string> ServerConfig::validate() const {
+    if (!authenticate) return "an authenticator is required";
+    if (!random_bytes) return "a random source is required";
+    if (heartbeat.count() < 100) return "heartbeat must be >= 100 ms";
+    if (idle_timeout.count() < 0) return "idle timeout must not be negative";
+    if (handshake_timeout.count() <= 0) return "handshake timeout must be > 0";
+    if (session_ttl.count() < 0) return "session ttl must not be negative";
+    if (sessions_max == 0) return "sessions max must be >= 1";
+    if (rooms_per_connection_max == 0) return "rooms per connection must be >= 1";
+    if (message_bytes_max == 0 || message_bytes_max >= limits.frame_bytes_max)
+        return "message size limit must be > 0 and below the frame limit";
+    if (!(publish_rate > 0) || !(publish_burst >= 1)) return "publish rate must be > 0 and burst >= 1";
+    if (replay_page_events == 0 || replay_page_bytes == 0) return "replay pages must allow at least one event";
+    if (dedupe_per_user_max == 0) return "dedupe window must be >= 1";
+    return std::nullopt;
+}
+
+ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms)
+    : config_(std::move(config)), store_(store) {
+    if (auto e = config_.validate()) throw std::invalid_argument("tether: invalid server config: " + *e);
+    idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout : 2 * config_.heartbeat + duration{5'000};
+    next_housekeeping_ms_ = now_ms + kHousekeepingMs;
+    // Sessions survive restarts of a durable store; the ones that were
+    // attached when the process died start their retention window now.
+    for (auto& rec : store_.load_sessions()) {
+        if (rec.expires_at_ms == 0) rec.expires_at_ms = now_ms + config_.session_ttl.count();
+        if (rec.expires_at_ms <= now_ms) {
+            store_.erase_session(rec.id);
+            continue;
+        }
+        store_.save_session(rec);
+        sessions_[rec.id] = Session{rec, std::nullopt};
+    }
+    // Rebuild the dedupe window from history, so that a publish retried after
+    // a restart is still recognised.
+    const std::int64_t since = now_ms - config_.dedupe_ttl.count();
+    for (const auto& room : store_.rooms()) {
+        const auto info = store_.stream(room);
+        for (const auto& e : store_.read(room, 0, info.head, SIZE_MAX, SIZE_MAX))
+            if (!e.publish_id.empty() && e.at_ms >= since)
+                remember(e.publisher, e.publish_id, DedupeEntry{room, {info.epoch, e.offset}, e.at_ms, true});
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+void ServerEngine::send(std::uint64_t conn, const proto::Message& m) {
+    TETHER_ASSERT(transmits_.size() < kQueueMax);
+    transmits_.push_back(ServerTransmit{ServerTransmit::Kind::send, conn, proto::encode(m), 0, {}});
+}
+
+void ServerEngine::close(std::uint64_t conn, std::uint16_t code, std::string reason) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    transmits_.push_back(ServerTransmit{ServerTransmit::Kind::close, conn, {}, code, std::move(reason)});
+    ++metrics_.closes_by_code[code];
+    detach(it->second.last_seen_ms, conn, it->second);
+    conns_.erase(it);
+}
+
+std::string ServerEngine::random_hex(std::size_t bytes) {
+    std::vector<std::uint8_t> buf(bytes);
+    config_.random_bytes(buf);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes * 2);
+    for (auto b : buf) {
+        out += kHex[b >> 4];
+        out += kHex[b & 15];
+    }
+    return out;
+}
+
+void ServerEngine::persist(const Session& s) { store_.save_session(s.record); }
+
+std::uint64_t ServerEngine::durable_head(std::string_view room) const {
+    const auto info = store_.stream(room);
+    auto it = durable_heads_.find(room);
+    // Nothing appended through this engine in this epoch: all of it is durable.
+    if (it == durable_heads_.end() || it->second.epoch != info.epoch) return info.head;
+    return std::min(it->second.head, info.head);
+}
+
+bool ServerEngine::take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms) {
+    const double elapsed = static_cast<double>(now - c.tokens_at_ms) / 1000.0;
+    c.tokens = std::min(config_.publish_burst, c.tokens + std::max(0.0, elapsed) * config_.publish_rate);
+    c.tokens_at_ms = now;
+    if (c.tokens >= 1.0) {
+        c.tokens -= 1.0;
+        return true;
+    }
+    retry_after_ms = static_cast<std::int64_t>(std::ceil((1.0 - c.tokens) * 1000.0 / config_.publish_rate));
+    return false;
+}
+
+void ServerEngine::remember(std::string_view user, std::string_view id, DedupeEntry e) {
+    auto& ids = dedupe_[std::string{user}];
+    auto& order = dedupe_order_[std::string{user}];
+    const auto at = e.at_ms;
+    if (ids.emplace(std::string{id}, std::move(e)).second) order.emplace_back(at, std::string{id});
+    while (order.size() > config_.dedupe_per_user_max) {
+        ids.erase(order.front().second);
+        order.pop_front();
+    }
+}
+
+ServerEngine::DedupeEntry* ServerEngine::recall(std::string_view user, std::string_view id,
+                                                std::optional<std::int64_t> now) {
+    auto u = dedupe_.find(user);
+    if (u == dedupe_.end()) return nullptr;
+    auto it = u->second.find(std::string{id});
+    if (it == u->second.end()) return nullptr;
+    if (now && it->second.at_ms < *now - config_.dedupe_ttl.count()) return nullptr;
+    return &it->second;
+}
+
+// ---- inputs ----------------------------------------------------------------------------
+
+void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
+    ++metrics_.connections_opened;
+    Conn c;
+    c.opened_ms = now;
+    c.last_seen_ms = now;
+    c.tokens = config_.publish_burst;
+    c.tokens_at_ms = now;
+    conns_[conn] = std::move(c);
+    if (draining_) return close(conn, close_code::try_again_later, "server draining");
+    send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), config_.server_name,
+                            config_.server_version, config_.node_id});
+}
+
+void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::string_view text) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    Conn& c = it->second;
+    c.last_seen_ms = now;
+    auto res = proto::decode(text, config_.limits);
+    if (!res) return close(conn, res.error().close_code(), "decode error: " + res.error().message());
+    proto::Message& msg = res.message();
+    const bool authed = c.session.has_value();
+    std::visit(
+        [&](auto& m) {
+            using T = std::decay_t<decltype(m)>;
+            if constexpr (std::is_same_v<T, proto::Heartbeat>) {
+                ++metrics_.heartbeats;
+                send(conn, proto::HeartbeatAck{m.ts});
+            } else if constexpr (std::is_same_v<T, proto::Identify>) {
+                if (authed) return close(conn, close_code::already_authenticated, "already authenticated");
+                on_identify(now, conn, c, m);
+            } else if constexpr (std::is_same_v<T, proto::Resume>) {
+                if (authed) return close(conn, close_code::already_authenticated, "already authenticated");
+                on_resume(now, conn, c, m);
+            } else if constexpr (std::is_same_v<T, proto::Join> || std::is_same_v<T, proto::Leave> ||
+                                 std::is_same_v<T, proto::Publish>) {
+                if (!authed) return close(conn, close_code::not_authenticated, "not authenticated");
+                if constexpr (std::is_same_v<T, proto::Join>) on_join(now, conn, c, m);
+                if constexpr (std::is_same_v<T, proto::Leave>) leave_room(conn, c, m.room);
+                if constexpr (std::is_same_v<T, proto::Publish>) on_publish(now, conn, c, m);
+            } else {
+                close(conn, close_code::unknown_op,
+                      "unexpected op " + std::string{proto::to_string(proto::op_of(msg))} + " from a client");
+            }
+        },
+        msg);
+    handle_durable(now);
+}
+
+void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m) {
+    ++metrics_.identifies;
+    if (draining_) return close(conn, close_code::try_again_later, "server draining");
+    const AuthResult auth = config_.authenticate(m.token, now);
+    if (!auth.ok) {
+        ++metrics_.auth_failures;
+        return close(conn, close_code::authentication_failed, "authentication failed");
+    }
+    if (sessions_.size() >= config_.sessions_max) return close(conn, close_code::try_again_later, "too many sessions");
+    Session s;
+    s.record.id = random_hex(16);
+    s.record.resume_token = random_hex(32);  // 256 bits
+    s.record.user = auth.user;
+    s.conn = conn;
+    c.session = s.record.id;
+    persist(s);
+    const auto& rec = sessions_.emplace(s.record.id, s).first->second.record;
+    send(conn, proto::Ready{rec.id, rec.resume_token, rec.user});
+}
+
+void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m) {
+    if (draining_) return close(conn, close_code::try_again_later, "server draining");
+    auto it = sessions_.find(m.session_id);
+    const bool ok = it != sessions_.end() && equal_constant_time(it->second.record.resume_token, m.resume_token) &&
+                    (it->second.conn || it->second.record.expires_at_ms > now);
+    if (!ok) {
+        // Unknown, expired or not the caller's: the answer is the same.
+        ++metrics_.resumes_failed;
+        send(conn, proto::InvalidSession{false});
+        return;
+    }
+    ++metrics_.resumes_ok;
+    Session& s = it->second;
+    if (s.conn && *s.conn != conn) close(*s.conn, close_code::unknown_error, "session resumed elsewhere");
+    s.conn = conn;
+    s.record.expires_at_ms = 0;
+    s.record.rooms.clear();
+    c.session = s.record.id;
+    send(conn, proto::Resumed{s.record.id});
+    for (const auto& rp : m.rooms) {
+        proto::Join j{rp.room, rp.position};
+        on_join(now, conn, c, j);
+    }
+    persist(s);
+}
+
+void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m) {
+    auto refuse = [&](std::string_view code, std::string reason, bool fatal) {
+        ++metrics_.join_errors;
+        send(conn, proto::JoinError{m.room, std::string{code}, std::move(reason), fatal});
+    };
+    Session& s = sessions_.at(*c.session);
+    if (config_.authorize && !config_.authorize(s.record.user, m.room, false))
+        return refuse(proto::codes::not_permitted, "not permitted in this room", true);
+    if (!c.rooms.count(m.room) && c.rooms.size() >= config_.rooms_per_connection_max)
+        return refuse(proto::codes::too_many_rooms,
+                      "at most " + std::to_string(config_.rooms_per_connection_max) + " rooms per connection", true);
+    std::int64_t retry = 0;
+    if (!take_token(now, c, retry)) return refuse(proto::codes::rate_limited, "too many requests", false);
+    ++metrics_.joins;
+    join_room(conn, c, m.room, m.since);
+    if (std::find(s.record.rooms.begin(), s.record.rooms.end(), m.room) == s.record.rooms.end()) {
+        s.record.rooms.push_back(m.room);
+        persist(s);
+    }
+    pump_replay(conn, c);
+}
+
+void ServerEngine::join_room(std::uint64_t conn, Conn& c, const std::string& room,
+                             std::optional<proto::StreamPosition> since) {
+    const auto info = store_.stream(room);
+    const std::uint64_t head = durable_head(room);
+    const std::uint64_t first = std::min(info.first, head + 1);
+    const bool recoverable =
+        !since || (since->epoch == info.epoch && since->offset <= head && since->offset + 1 >= first);
+    subscribers_[room].insert(conn);
+    send(conn, proto::Joined{room, {info.epoch, head}, recoverable});
+    if (since && recoverable && since->offset < head)
+        c.rooms[room] = Replay{since->offset + 1, info.epoch};
+    else
+        c.rooms[room] = std::nullopt;
+}
+
+void ServerEngine::leave_room(std::uint64_t conn, Conn& c, std::string_view room) {
+    c.rooms.erase(std::string{room});
+    if (auto it = subscribers_.find(room); it != subscribers_.end()) {
+        it->second.erase(conn);
+        if (it->second.empty()) subscribers_.erase(it);
+    }
+    if (c.session) {
+        auto& rooms = sessions_.at(*c.session).record.rooms;
+        rooms.erase(std::remove(rooms.begin(), rooms.end(), room), rooms.end());
+        persist(sessions_.at(*c.session));
+    }
+}
+
+void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m) {
+    auto nack = [&](std::string_view code, std::string reason, std::optional<std::int64_t> retry = std::nullopt) {
+        ++metrics_.nacks;
+        send(conn, proto::Nack{m.id, std::string{code}, std::move(reason), retry});
+    };
+    const std::string& user = sessions_.at(*c.session).record.user;
+    if (DedupeEntry* d = recall(user, m.id, now)) {
+        ++metrics_.publish_dupes;
+        if (d->durable) return send(conn, proto::Ack{m.id, d->room, d->position.epoch, d->position.offset});
+        for (auto& p : pending_)
+            if (p.room == d->room && p.position == d->position) p.ack_to.emplace_back(conn, m.id);
+        return;
+    }
+    if (m.data.size() > config_.message_bytes_max)
+        return nack(proto::codes::too_large, "payload above " + std::to_string(config_.message_bytes_max) + " bytes");
+    if (config_.authorize && !config_.authorize(user, m.room, true))
+        return nack(proto::codes::not_permitted, "not permitted to publish here");
+    std::int64_t retry = 0;
+    if (!take_token(now, c, retry)) {
+        if (++c.rate_limited_in_a_row > kRateLimitedMax)
+            return close(conn, close_code::rate_limited, "rate limited: publish flood");
+        return nack(proto::codes::rate_limited, "publish rate exceeded", retry);
+    }
+    c.rate_limited_in_a_row = 0;
+    const auto res = append(now, m.room, m.data, user, m.id);
+    remember(user, m.id, DedupeEntry{m.room, res.position, now, false});
+    pending_.back().ack_to.emplace_back(conn, m.id);
+}
+
+AppendResult ServerEngine::append(std::int64_t now, std::string_view room, std::string data, std::string_view user,
+                                  std::string_view id) {
+    const auto res = store_.append(room, data, user, id, now);
+    ++metrics_.publishes;
+    auto& dh = durable_heads_[std::string{room}];
+    if (dh.epoch != res.position.epoch) dh = DurableHead{res.position.epoch, res.position.offset - 1};
+    pending_.push_back(
+        Pending{res.seq, std::string{room}, res.position, std::move(data), std::string{user}, std::string{id}, {}});
+    return res;
+}
+
+AppendResult ServerEngine::publish(std::int64_t now, std::string_view room, std::string data) {
+    const auto res = append(now, room, std::move(data), {}, {});
+    handle_durable(now);
+    return res;
+}
+
+void ServerEngine::handle_durable(std::int64_t) {
+    const std::uint64_t durable = store_.durable_seq();
+    while (!pending_.empty() && pending_.front().seq <= durable) {
+        Pending p = std::move(pending_.front());
+        pending_.pop_front();
+        auto& dh = durable_heads_[p.room];
+        if (dh.epoch == p.position.epoch) dh.head = p.position.offset;
+        if (!p.user.empty())
+            if (auto* d = recall(p.user, p.publish_id, std::nullopt)) d->durable = true;
+        for (const auto& [conn, id] : p.ack_to) {
+            if (!conns_.count(conn)) continue;  // gone: its retry will be answered from the window
+            send(conn, proto::Ack{id, p.room, p.position.epoch, p.position.offset});
+        }
+        auto sub = subscribers_.find(p.room);
+        if (sub == subscribers_.end()) continue;
+        for (auto conn : sub->second) {
+            auto& c = conns_.at(conn);
+            auto r = c.rooms.find(p.room);
+            if (r == c.rooms.end() || r->second) continue;  // replaying: the cursor will read it
+            send(conn, proto::Event{p.room, p.position, p.data});
+            ++metrics_.deliveries;
+        }
+    }
+}
+
+void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
+    if (!c.writable) return;
+    std::size_t events = 0, bytes = 0;
+    bool sent = false;
+    for (auto& [room, replay] : c.rooms) {
+        if (!replay) continue;
+        const auto info = store_.stream(room);
+        if (info.epoch != replay->epoch) {
+            replay.reset();  // the stream was lost meanwhile: the next event tells the client
+            continue;
+        }
+        const std::uint64_t head = durable_head(room);
+        while (replay && events < config_.replay_page_events && bytes < config_.replay_page_bytes) {
+            auto batch = store_.read(room, replay->next - 1, head, config_.replay_page_events - events,
+                                     config_.replay_page_bytes - bytes);
+            for (auto& e : batch) {
+                bytes += e.data.size();
+                ++events;
+                send(conn, proto::Event{room, {info.epoch, e.offset}, std::move(e.data)});
+                ++metrics_.deliveries;
+                ++metrics_.replayed;
+                replay->next = e.offset + 1;
+                sent = true;
+            }
+            if (replay->next > head) replay.reset();  // caught up: live from now on
+            else if (batch.empty()) {
+                // History was trimmed under the cursor: the client must learn of the gap.
+                close(conn, close_code::invalid_position, "replay position fell out of history");
+                return;
+            }
+        }
+        if (events >= config_.replay_page_events || bytes >= config_.replay_page_bytes) break;
+    }
+    if (sent) {
+        ++metrics_.replay_pages;
+        c.writable = false;
+    }
+}
+
+void ServerEngine::handle_writable(std::int64_t now, std::uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    it->second.writable = true;
+    pump_replay(conn, it->second);
+    handle_durable(now);
+}
+
+void ServerEngine::detach(std::int64_t now, std::uint64_t conn, Conn& c) {
+    for (const auto& [room, r] : c.rooms) {
+        auto it = subscribers_.find(room);
+        if (it == subscribers_.end()) continue;
+        it->second.erase(conn);
+        if (it->second.empty()) subscribers_.erase(it);
+    }
+    c.rooms.clear();
+    if (c.session) {
+        auto s = sessions_.find(*c.session);
+        if (s != sessions_.end() && s->second.conn == conn) {
+            s->second.conn.reset();
+            s->second.record.expires_at_ms = now + config_.session_ttl.count();
+            persist(s->second);
+        }
+        c.session.reset();
+    }
+}
+
+void ServerEngine::handle_close(std::int64_t now, std::uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    detach(now, conn, it->second);
+    conns_.erase(it);
+}
+
+void ServerEngine::handle_timeout(std::int64_t now) {
+    if (now < next_housekeeping_ms_) return;
+    next_housekeeping_ms_ = now + kHousekeepingMs;
+    std::vector<std::pair<std::uint64_t, const char*>> expired;
+    for (auto& [id, c] : conns_) {
+        if (!c.session && now - c.opened_ms > config_.handshake_timeout.count())
+            expired.emplace_back(id, "handshake timeout");
+        else if (now - c.last_seen_ms > idle_timeout_.count())
+            expired.emplace_back(id, "heartbeat timeout");
+    }
+    for (auto& [id, why] : expired) {
+        ++metrics_.idle_closes;
+        conns_.at(id).last_seen_ms = now;
+        close(id, close_code::unknown_error, why);
+    }
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+        if (!it->second.conn && it->second.record.expires_at_ms <= now) {
+            store_.erase_session(it->first);
+            ++metrics_.sessions_expired;
+            it = sessions_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    const std::int64_t dedupe_cutoff = now - config_.dedupe_ttl.count();
+    for (auto& [user, order] : dedupe_order_) {
+        auto& ids = dedupe_[user];
+        while (!order.empty() && order.front().first < dedupe_cutoff) {
+            auto d = ids.find(order.front().second);
+            if (d != ids.end() && d->second.durable) ids.erase(d);
+            order.pop_front();
+        }
+    }
+    store_.trim(now);
+    handle_durable(now);
+}
+
+std::optional<ServerTransmit> ServerEngine::poll_transmit() {
+    if (transmits_.empty()) return std::nullopt;
+    ServerTransmit t = std::move(transmits_.front());
+    transmits_.pop_front();
+    return t;
+}
+
+std::optional<std::int64_t> ServerEngine::poll_timeout() const { return next_housekeeping_ms_; }
+
+void ServerEngine::drain(std::int64_t now, std::int64_t retry_after_ms) {
+    draining_ = true;
+    store_.flush();
+    handle_durable(now);
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, c] : conns_) ids.push_back(id);
+    for (auto id : ids) {
+        send(id, proto::Reconnect{"server draining", retry_after_ms});
+        close(id, close_code::going_away, "server draining");
+    }
+}
+
+bool ServerEngine::disconnect_session(std::int64_t, std::string_view session_id) {
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return false;
+    if (it->second.conn) close(*it->second.conn, close_code::unknown_error, "disconnected by an administrator");
+    return true;
+}
+
+std::vector<SessionInfo> ServerEngine::sessions() const {
+    std::vector<SessionInfo> out;
+    out.reserve(sessions_.size());
+    for (const auto& [id, s] : sessions_)
+        out.push_back(SessionInfo{id, s.record.user, s.record.rooms, s.conn.has_value(), s.record.expires_at_ms});
+    return out;
+}
+
+std::optional<SessionInfo> ServerEngine::session(std::string_view id) const {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return std::nullopt;
+    const auto& s = it->second;
+    return SessionInfo{it->first, s.record.user, s.record.rooms, s.conn.has_value(), s.record.expires_at_ms};
+}
+
+}  // namespace tether

@@ -1,0 +1,60 @@
+#pragma once
+// In-memory store: tests, the simulator and `tether serve --memory`.
+// Everything is durable at once (durable_seq() == last seq); nothing survives
+// the process. Bounded by StoreLimits per room.
+
+#include <tether/core/store.hpp>
+
+#include <atomic>
+#include <deque>
+#include <map>
+
+namespace tether::store {
+
+class MemoryStore : public Store {
+public:
+    /// New streams start at `epoch_base` (use the wall clock at creation, ms):
+    /// epochs must never repeat across store instances, or a position from a
+    /// lost store could look recoverable in an unrelated new stream.
+    explicit MemoryStore(StoreLimits limits = {}, std::uint64_t epoch_base = 1)
+        : limits_(limits), epoch_base_(epoch_base == 0 ? 1 : epoch_base) {}
+
+    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
+                        std::string_view publish_id, std::int64_t now_ms) override;
+    std::uint64_t durable_seq() const noexcept override { return seq_.load(); }
+    void on_durable(std::function<void()> notify) override { notify_ = std::move(notify); }
+    void flush() override {}
+
+    StreamInfo stream(std::string_view room) const override;
+    std::vector<StoredEvent> read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
+                                  std::size_t max_events, std::size_t max_bytes) const override;
+    std::vector<std::string> rooms() const override;
+    void trim(std::int64_t now_ms) override;
+    void reset_stream(std::string_view room) override;
+
+    void save_session(const SessionRecord& s) override { sessions_[s.id] = s; }
+    void erase_session(std::string_view id) override { sessions_.erase(std::string{id}); }
+    std::vector<SessionRecord> load_sessions() const override;
+
+protected:
+    struct Stream {
+        std::uint64_t epoch = 0;
+        std::uint64_t head = 0;
+        std::deque<StoredEvent> events;
+    };
+    /// Inserts an event that is already stored elsewhere (recovery of a
+    /// durable store at startup).
+    void restore(std::string_view room, std::uint64_t epoch, StoredEvent e);
+    void restore_epoch(std::string_view room, std::uint64_t epoch, std::uint64_t head);
+    Stream& stream_for(std::string_view room);
+    void bound(Stream& s);
+
+    StoreLimits limits_;
+    std::uint64_t epoch_base_ = 1;
+    std::map<std::string, Stream, std::less<>> streams_;
+    std::map<std::string, SessionRecord, std::less<>> sessions_;
+    std::atomic<std::uint64_t> seq_{0};
+    std::function<void()> notify_;
+};
+
+}  // namespace tether::store
