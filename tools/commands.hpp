@@ -17,5 +17,9 @@ using Action = std::function<int()>;
 
 /// `tether sim`: deterministic simulation of a client under faults.
 Action add_sim_command(CLI::App& app);
+/// `tether serve`: the gateway.
+Action add_serve_command(CLI::App& app);
+/// `tether token`: mint an access token.
+Action add_token_command(CLI::App& app);
 
 }  // namespace tether::tools

@@ -1,5 +1,6 @@
-// tether: serve, connect, inject faults and benchmark. This build ships the
-// `sim` subcommand; the others arrive with their issues.
+// tether: serve, connect, inject faults and benchmark. This build ships
+// `serve`, `token` and `sim`; `connect`, `proxy` and `bench` arrive with their
+// issues.
 
 #include "commands.hpp"
 
@@ -9,12 +10,18 @@ int main(int argc, char** argv) {
     CLI::App app{"tether: real-time connections that reconnect, resume and lose nothing", "tether"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "tether 0.1.0");
+    auto serve = tether::tools::add_serve_command(app);
+    auto token = tether::tools::add_token_command(app);
     auto sim = tether::tools::add_sim_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         const int rc = app.exit(e);
         return rc == 0 ? 0 : tether::tools::exit_usage;
+    }
+    for (auto* sub : app.get_subcommands()) {
+        if (sub->get_name() == "serve") return serve();
+        if (sub->get_name() == "token") return token();
     }
     return sim();
 }

@@ -484,9 +484,24 @@ void ServerEngine::drain(std::int64_t now, std::int64_t retry_after_ms) {
     std::vector<std::uint64_t> ids;
     for (const auto& [id, c] : conns_) ids.push_back(id);
     for (auto id : ids) {
-        send(id, proto::Reconnect{"server draining", retry_after_ms});
+        std::uint8_t r[2];
+        config_.random_bytes(r);
+        const auto jitter = retry_after_ms > 0 ? (r[0] << 8 | r[1]) % retry_after_ms : 0;
+        send(id, proto::Reconnect{"server draining", retry_after_ms + jitter});
         close(id, close_code::going_away, "server draining");
     }
+}
+
+StreamInfo ServerEngine::stream_info(std::string_view room) const {
+    auto info = store_.stream(room);
+    info.head = durable_head(room);
+    info.first = std::min(info.first, info.head + 1);
+    return info;
+}
+
+std::vector<StoredEvent> ServerEngine::history(std::string_view room, std::uint64_t after, std::size_t limit,
+                                               std::size_t max_bytes) const {
+    return store_.read(room, after, durable_head(room), limit, max_bytes);
 }
 
 bool ServerEngine::disconnect_session(std::int64_t, std::string_view session_id) {

@@ -12,15 +12,35 @@ void MemoryStore::bound(Stream& s) {
     while (s.events.size() > limits_.history_size) s.events.pop_front();
 }
 
-AppendResult MemoryStore::append(std::string_view room, std::string data, std::string_view publisher,
-                                 std::string_view publish_id, std::int64_t now_ms) {
+AppendResult MemoryStore::append_entry(std::string_view room, std::string data, std::string_view publisher,
+                                       std::string_view publish_id, std::int64_t now_ms) {
     Stream& s = stream_for(room);
     ++s.head;
     s.events.push_back(StoredEvent{s.head, now_ms, std::move(data), std::string{publisher}, std::string{publish_id}});
     bound(s);
-    const auto seq = seq_.fetch_add(1) + 1;
-    if (notify_) notify_();
-    return AppendResult{{s.epoch, s.head}, seq};
+    return AppendResult{{s.epoch, s.head}, ++next_seq_};
+}
+
+void MemoryStore::mark_durable(std::uint64_t seq) {
+    durable_.store(seq);
+    std::function<void()> notify;
+    {
+        std::lock_guard lock{notify_mu_};
+        notify = notify_;
+    }
+    if (notify) notify();
+}
+
+void MemoryStore::on_durable(std::function<void()> notify) {
+    std::lock_guard lock{notify_mu_};
+    notify_ = std::move(notify);
+}
+
+AppendResult MemoryStore::append(std::string_view room, std::string data, std::string_view publisher,
+                                 std::string_view publish_id, std::int64_t now_ms) {
+    auto res = append_entry(room, std::move(data), publisher, publish_id, now_ms);
+    mark_durable(res.seq);  // memory is as durable as this store gets
+    return res;
 }
 
 StreamInfo MemoryStore::stream(std::string_view room) const {

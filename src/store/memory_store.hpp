@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <mutex>
 
 namespace tether::store {
 
@@ -21,8 +22,8 @@ public:
 
     AppendResult append(std::string_view room, std::string data, std::string_view publisher,
                         std::string_view publish_id, std::int64_t now_ms) override;
-    std::uint64_t durable_seq() const noexcept override { return seq_.load(); }
-    void on_durable(std::function<void()> notify) override { notify_ = std::move(notify); }
+    std::uint64_t durable_seq() const noexcept override { return durable_.load(); }
+    void on_durable(std::function<void()> notify) override;
     void flush() override {}
 
     StreamInfo stream(std::string_view room) const override;
@@ -37,6 +38,13 @@ public:
     std::vector<SessionRecord> load_sessions() const override;
 
 protected:
+    /// Appends to memory and assigns the next sequence number, without
+    /// declaring it durable (durable stores do that after their write).
+    AppendResult append_entry(std::string_view room, std::string data, std::string_view publisher,
+                              std::string_view publish_id, std::int64_t now_ms);
+    /// Declares everything up to `seq` durable and notifies.
+    void mark_durable(std::uint64_t seq);
+
     struct Stream {
         std::uint64_t epoch = 0;
         std::uint64_t head = 0;
@@ -53,7 +61,9 @@ protected:
     std::uint64_t epoch_base_ = 1;
     std::map<std::string, Stream, std::less<>> streams_;
     std::map<std::string, SessionRecord, std::less<>> sessions_;
-    std::atomic<std::uint64_t> seq_{0};
+    std::uint64_t next_seq_ = 0;  // strand only
+    std::atomic<std::uint64_t> durable_{0};
+    std::mutex notify_mu_;  // on_durable() may race a writer thread's notification
     std::function<void()> notify_;
 };
 

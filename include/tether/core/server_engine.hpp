@@ -144,8 +144,17 @@ public:
     /// delivered once durable.
     AppendResult publish(std::int64_t now_ms, std::string_view room, std::string data);
     /// RECONNECT to every connection, then close them with 1001; new
-    /// connections are refused with 1013 from now on.
+    /// connections are refused with 1013 from now on. Each connection gets its
+    /// own retry_after in [retry_after_ms, 2 x retry_after_ms) so that clients
+    /// do not all come back at the same instant.
     void drain(std::int64_t now_ms, std::int64_t retry_after_ms);
+
+    /// The room's stream as clients see it: `head` is the last durable offset.
+    StreamInfo stream_info(std::string_view room) const;
+    /// Durable events after `after`, bounded by count and bytes (admin API).
+    std::vector<StoredEvent> history(std::string_view room, std::uint64_t after, std::size_t limit,
+                                     std::size_t max_bytes) const;
+    std::uint64_t durable_seq() const noexcept { return store_.durable_seq(); }
     /// Closes one session's connection (admin API). False if unknown.
     bool disconnect_session(std::int64_t now_ms, std::string_view session_id);
 

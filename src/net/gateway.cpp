@@ -1,0 +1,768 @@
+#include "gateway.hpp"
+
+#include <tether/core/close_codes.hpp>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/json.hpp>
+#include <boost/url.hpp>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <thread>
+#include <unordered_map>
+
+namespace tether::net {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+std::int64_t wall_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void secure_random(std::span<std::uint8_t> out) {
+    if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
+        std::fprintf(stderr, "tether: no secure random source available\n");
+        std::abort();
+    }
+}
+
+namespace {
+
+constexpr std::size_t kCloseReasonMax = 120;  // a close frame's reason must fit in 123 bytes
+
+bool offers_v1(const http::request<http::string_body>& req) {
+    const auto header = req[http::field::sec_websocket_protocol];
+    std::string_view h{header.data(), header.size()};
+    while (!h.empty()) {
+        const auto comma = h.find(',');
+        auto item = h.substr(0, comma);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (item == proto::subprotocol) return true;
+        if (comma == std::string_view::npos) break;
+        h.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+bool equal_secret(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+using Response = http::response<http::string_body>;
+
+Response make_response(http::status status, std::string body, bool keep_alive,
+                       std::string_view type = "application/json") {
+    Response res{status, 11};
+    res.set(http::field::server, "tether/0.1.0");
+    res.set(http::field::content_type, type);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+}
+
+std::string error_body(std::string_view message) {
+    json::object o;
+    o["error"] = message;
+    return json::serialize(o);
+}
+
+}  // namespace
+
+// ---- the shared state ------------------------------------------------------------------
+
+class ConnBase {
+public:
+    virtual ~ConnBase() = default;
+    /// Both are called on the engine strand and post to the connection's strand.
+    virtual void send(std::shared_ptr<const std::string> text) = 0;
+    virtual void close(std::uint16_t code, std::string reason) = 0;
+};
+
+struct GatewayCounters {
+    std::uint64_t slow_consumer_closes = 0;
+    std::uint64_t connections_refused = 0;
+    std::uint64_t invalid_version = 0;
+    std::uint64_t binary_frames = 0;
+    std::uint64_t http_requests = 0;
+    std::uint64_t admin_unauthorized = 0;
+    std::uint64_t admin_rate_limited = 0;
+};
+
+struct Gateway::Impl {
+    Impl(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spdlog::logger> l)
+        : opt(std::move(o)),
+          store(s),
+          log(std::move(l)),
+          ioc(static_cast<int>(std::max(1u, opt.threads))),
+          engine_strand(asio::make_strand(ioc)),
+          limits(cfg.limits),
+          engine(std::move(cfg), s, wall_ms()),
+          timer(engine_strand),
+          acceptor(ioc),
+          signals(ioc, SIGINT, SIGTERM),
+          drain_timer(engine_strand) {
+        admin_tokens = opt.admin_burst;
+        admin_tokens_at = wall_ms();
+    }
+
+    GatewayOptions opt;
+    Store& store;
+    std::shared_ptr<spdlog::logger> log;
+    asio::io_context ioc;
+    asio::strand<asio::io_context::executor_type> engine_strand;
+    proto::Limits limits;
+    ServerEngine engine;  // engine strand only
+    asio::steady_timer timer;
+    std::optional<std::int64_t> timer_for;
+    tcp::acceptor acceptor;
+    std::optional<ssl::context> tls;
+    asio::signal_set signals;
+    asio::steady_timer drain_timer;
+
+    // engine strand only
+    std::unordered_map<std::uint64_t, std::shared_ptr<ConnBase>> conns;
+    std::multimap<std::uint64_t, std::function<void()>> durable_waiters;
+    GatewayCounters counters;
+    bool draining = false;
+    double admin_tokens = 0;
+    std::int64_t admin_tokens_at = 0;
+
+    std::size_t engine_message_bytes_max = 0;
+    std::atomic<std::uint64_t> next_conn{1};
+    std::atomic<std::size_t> live_ws{0};
+    std::atomic<std::size_t> live_sockets{0};
+
+    template <class F>
+    void on_engine(F&& f) {
+        asio::post(engine_strand, std::forward<F>(f));
+    }
+
+    /// Carries out everything the engine wants written, then re-arms the timer.
+    void flush() {
+        while (auto t = engine.poll_transmit()) {
+            auto it = conns.find(t->conn);
+            if (it == conns.end()) continue;
+            if (t->kind == ServerTransmit::Kind::send) {
+                it->second->send(std::make_shared<const std::string>(std::move(t->text)));
+            } else {
+                it->second->close(t->code, std::move(t->reason));
+                conns.erase(it);
+            }
+        }
+        const auto durable = engine.durable_seq();
+        while (!durable_waiters.empty() && durable_waiters.begin()->first <= durable) {
+            auto fn = std::move(durable_waiters.begin()->second);
+            durable_waiters.erase(durable_waiters.begin());
+            fn();
+        }
+        arm_timer();
+        if (draining && conns.empty()) finish_drain();
+    }
+
+    void arm_timer() {
+        const auto next = engine.poll_timeout();
+        if (!next || (timer_for && *timer_for == *next)) return;
+        timer_for = next;
+        timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, *next - wall_ms())));
+        timer.async_wait([this](beast::error_code ec) {
+            if (ec) return;
+            timer_for.reset();
+            engine.handle_timeout(wall_ms());
+            flush();
+        });
+    }
+
+    void connection_closed(std::uint64_t id) {
+        on_engine([this, id] {
+            conns.erase(id);
+            engine.handle_close(wall_ms(), id);
+            flush();
+        });
+    }
+
+    void start_drain() {
+        on_engine([this] {
+            if (draining) return;
+            draining = true;
+            log->info("draining: asking {} connection(s) to reconnect", conns.size());
+            beast::error_code ec;
+            acceptor.close(ec);
+            engine.drain(wall_ms(), opt.drain_retry_after_ms);
+            flush();
+            drain_timer.expires_after(std::chrono::milliseconds(opt.drain_timeout.count()));
+            drain_timer.async_wait([this](beast::error_code e) {
+                if (e) return;
+                log->warn("drain timeout: {} connection(s) still open, stopping", conns.size());
+                finish_drain();
+            });
+            if (conns.empty()) finish_drain();
+        });
+    }
+
+    void finish_drain() {
+        store.flush();
+        log->info("drained; store flushed (durable seq {})", engine.durable_seq());
+        ioc.stop();
+    }
+
+    bool take_admin_token() {
+        const auto now = wall_ms();
+        admin_tokens = std::min(opt.admin_burst,
+                                admin_tokens + static_cast<double>(now - admin_tokens_at) / 1000.0 * opt.admin_rate);
+        admin_tokens_at = now;
+        if (admin_tokens < 1.0) return false;
+        admin_tokens -= 1.0;
+        return true;
+    }
+
+    std::string metrics_text() const;
+    void route(http::request<http::string_body>&& req, std::function<void(Response)> respond);
+    void route_admin(const http::request<http::string_body>& req, const std::vector<std::string>& seg,
+                     boost::urls::params_view params, std::function<void(Response)> respond);
+    void accept();
+};
+
+// ---- WebSocket connection ------------------------------------------------------------------
+
+template <class Stream>
+class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession<Stream>> {
+public:
+    WsSession(Stream&& s, Gateway::Impl& gw) : ws_(std::move(s)), gw_(gw) {}
+    ~WsSession() override { --gw_.live_ws; }
+
+    void start(http::request<http::string_body> req) {
+        version_ok_ = offers_v1(req);
+        websocket::stream_base::timeout t{};
+        t.handshake_timeout = std::chrono::milliseconds(gw_.opt.handshake_timeout.count());
+        t.idle_timeout = websocket::stream_base::none();  // liveness is the engine's job (HEARTBEAT)
+        t.keep_alive_pings = false;
+        ws_.set_option(t);
+        ws_.set_option(websocket::stream_base::decorator([ok = version_ok_](websocket::response_type& res) {
+            res.set(http::field::server, "tether/0.1.0");
+            if (ok) res.set(http::field::sec_websocket_protocol, proto::subprotocol);
+        }));
+        ws_.read_message_max(gw_.limits.frame_bytes_max);
+        ws_.async_accept(req, beast::bind_front_handler(&WsSession::on_accept, this->shared_from_this()));
+    }
+
+    void send(std::shared_ptr<const std::string> text) override {
+        asio::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] { self->enqueue(text); });
+    }
+
+    void close(std::uint16_t code, std::string reason) override {
+        asio::post(ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
+            self->engine_closed_ = true;
+            self->close_when_flushed(code, std::move(reason));
+        });
+    }
+
+private:
+    void on_accept(beast::error_code ec) {
+        if (ec) return;  // handshake failed: nothing was registered
+        if (!version_ok_) {
+            gw_.on_engine([gw = &gw_] { ++gw->counters.invalid_version; });
+            engine_closed_ = true;
+            return do_close(close_code::invalid_version, "invalid version: offer subprotocol tether.v1");
+        }
+        ws_.text(true);
+        id_ = gw_.next_conn.fetch_add(1);
+        gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_] {
+            if (gw->draining) {
+                self->close(close_code::try_again_later, "server draining");
+                return;
+            }
+            gw->conns[id] = self;
+            gw->engine.handle_open(wall_ms(), id);
+            gw->flush();
+            self->resume_reading();
+        });
+    }
+
+    // One inbound message at a time per connection: the next read starts only
+    // after the engine handled the previous one. That bounds inbound memory
+    // and keeps a flooding client from starving everyone else's outbound.
+    void resume_reading() {
+        asio::post(ws_.get_executor(), [self = this->shared_from_this()] { self->do_read(); });
+    }
+
+    void do_read() {
+        if (closing_) return;
+        ws_.async_read(buf_, beast::bind_front_handler(&WsSession::on_read, this->shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        if (ec) return finish();  // peer closed, reset, or a frame above the limit (Beast sent 1009)
+        if (!ws_.got_text()) {
+            gw_.on_engine([gw = &gw_] { ++gw->counters.binary_frames; });
+            return close_when_flushed(close_code::decode_error, "binary frames are not part of tether.v1");
+        }
+        auto text = beast::buffers_to_string(buf_.data());
+        buf_.consume(buf_.size());
+        gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_, text = std::move(text)] {
+            gw->engine.handle_message(wall_ms(), id, text);
+            gw->flush();
+            if (gw->conns.count(id)) self->resume_reading();
+        });
+    }
+
+    void enqueue(std::shared_ptr<const std::string> text) {
+        if (closing_ || close_after_) return;
+        if (queued_bytes_ + text->size() > gw_.opt.outbound_bytes_max) {
+            // Slow consumer: drop what is queued and close; the session stays.
+            gw_.on_engine([gw = &gw_] { ++gw->counters.slow_consumer_closes; });
+            queue_.erase(queue_.begin() + (writing_ ? 1 : 0), queue_.end());
+            return close_when_flushed(close_code::slow_consumer, "slow consumer: outbound queue full");
+        }
+        queued_bytes_ += text->size();
+        queue_.push_back(std::move(text));
+        if (!writing_) do_write();
+    }
+
+    void do_write() {
+        writing_ = true;
+        ws_.async_write(asio::buffer(*queue_.front()),
+                        beast::bind_front_handler(&WsSession::on_write, this->shared_from_this()));
+    }
+
+    void on_write(beast::error_code ec, std::size_t) {
+        queued_bytes_ -= queue_.front()->size();
+        queue_.pop_front();
+        if (ec) return finish();
+        if (!queue_.empty()) return do_write();
+        writing_ = false;
+        if (close_after_) {
+            auto [code, reason] = std::move(*close_after_);
+            close_after_.reset();
+            return do_close(code, std::move(reason));
+        }
+        gw_.on_engine([gw = &gw_, id = id_] {
+            gw->engine.handle_writable(wall_ms(), id);
+            gw->flush();
+        });
+    }
+
+    void close_when_flushed(std::uint16_t code, std::string reason) {
+        if (closing_) return;
+        if (writing_) {
+            close_after_ = std::make_pair(code, std::move(reason));
+            return;
+        }
+        do_close(code, std::move(reason));
+    }
+
+    void do_close(std::uint16_t code, std::string reason) {
+        if (closing_) return;
+        closing_ = true;
+        if (reason.size() > kCloseReasonMax) reason.resize(kCloseReasonMax);
+        websocket::close_reason cr;
+        cr.code = code;  // application codes (4000-4999) are not in Beast's enum
+        cr.reason = beast::string_view{reason.data(), reason.size()};
+        ws_.async_close(cr, [self = this->shared_from_this()](beast::error_code) { self->finish(); });
+    }
+
+    void finish() {
+        if (finished_) return;
+        finished_ = true;
+        closing_ = true;
+        beast::error_code ec;
+        beast::get_lowest_layer(ws_).socket().close(ec);
+        if (id_ != 0 && !engine_closed_) gw_.connection_closed(id_);
+        else if (id_ != 0) gw_.on_engine([gw = &gw_] { if (gw->draining && gw->conns.empty()) gw->finish_drain(); });
+    }
+
+    websocket::stream<Stream> ws_;
+    beast::flat_buffer buf_;
+    Gateway::Impl& gw_;
+    std::uint64_t id_ = 0;
+    bool version_ok_ = false;
+    std::deque<std::shared_ptr<const std::string>> queue_;
+    std::size_t queued_bytes_ = 0;
+    bool writing_ = false;
+    bool closing_ = false;
+    bool finished_ = false;
+    bool engine_closed_ = false;  // the engine already forgot this connection
+    std::optional<std::pair<std::uint16_t, std::string>> close_after_;
+};
+
+// ---- HTTP connection (and the WebSocket upgrade) -------------------------------------------------
+
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+public:
+    HttpSession(Stream&& s, Gateway::Impl& gw) : stream_(std::move(s)), gw_(gw) { ++gw_.live_sockets; }
+    ~HttpSession() { --gw_.live_sockets; }
+
+    void run() {
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
+            stream_.async_handshake(ssl::stream_base::server,
+                                    [self = this->shared_from_this()](beast::error_code ec) {
+                                        if (!ec) self->do_read();
+                                    });
+        } else {
+            do_read();
+        }
+    }
+
+private:
+    void do_read() {
+        parser_.emplace();
+        parser_->body_limit(gw_.opt.http_body_bytes_max);
+        parser_->header_limit(16u << 10);
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        http::async_read(stream_, buf_, *parser_,
+                         beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        if (ec == http::error::body_limit) return write(make_response(http::status::payload_too_large,
+                                                                       error_body("request body too large"), false));
+        if (ec) return;  // timeout (slowloris), garbage, or the peer left: the socket closes with us
+        auto req = parser_->release();
+        if (websocket::is_upgrade(req)) {
+            if (gw_.live_ws.load() >= gw_.opt.connections_max) {
+                gw_.on_engine([gw = &gw_] { ++gw->counters.connections_refused; });
+                return write(make_response(http::status::service_unavailable,
+                                           error_body("too many connections"), false));
+            }
+            ++gw_.live_ws;
+            beast::get_lowest_layer(stream_).expires_never();
+            std::make_shared<WsSession<Stream>>(std::move(stream_), gw_)->start(std::move(req));
+            return;
+        }
+        const bool keep = req.keep_alive();
+        gw_.route(std::move(req), [self = this->shared_from_this(), keep](Response res) {
+            res.keep_alive(keep && res.keep_alive());
+            asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+        });
+    }
+
+    void write(Response res) {
+        res_ = std::make_shared<Response>(std::move(res));
+        http::async_write(stream_, *res_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+            if (ec || !self->res_->keep_alive()) {
+                beast::error_code ignored;
+                beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_send, ignored);
+                return;
+            }
+            self->do_read();
+        });
+    }
+
+    Stream stream_;
+    Gateway::Impl& gw_;
+    beast::flat_buffer buf_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::shared_ptr<Response> res_;
+};
+
+// ---- HTTP routes -------------------------------------------------------------------------
+
+std::string Gateway::Impl::metrics_text() const {
+    const auto& m = engine.metrics();
+    std::string out;
+    auto line = [&](std::string_view name, std::string_view type, std::string_view help, auto value,
+                    std::string_view labels = {}) {
+        if (!labels.empty() && out.find(std::string{"# TYPE "} + std::string{name} + " ") != std::string::npos) {
+            out += std::string{name} + "{" + std::string{labels} + "} " + std::to_string(value) + "\n";
+            return;
+        }
+        out += "# HELP " + std::string{name} + " " + std::string{help} + "\n";
+        out += "# TYPE " + std::string{name} + " " + std::string{type} + "\n";
+        out += std::string{name} + (labels.empty() ? "" : "{" + std::string{labels} + "}") + " " +
+               std::to_string(value) + "\n";
+    };
+    line("tether_connections", "gauge", "Open WebSocket connections.", engine.connection_count());
+    line("tether_sessions", "gauge", "Sessions kept (connected or within their retention window).",
+         engine.session_count());
+    line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.room_count());
+    line("tether_connections_opened_total", "counter", "WebSocket connections accepted.", m.connections_opened);
+    line("tether_identifies_total", "counter", "IDENTIFY requests.", m.identifies);
+    line("tether_auth_failures_total", "counter", "IDENTIFY requests refused (4004).", m.auth_failures);
+    line("tether_resumes_total", "counter", "RESUME requests by result.", m.resumes_ok, "result=\"ok\"");
+    line("tether_resumes_total", "counter", "", m.resumes_failed, "result=\"failed\"");
+    line("tether_joins_total", "counter", "Successful JOINs.", m.joins);
+    line("tether_join_errors_total", "counter", "JOIN_ERROR answers.", m.join_errors);
+    line("tether_publishes_total", "counter", "Publications appended to the store.", m.publishes);
+    line("tether_publish_duplicates_total", "counter", "Publishes answered from the dedupe window.",
+         m.publish_dupes);
+    line("tether_nacks_total", "counter", "Publishes refused with NACK.", m.nacks);
+    line("tether_deliveries_total", "counter", "EVENT frames written (live and replay).", m.deliveries);
+    line("tether_replayed_total", "counter", "EVENT frames written as replay.", m.replayed);
+    line("tether_replay_pages_total", "counter", "Replay pages written.", m.replay_pages);
+    line("tether_heartbeats_total", "counter", "HEARTBEATs answered.", m.heartbeats);
+    line("tether_idle_closes_total", "counter", "Connections closed for silence (4000).", m.idle_closes);
+    line("tether_sessions_expired_total", "counter", "Sessions dropped after their retention window.",
+         m.sessions_expired);
+    line("tether_drops_total", "counter", "Connections dropped by the server by reason.",
+         counters.slow_consumer_closes, "reason=\"slow_consumer\"");
+    line("tether_drops_total", "counter", "", counters.connections_refused, "reason=\"too_many_connections\"");
+    line("tether_drops_total", "counter", "", counters.invalid_version, "reason=\"invalid_version\"");
+    line("tether_drops_total", "counter", "", counters.binary_frames, "reason=\"binary_frame\"");
+    bool first = true;
+    for (const auto& [code, n] : m.closes_by_code) {
+        line("tether_closes_total", "counter", first ? "Closes the engine initiated, by close code." : "", n,
+             "code=\"" + std::to_string(code) + "\"");
+        first = false;
+    }
+    line("tether_http_requests_total", "counter", "HTTP requests (not upgrades).", counters.http_requests);
+    line("tether_admin_unauthorized_total", "counter", "Admin requests without a valid key.",
+         counters.admin_unauthorized);
+    line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.", counters.admin_rate_limited);
+    line("tether_store_durable_seq", "gauge", "Last durable store sequence number.", engine.durable_seq());
+    return out;
+}
+
+void Gateway::Impl::route(http::request<http::string_body>&& req, std::function<void(Response)> respond) {
+    on_engine([this, req = std::move(req), respond = std::move(respond)]() mutable {
+        ++counters.http_requests;
+        auto parsed = boost::urls::parse_origin_form(std::string_view{req.target().data(), req.target().size()});
+        if (!parsed) return respond(make_response(http::status::bad_request, error_body("malformed target"), false));
+        std::vector<std::string> seg;
+        for (auto s : parsed->segments()) {
+            if (seg.size() >= 8) return respond(make_response(http::status::not_found, error_body("not found"), true));
+            seg.push_back(s);
+        }
+        const bool get = req.method() == http::verb::get;
+        if (seg.size() == 1 && seg[0] == "healthz") {
+            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            return respond(make_response(draining ? http::status::service_unavailable : http::status::ok,
+                                         draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
+        }
+        if (seg.size() == 1 && seg[0] == "metrics") {
+            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            return respond(make_response(http::status::ok, metrics_text(), true, "text/plain; version=0.0.4"));
+        }
+        if (!seg.empty() && seg[0] == "api") return route_admin(req, seg, parsed->params(), std::move(respond));
+        respond(make_response(http::status::not_found, error_body("not found"), true));
+    });
+}
+
+void Gateway::Impl::route_admin(const http::request<http::string_body>& req, const std::vector<std::string>& seg,
+                                boost::urls::params_view params, std::function<void(Response)> respond) {
+    if (!opt.admin_key)
+        return respond(make_response(http::status::forbidden, error_body("admin API disabled: start with --admin-key"),
+                                     true));
+    const auto auth = req[http::field::authorization];
+    const std::string_view header{auth.data(), auth.size()};
+    constexpr std::string_view kBearer = "Bearer ";
+    if (header.substr(0, kBearer.size()) != kBearer || !equal_secret(header.substr(kBearer.size()), *opt.admin_key)) {
+        ++counters.admin_unauthorized;
+        auto res = make_response(http::status::unauthorized, error_body("missing or wrong admin key"), true);
+        res.set(http::field::www_authenticate, "Bearer");
+        return respond(std::move(res));
+    }
+    if (!take_admin_token()) {
+        ++counters.admin_rate_limited;
+        auto res = make_response(http::status::too_many_requests, error_body("admin API rate limit"), true);
+        res.set(http::field::retry_after, "1");
+        return respond(std::move(res));
+    }
+    const bool get = req.method() == http::verb::get;
+    const bool post = req.method() == http::verb::post;
+    auto number_param = [&](std::string_view key, std::uint64_t dflt, std::uint64_t max,
+                            std::optional<std::uint64_t>& out) -> bool {
+        auto it = params.find(key);
+        if (it == params.end()) return out = dflt, true;
+        const std::string v = (*it).value;
+        if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return false;
+        out = std::min<std::uint64_t>(std::stoull(v), max);
+        return true;
+    };
+    auto session_json = [](const SessionInfo& s) {
+        json::object o;
+        o["id"] = s.id;
+        o["user"] = s.user;
+        json::array rooms;
+        for (const auto& r : s.rooms) rooms.emplace_back(r);
+        o["rooms"] = std::move(rooms);
+        o["connected"] = s.connected;
+        if (!s.connected) o["expires_at_ms"] = s.expires_at_ms;
+        return o;
+    };
+    // /api/sessions
+    if (seg.size() == 2 && seg[1] == "sessions") {
+        if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+        std::optional<std::uint64_t> limit;
+        if (!number_param("limit", 1000, 10'000, limit))
+            return respond(make_response(http::status::bad_request, error_body("limit must be a number"), true));
+        json::array list;
+        for (const auto& s : engine.sessions()) {
+            if (list.size() >= *limit) break;
+            list.push_back(session_json(s));
+        }
+        json::object o;
+        o["sessions"] = std::move(list);
+        o["total"] = engine.session_count();
+        return respond(make_response(http::status::ok, json::serialize(o), true));
+    }
+    // /api/sessions/{id} and /api/sessions/{id}/disconnect
+    if ((seg.size() == 3 || seg.size() == 4) && seg[1] == "sessions") {
+        if (seg[2].size() > proto::Limits{}.id_bytes_max)
+            return respond(make_response(http::status::not_found, error_body("no such session"), true));
+        if (seg.size() == 3) {
+            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            auto s = engine.session(seg[2]);
+            if (!s) return respond(make_response(http::status::not_found, error_body("no such session"), true));
+            return respond(make_response(http::status::ok, json::serialize(session_json(*s)), true));
+        }
+        if (seg[3] != "disconnect") return respond(make_response(http::status::not_found, error_body("not found"), true));
+        if (!post) return respond(make_response(http::status::method_not_allowed, error_body("use POST"), true));
+        if (!engine.disconnect_session(wall_ms(), seg[2]))
+            return respond(make_response(http::status::not_found, error_body("no such session"), true));
+        flush();
+        return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
+    }
+    // /api/rooms/{room}/publish and /api/rooms/{room}/history
+    if (seg.size() == 4 && seg[1] == "rooms") {
+        const std::string& room = seg[2];
+        if (room.empty() || room.size() > limits.room_bytes_max || !proto::is_valid_utf8(room))
+            return respond(make_response(http::status::bad_request, error_body("invalid room name"), true));
+        if (seg[3] == "publish") {
+            if (!post) return respond(make_response(http::status::method_not_allowed, error_body("use POST"), true));
+            if (req.body().size() > engine_message_bytes_max)
+                return respond(make_response(http::status::payload_too_large, error_body("payload too large"), true));
+            if (auto err = proto::validate_data(req.body(), limits))
+                return respond(make_response(http::status::bad_request,
+                                             error_body("body must be one JSON value: " + err->message()), true));
+            const auto res = engine.publish(wall_ms(), room, req.body());
+            auto answer = [respond, room, pos = res.position] {
+                json::object o;
+                o["room"] = room;
+                o["epoch"] = pos.epoch;
+                o["offset"] = pos.offset;
+                respond(make_response(http::status::ok, json::serialize(o), true));
+            };
+            if (engine.durable_seq() >= res.seq) answer();
+            else durable_waiters.emplace(res.seq, std::move(answer));
+            flush();
+            return;
+        }
+        if (seg[3] == "history") {
+            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            std::optional<std::uint64_t> since, limit;
+            if (!number_param("since", 0, UINT64_MAX - 1, since) || !number_param("limit", 100, 1000, limit))
+                return respond(make_response(http::status::bad_request,
+                                             error_body("since and limit must be non-negative integers"), true));
+            const auto info = engine.stream_info(room);
+            json::object o;
+            o["room"] = room;
+            o["epoch"] = info.epoch;
+            o["head"] = info.head;
+            o["first"] = info.first;
+            std::string events = "[";
+            for (const auto& e : engine.history(room, *since, *limit, 1u << 20)) {
+                if (events.size() > 1) events += ',';
+                events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" + std::to_string(e.at_ms) +
+                          R"(,"data":)" + e.data + "}";
+            }
+            events += "]";
+            std::string body = json::serialize(o);
+            body.pop_back();
+            body += R"(,"events":)" + events + "}";
+            return respond(make_response(http::status::ok, std::move(body), true));
+        }
+    }
+    respond(make_response(http::status::not_found, error_body("not found"), true));
+}
+
+void Gateway::Impl::accept() {
+    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+        if (!ec) {
+            // Bound sockets that have not upgraded yet too (slowloris, half-open handshakes).
+            if (live_sockets.load() >= opt.connections_max + 1024) {
+                beast::error_code ignored;
+                socket.close(ignored);
+            } else if (tls) {
+                std::make_shared<HttpSession<beast::ssl_stream<beast::tcp_stream>>>(
+                    beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls), *this)
+                    ->run();
+            } else {
+                std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), *this)->run();
+            }
+        }
+        accept();
+    });
+}
+
+// ---- Gateway -----------------------------------------------------------------------------------
+
+Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
+                 std::shared_ptr<spdlog::logger> log) {
+    const auto message_max = engine_config.message_bytes_max;
+    impl_ = std::make_unique<Impl>(std::move(options), std::move(engine_config), store, std::move(log));
+    Impl& g = *impl_;
+    g.engine_message_bytes_max = message_max;
+    if (g.opt.tls_cert_file || g.opt.tls_key_file) {
+        if (!g.opt.tls_cert_file || !g.opt.tls_key_file)
+            throw std::runtime_error("TLS needs both --tls-cert and --tls-key");
+        g.tls.emplace(ssl::context::tls_server);
+        g.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+        beast::error_code ec;
+        g.tls->use_certificate_chain_file(*g.opt.tls_cert_file, ec);
+        if (ec) throw std::runtime_error("cannot load TLS certificate " + *g.opt.tls_cert_file + ": " + ec.message());
+        g.tls->use_private_key_file(*g.opt.tls_key_file, ssl::context::pem, ec);
+        if (ec) throw std::runtime_error("cannot load TLS key " + *g.opt.tls_key_file + ": " + ec.message());
+    }
+    beast::error_code ec;
+    const auto address = asio::ip::make_address(g.opt.host, ec);
+    if (ec) throw std::runtime_error("invalid listen address '" + g.opt.host + "'");
+    const tcp::endpoint ep{address, g.opt.port};
+    g.acceptor.open(ep.protocol(), ec);
+    if (!ec) g.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) g.acceptor.bind(ep, ec);
+    if (!ec) g.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+        throw std::runtime_error("cannot listen on " + g.opt.host + ":" + std::to_string(g.opt.port) + ": " +
+                                 ec.message());
+    store.on_durable([&g] {
+        asio::post(g.engine_strand, [&g] {
+            g.engine.handle_durable(wall_ms());
+            g.flush();
+        });
+    });
+}
+
+Gateway::~Gateway() { impl_->store.on_durable({}); }
+
+std::uint16_t Gateway::port() const noexcept { return impl_->acceptor.local_endpoint().port(); }
+
+void Gateway::drain() { impl_->start_drain(); }
+
+void Gateway::run() {
+    Impl& g = *impl_;
+    g.signals.async_wait([&g](beast::error_code ec, int sig) {
+        if (ec) return;
+        g.log->info("signal {}: draining", sig);
+        g.start_drain();
+    });
+    g.accept();
+    g.on_engine([&g] { g.arm_timer(); });
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < std::max(1u, g.opt.threads); ++i) threads.emplace_back([&g] { g.ioc.run(); });
+    g.ioc.run();
+    for (auto& t : threads) t.join();
+}
+
+}  // namespace tether::net

@@ -1,0 +1,301 @@
+#include "sqlite_store.hpp"
+
+#include <boost/json.hpp>
+#include <sqlite3.h>
+
+#include <stdexcept>
+
+namespace tether::store {
+namespace {
+
+constexpr std::size_t kBatchOpsMax = 4096;
+constexpr std::int64_t kTrimEveryMs = 10'000;
+
+struct Stmt {
+    sqlite3_stmt* s = nullptr;
+    Stmt(sqlite3* db, const char* sql) {
+        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+            throw std::runtime_error(std::string{"sqlite prepare: "} + sqlite3_errmsg(db));
+    }
+    ~Stmt() { sqlite3_finalize(s); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    void text(int i, std::string_view v) {
+        sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    }
+    void i64(int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
+    void u64(int i, std::uint64_t v) { sqlite3_bind_int64(s, i, static_cast<std::int64_t>(v)); }
+    int step() { return sqlite3_step(s); }
+    void done(sqlite3* db) {
+        const int rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) throw std::runtime_error(std::string{"sqlite write: "} + sqlite3_errmsg(db));
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+    std::string col_text(int i) {
+        const auto* p = sqlite3_column_text(s, i);
+        return p ? std::string{reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, i))}
+                 : std::string{};
+    }
+    std::int64_t col_i64(int i) { return sqlite3_column_int64(s, i); }
+};
+
+std::string rooms_to_json(const std::vector<std::string>& rooms) {
+    boost::json::array a;
+    for (const auto& r : rooms) a.emplace_back(r);
+    return boost::json::serialize(a);
+}
+
+std::vector<std::string> rooms_from_json(const std::string& text) {
+    std::vector<std::string> out;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    if (ec || !v.is_array()) return out;
+    for (const auto& e : v.get_array())
+        if (e.is_string()) out.emplace_back(e.get_string());
+    return out;
+}
+
+}  // namespace
+
+std::optional<FsyncMode> parse_fsync_mode(std::string_view name) {
+    if (name == "always") return FsyncMode::always;
+    if (name == "batch") return FsyncMode::batch;
+    if (name == "off") return FsyncMode::off;
+    return std::nullopt;
+}
+
+std::string_view to_string(FsyncMode m) {
+    switch (m) {
+        case FsyncMode::always: return "always";
+        case FsyncMode::batch: return "batch";
+        case FsyncMode::off: return "off";
+    }
+    return "?";
+}
+
+SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits, std::int64_t now_ms)
+    : MemoryStore(limits, static_cast<std::uint64_t>(now_ms)), mode_(mode) {
+    std::error_code fec;
+    std::filesystem::create_directories(dir, fec);
+    if (fec) throw std::runtime_error("cannot create data directory " + dir.string() + ": " + fec.message());
+    const auto path = (dir / "tether.db").string();
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+        std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        throw std::runtime_error("cannot open " + path + ": " + msg);
+    }
+    try {
+        exec("PRAGMA journal_mode=WAL");
+        exec(mode == FsyncMode::always ? "PRAGMA synchronous=FULL"
+                                       : mode == FsyncMode::batch ? "PRAGMA synchronous=NORMAL"
+                                                                  : "PRAGMA synchronous=OFF");
+        exec("PRAGMA busy_timeout=5000");
+        exec("CREATE TABLE IF NOT EXISTS streams (room TEXT PRIMARY KEY, epoch INTEGER NOT NULL, head INTEGER NOT NULL)");
+        exec("CREATE TABLE IF NOT EXISTS events (room TEXT NOT NULL, epoch INTEGER NOT NULL, offset INTEGER NOT NULL,"
+             " at_ms INTEGER NOT NULL, data TEXT NOT NULL, publisher TEXT NOT NULL, publish_id TEXT NOT NULL,"
+             " PRIMARY KEY (room, epoch, offset)) WITHOUT ROWID");
+        exec("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, resume_token TEXT NOT NULL, user TEXT NOT NULL,"
+             " rooms TEXT NOT NULL, expires_at_ms INTEGER NOT NULL)");
+        load();
+    } catch (...) {
+        sqlite3_close(db_);
+        throw;
+    }
+    last_trim_ms_ = now_ms;
+    thread_ = std::thread([this] { writer(); });
+}
+
+SqliteStore::~SqliteStore() {
+    flush();
+    {
+        std::lock_guard lock{mu_};
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    sqlite3_close(db_);
+}
+
+void SqliteStore::exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string msg = err ? err : "unknown error";
+        sqlite3_free(err);
+        throw std::runtime_error(std::string{"sqlite: "} + msg + " in: " + sql);
+    }
+}
+
+void SqliteStore::load() {
+    Stmt streams{db_, "SELECT room, epoch, head FROM streams"};
+    std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>> rooms;
+    while (streams.step() == SQLITE_ROW)
+        rooms.emplace_back(streams.col_text(0), static_cast<std::uint64_t>(streams.col_i64(1)),
+                           static_cast<std::uint64_t>(streams.col_i64(2)));
+    Stmt events{db_,
+                "SELECT offset, at_ms, data, publisher, publish_id FROM events WHERE room = ?1 AND epoch = ?2"
+                " ORDER BY offset DESC LIMIT ?3"};
+    for (const auto& [room, epoch, head] : rooms) {
+        restore_epoch(room, epoch, head);
+        events.text(1, room);
+        events.u64(2, epoch);
+        events.u64(3, limits_.history_size);
+        std::vector<StoredEvent> newest_first;
+        while (events.step() == SQLITE_ROW)
+            newest_first.push_back(StoredEvent{static_cast<std::uint64_t>(events.col_i64(0)), events.col_i64(1),
+                                               events.col_text(2), events.col_text(3), events.col_text(4)});
+        sqlite3_reset(events.s);
+        for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) restore(room, epoch, std::move(*it));
+        loaded_events_ += newest_first.size();
+    }
+    Stmt sessions{db_, "SELECT id, resume_token, user, rooms, expires_at_ms FROM sessions"};
+    while (sessions.step() == SQLITE_ROW) {
+        SessionRecord r{sessions.col_text(0), sessions.col_text(1), sessions.col_text(2),
+                        rooms_from_json(sessions.col_text(3)), sessions.col_i64(4)};
+        sessions_[r.id] = std::move(r);
+        ++loaded_sessions_;
+    }
+}
+
+void SqliteStore::enqueue(Op op) {
+    {
+        std::lock_guard lock{mu_};
+        if (auto* e = std::get_if<EventOp>(&op)) enqueued_seq_ = e->seq;
+        queue_.push_back(std::move(op));
+        ++pending_ops_;
+    }
+    cv_.notify_one();
+}
+
+AppendResult SqliteStore::append(std::string_view room, std::string data, std::string_view publisher,
+                                 std::string_view publish_id, std::int64_t now_ms) {
+    auto res = append_entry(room, data, publisher, publish_id, now_ms);
+    enqueue(EventOp{res.seq, std::string{room}, res.position.epoch, res.position.offset, now_ms, std::move(data),
+                    std::string{publisher}, std::string{publish_id}});
+    if (mode_ == FsyncMode::off) mark_durable(res.seq);
+    return res;
+}
+
+void SqliteStore::flush() {
+    std::unique_lock lock{mu_};
+    done_cv_.wait(lock, [this] { return pending_ops_ == 0 || !writer_error_.empty(); });
+}
+
+void SqliteStore::trim(std::int64_t now_ms) {
+    MemoryStore::trim(now_ms);
+    if (now_ms - last_trim_ms_ < kTrimEveryMs) return;
+    last_trim_ms_ = now_ms;
+    TrimOp op{now_ms - limits_.history_ttl.count(), {}};
+    for (const auto& [name, s] : streams_)
+        op.firsts.emplace_back(name, s.epoch, s.events.empty() ? s.head + 1 : s.events.front().offset);
+    enqueue(std::move(op));
+}
+
+void SqliteStore::reset_stream(std::string_view room) {
+    MemoryStore::reset_stream(room);
+    enqueue(ResetOp{std::string{room}, streams_.find(room)->second.epoch});
+}
+
+void SqliteStore::save_session(const SessionRecord& s) {
+    MemoryStore::save_session(s);
+    enqueue(SessionOp{s});
+}
+
+void SqliteStore::erase_session(std::string_view id) {
+    MemoryStore::erase_session(id);
+    enqueue(EraseSessionOp{std::string{id}});
+}
+
+void SqliteStore::writer() {
+    Stmt insert{db_,
+                "INSERT OR REPLACE INTO events (room, epoch, offset, at_ms, data, publisher, publish_id)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
+    Stmt head{db_,
+              "INSERT INTO streams (room, epoch, head) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT(room) DO UPDATE SET epoch = excluded.epoch, head = excluded.head"};
+    Stmt put_session{db_,
+                     "INSERT OR REPLACE INTO sessions (id, resume_token, user, rooms, expires_at_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)"};
+    Stmt del_session{db_, "DELETE FROM sessions WHERE id = ?1"};
+    Stmt del_room{db_, "DELETE FROM events WHERE room = ?1"};
+    Stmt trim_old{db_, "DELETE FROM events WHERE at_ms < ?1"};
+    Stmt trim_room{db_, "DELETE FROM events WHERE room = ?1 AND (epoch <> ?2 OR offset < ?3)"};
+    for (;;) {
+        std::deque<Op> batch;
+        {
+            std::unique_lock lock{mu_};
+            cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+            if (queue_.empty() && stop_) return;
+            while (!queue_.empty() && batch.size() < kBatchOpsMax) {
+                batch.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        std::uint64_t last_seq = 0;
+        try {
+            exec("BEGIN");
+            for (auto& op : batch) {
+                if (auto* e = std::get_if<EventOp>(&op)) {
+                    insert.text(1, e->room);
+                    insert.u64(2, e->epoch);
+                    insert.u64(3, e->offset);
+                    insert.i64(4, e->at_ms);
+                    insert.text(5, e->data);
+                    insert.text(6, e->publisher);
+                    insert.text(7, e->publish_id);
+                    insert.done(db_);
+                    head.text(1, e->room);
+                    head.u64(2, e->epoch);
+                    head.u64(3, e->offset);
+                    head.done(db_);
+                    last_seq = e->seq;
+                } else if (auto* s = std::get_if<SessionOp>(&op)) {
+                    put_session.text(1, s->record.id);
+                    put_session.text(2, s->record.resume_token);
+                    put_session.text(3, s->record.user);
+                    put_session.text(4, rooms_to_json(s->record.rooms));
+                    put_session.i64(5, s->record.expires_at_ms);
+                    put_session.done(db_);
+                } else if (auto* d = std::get_if<EraseSessionOp>(&op)) {
+                    del_session.text(1, d->id);
+                    del_session.done(db_);
+                } else if (auto* r = std::get_if<ResetOp>(&op)) {
+                    del_room.text(1, r->room);
+                    del_room.done(db_);
+                    head.text(1, r->room);
+                    head.u64(2, r->epoch);
+                    head.u64(3, 0);
+                    head.done(db_);
+                } else if (auto* t = std::get_if<TrimOp>(&op)) {
+                    trim_old.i64(1, t->cutoff_ms);
+                    trim_old.done(db_);
+                    for (const auto& [room, epoch, first] : t->firsts) {
+                        trim_room.text(1, room);
+                        trim_room.u64(2, epoch);
+                        trim_room.u64(3, first);
+                        trim_room.done(db_);
+                    }
+                }
+            }
+            exec("COMMIT");
+            ++commits_;
+        } catch (const std::exception& ex) {
+            // A store that cannot write must not acknowledge anything more.
+            std::lock_guard lock{mu_};
+            writer_error_ = ex.what();
+            std::fprintf(stderr, "tether: store write failed, no further acknowledgements: %s\n", ex.what());
+            done_cv_.notify_all();
+            return;
+        }
+        {
+            std::lock_guard lock{mu_};
+            if (last_seq) written_seq_ = last_seq;
+            pending_ops_ -= batch.size();
+        }
+        if (last_seq && mode_ != FsyncMode::off) mark_durable(last_seq);
+        done_cv_.notify_all();
+    }
+}
+
+}  // namespace tether::store

@@ -1,0 +1,99 @@
+#pragma once
+// The embedded durable store: SQLite in WAL mode, one writer thread with
+// group commit, history cached in memory (bounded like MemoryStore) so that
+// reads never touch the disk on the engine's thread.
+//
+// Durability (`--fsync`):
+// - always: synchronous=FULL. An append is durable once its commit group was
+//   fsynced. Survives kill -9 and power loss.
+// - batch:  synchronous=NORMAL. Durable once its commit group was written to
+//   the OS (WAL). Survives kill -9; a power loss may lose the last moments.
+// - off:    durable at once, written behind. Fastest; a crash may lose
+//   acknowledged messages. For disposable data only.
+// Sessions and resume tokens are persisted the same way.
+
+#include "memory_store.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+struct sqlite3;
+
+namespace tether::store {
+
+enum class FsyncMode : std::uint8_t { always, batch, off };
+std::optional<FsyncMode> parse_fsync_mode(std::string_view name);
+std::string_view to_string(FsyncMode m);
+
+class SqliteStore : public MemoryStore {
+public:
+    /// Opens (or creates) `dir`/tether.db and loads history and sessions.
+    /// Throws std::runtime_error with a readable message on failure.
+    SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits, std::int64_t now_ms);
+    ~SqliteStore() override;
+
+    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
+                        std::string_view publish_id, std::int64_t now_ms) override;
+    void flush() override;
+    void trim(std::int64_t now_ms) override;
+    void reset_stream(std::string_view room) override;
+    void save_session(const SessionRecord& s) override;
+    void erase_session(std::string_view id) override;
+
+    std::size_t loaded_events() const noexcept { return loaded_events_; }
+    std::size_t loaded_sessions() const noexcept { return loaded_sessions_; }
+    std::uint64_t commits() const noexcept { return commits_.load(); }
+
+private:
+    struct EventOp {
+        std::uint64_t seq;
+        std::string room;
+        std::uint64_t epoch, offset;
+        std::int64_t at_ms;
+        std::string data, publisher, publish_id;
+    };
+    struct SessionOp {
+        SessionRecord record;
+    };
+    struct EraseSessionOp {
+        std::string id;
+    };
+    struct ResetOp {
+        std::string room;
+        std::uint64_t epoch;
+    };
+    struct TrimOp {
+        std::int64_t cutoff_ms;
+        std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>> firsts;  // room, epoch, first kept
+    };
+    using Op = std::variant<EventOp, SessionOp, EraseSessionOp, ResetOp, TrimOp>;
+
+    void load();
+    void enqueue(Op op);
+    void writer();
+    void exec(const char* sql);
+
+    FsyncMode mode_;
+    sqlite3* db_ = nullptr;
+    std::size_t loaded_events_ = 0;
+    std::size_t loaded_sessions_ = 0;
+    std::int64_t last_trim_ms_ = 0;
+
+    std::mutex mu_;
+    std::condition_variable cv_;        // writer waits for work
+    std::condition_variable done_cv_;   // flush() waits for the writer
+    std::deque<Op> queue_;
+    std::uint64_t enqueued_seq_ = 0;    // highest event seq queued
+    std::uint64_t written_seq_ = 0;     // highest event seq committed
+    std::size_t pending_ops_ = 0;       // queued + being written
+    bool stop_ = false;
+    std::string writer_error_;
+    std::atomic<std::uint64_t> commits_{0};
+    std::thread thread_;
+};
+
+}  // namespace tether::store

@@ -1,0 +1,225 @@
+// `tether serve`: the gateway.
+#include "commands.hpp"
+#include "options.hpp"
+
+#include <gateway.hpp>
+#include <jwt.hpp>
+#include <memory_store.hpp>
+#include <sqlite_store.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace tether::tools {
+namespace {
+
+struct ServeArgs {
+    std::string listen = "127.0.0.1:8080";
+    std::string data = "./tether-data";
+    bool memory = false;
+    std::string fsync = "batch";
+    std::string admin_key;
+    std::string token_secret;
+    bool allow_anonymous = false;
+    std::string heartbeat = "30s";
+    std::string session_ttl = "5m";
+    std::size_t history_size = 10'000;
+    std::string history_ttl = "24h";
+    std::size_t max_connections = 10'000;
+    unsigned threads = 2;
+    std::string outbound_max = "4MiB";
+    std::string message_max = "64KiB";
+    double publish_rate = 50;
+    double publish_burst = 100;
+    std::size_t rooms_per_connection = 100;
+    std::string tls_cert, tls_key;
+    std::string log_format = "text";
+    std::string log_level = "info";
+    std::string node_id = "node-1";
+    std::string drain_timeout = "5s";
+};
+
+int usage_error(const std::string& msg) {
+    std::fprintf(stderr, "tether serve: %s\n", msg.c_str());
+    return exit_usage;
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const ServeArgs& a) {
+    auto log = spdlog::stderr_color_mt("tether");
+    if (a.log_format == "json")
+        log->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+    else
+        log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    log->set_level(spdlog::level::from_str(a.log_level));
+    return log;
+}
+
+}  // namespace
+
+Action add_serve_command(CLI::App& app) {
+    auto a = std::make_shared<ServeArgs>();
+    auto* cmd = app.add_subcommand("serve", "Run the gateway");
+    cmd->add_option("--listen", a->listen, "Address to listen on, HOST:PORT (default 127.0.0.1:8080)");
+    auto* data = cmd->add_option("--data", a->data, "Data directory of the embedded durable store (default ./tether-data)");
+    auto* mem = cmd->add_flag("--memory", a->memory, "Keep everything in memory (nothing survives a restart)");
+    data->excludes(mem);
+    cmd->add_option("--fsync", a->fsync, "Durability of the store: always, batch (default) or off");
+    cmd->add_option("--admin-key", a->admin_key, "Key for the admin API (default: $TETHER_ADMIN_KEY; unset disables /api)");
+    auto* secret = cmd->add_option("--token-secret", a->token_secret,
+                                   "HS256 secret for access tokens (default: $TETHER_TOKEN_SECRET)");
+    auto* anon = cmd->add_flag("--allow-anonymous", a->allow_anonymous,
+                               "Accept any token as the user name (local development only)");
+    secret->excludes(anon);
+    cmd->add_option("--heartbeat", a->heartbeat, "Heartbeat interval announced in HELLO (default 30s)");
+    cmd->add_option("--session-ttl", a->session_ttl, "How long a disconnected session is kept (default 5m)");
+    cmd->add_option("--history-size", a->history_size, "Events kept per room (default 10000)");
+    cmd->add_option("--history-ttl", a->history_ttl, "Age after which events are dropped (default 24h)");
+    cmd->add_option("--max-connections", a->max_connections, "WebSocket connections at most (default 10000)");
+    cmd->add_option("--threads", a->threads, "I/O threads (default 2)");
+    cmd->add_option("--outbound-max", a->outbound_max, "Outbound queue per connection before 4010 (default 4MiB)");
+    cmd->add_option("--message-max", a->message_max, "Largest publish payload (default 64KiB)");
+    cmd->add_option("--publish-rate", a->publish_rate, "Publishes per second per connection (default 50)");
+    cmd->add_option("--publish-burst", a->publish_burst, "Publish burst per connection (default 100)");
+    cmd->add_option("--rooms-per-connection", a->rooms_per_connection, "Rooms one connection may join (default 100)");
+    cmd->add_option("--tls-cert", a->tls_cert, "PEM certificate chain: serve wss:// and https://");
+    cmd->add_option("--tls-key", a->tls_key, "PEM private key for --tls-cert");
+    cmd->add_option("--log-format", a->log_format, "text (default) or json");
+    cmd->add_option("--log-level", a->log_level, "trace, debug, info (default), warn, error");
+    cmd->add_option("--node-id", a->node_id, "Node id announced in HELLO (default node-1)");
+    cmd->add_option("--drain-timeout", a->drain_timeout, "Longest drain on SIGTERM (default 5s)");
+
+    return [cmd, a]() -> int {
+        if (!cmd->parsed()) return exit_usage;
+        // ---- validate everything before touching the network or the disk ----
+        const auto hp = parse_host_port(a->listen);
+        if (!hp) return usage_error("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080, not '" + a->listen + "'");
+        const auto fsync = store::parse_fsync_mode(a->fsync);
+        if (!fsync) return usage_error("--fsync must be always, batch or off, not '" + a->fsync + "'");
+        struct D {
+            const char* flag;
+            std::string& text;
+            std::int64_t min_ms;
+            std::int64_t value = 0;
+        };
+        D durations[] = {{"--heartbeat", a->heartbeat, 1'000},
+                         {"--session-ttl", a->session_ttl, 0},
+                         {"--history-ttl", a->history_ttl, 1'000},
+                         {"--drain-timeout", a->drain_timeout, 100}};
+        for (auto& d : durations) {
+            auto v = parse_duration_ms(d.text);
+            if (!v || *v < d.min_ms)
+                return usage_error(std::string{d.flag} + " must be a duration like 250ms, 30s, 5m, 24h, not '" +
+                                   d.text + "'");
+            d.value = *v;
+        }
+        const auto outbound = parse_bytes(a->outbound_max);
+        const auto message = parse_bytes(a->message_max);
+        if (!outbound || *outbound < 1024) return usage_error("--outbound-max must be a size >= 1KiB, e.g. 4MiB");
+        if (!message || *message < 16 || *message >= (1u << 20))
+            return usage_error("--message-max must be a size between 16 and 1MiB (exclusive), e.g. 64KiB");
+        if (a->history_size == 0) return usage_error("--history-size must be >= 1");
+        if (a->threads == 0 || a->threads > 256) return usage_error("--threads must be between 1 and 256");
+        if (a->max_connections == 0) return usage_error("--max-connections must be >= 1");
+        if (!(a->publish_rate > 0) || !(a->publish_burst >= 1))
+            return usage_error("--publish-rate must be > 0 and --publish-burst >= 1");
+        if (a->log_format != "text" && a->log_format != "json") return usage_error("--log-format must be text or json");
+        if (spdlog::level::from_str(a->log_level) == spdlog::level::off && a->log_level != "off")
+            return usage_error("--log-level must be trace, debug, info, warn, error or off");
+        if (a->admin_key.empty())
+            if (const char* env = std::getenv("TETHER_ADMIN_KEY")) a->admin_key = env;
+        if (a->token_secret.empty() && !a->allow_anonymous)
+            if (const char* env = std::getenv("TETHER_TOKEN_SECRET")) a->token_secret = env;
+        if (a->token_secret.empty() && !a->allow_anonymous)
+            return usage_error("give --token-secret (or TETHER_TOKEN_SECRET) to verify access tokens, or "
+                               "--allow-anonymous for local development");
+        if (!a->admin_key.empty() && a->admin_key.size() < 16)
+            return usage_error("--admin-key must be at least 16 characters");
+
+        auto log = make_logger(*a);
+        const auto now = net::wall_ms();
+        StoreLimits limits;
+        limits.history_size = a->history_size;
+        limits.history_ttl = duration{durations[2].value};
+        std::unique_ptr<Store> store;
+        std::string store_desc;
+        try {
+            if (a->memory) {
+                store = std::make_unique<store::MemoryStore>(limits, static_cast<std::uint64_t>(now));
+                store_desc = "memory (nothing survives a restart)";
+            } else {
+                auto s = std::make_unique<store::SqliteStore>(a->data, *fsync, limits, now);
+                store_desc = "sqlite " + a->data + " (fsync " + std::string{store::to_string(*fsync)} + ", loaded " +
+                             std::to_string(s->loaded_events()) + " events, " + std::to_string(s->loaded_sessions()) +
+                             " sessions)";
+                store = std::move(s);
+            }
+        } catch (const std::exception& e) {
+            log->error("cannot open the store: {}", e.what());
+            return exit_failure;
+        }
+
+        ServerConfig cfg;
+        cfg.node_id = a->node_id;
+        cfg.heartbeat = duration{durations[0].value};
+        cfg.session_ttl = duration{durations[1].value};
+        cfg.message_bytes_max = *message;
+        cfg.publish_rate = a->publish_rate;
+        cfg.publish_burst = a->publish_burst;
+        cfg.rooms_per_connection_max = a->rooms_per_connection;
+        cfg.random_bytes = net::secure_random;
+        if (a->allow_anonymous) {
+            cfg.authenticate = [](std::string_view token, std::int64_t) {
+                std::string user{token.substr(0, 64)};
+                return AuthResult{true, user.empty() ? "anonymous" : user, {}};
+            };
+        } else {
+            cfg.authenticate = [secret = a->token_secret, log](std::string_view token, std::int64_t now_ms) {
+                auto r = net::jwt_verify(token, secret, now_ms / 1000);
+                if (!r.claims) {
+                    log->info("identify refused: {}", r.error);  // never the token itself
+                    return AuthResult{false, {}, r.error};
+                }
+                return AuthResult{true, r.claims->sub, {}};
+            };
+        }
+
+        net::GatewayOptions opt;
+        opt.host = hp->host;
+        opt.port = hp->port;
+        opt.threads = a->threads;
+        opt.connections_max = a->max_connections;
+        opt.outbound_bytes_max = *outbound;
+        opt.drain_timeout = duration{durations[3].value};
+        if (!a->admin_key.empty()) opt.admin_key = a->admin_key;
+        if (!a->tls_cert.empty()) opt.tls_cert_file = a->tls_cert;
+        if (!a->tls_key.empty()) opt.tls_key_file = a->tls_key;
+        try {
+            net::Gateway gw{opt, std::move(cfg), *store, log};
+            const bool tls = opt.tls_cert_file.has_value();
+            const std::string base = std::string{tls ? "s" : ""} + "://" +
+                                     (hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host) + ":" +
+                                     std::to_string(gw.port());
+            log->info("tether 0.1.0 listening on ws{} (subprotocol tether.v1)", base);
+            log->info("store: {}", store_desc);
+            log->info("auth: {}", a->allow_anonymous ? "anonymous (development only: any token is a user name)"
+                                                     : "JWT HS256 access tokens");
+            log->info("health:  curl http{}/healthz    metrics: curl http{}/metrics", base, base);
+            if (!a->allow_anonymous)
+                log->info("token:   tether token --secret <secret> --user alice");
+            log->info("admin:   {}", opt.admin_key ? "curl -H 'Authorization: Bearer <admin key>' http" + base + "/api/sessions"
+                                                   : std::string{"disabled (start with --admin-key)"});
+            gw.run();
+        } catch (const std::exception& e) {
+            log->error("{}", e.what());
+            return exit_failure;
+        }
+        store->flush();
+        log->info("stopped");
+        return exit_ok;
+    };
+}
+
+}  // namespace tether::tools
