@@ -20,12 +20,18 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
     if (!parts) return std::nullopt;
     auto [n, unit] = *parts;
     std::uint64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1'000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    else return std::nullopt;
+    if (unit == "ms")
+        scale = 1;
+    else if (unit == "s")
+        scale = 1'000;
+    else if (unit == "m")
+        scale = 60'000;
+    else if (unit == "h")
+        scale = 3'600'000;
+    else if (unit == "d")
+        scale = 86'400'000;
+    else
+        return std::nullopt;
     if (n > static_cast<std::uint64_t>(INT64_MAX) / scale) return std::nullopt;
     return static_cast<std::int64_t>(n * scale);
 }
@@ -35,11 +41,16 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) {
     if (!parts) return std::nullopt;
     auto [n, unit] = *parts;
     std::uint64_t scale = 0;
-    if (unit.empty() || unit == "B") scale = 1;
-    else if (unit == "KiB") scale = 1u << 10;
-    else if (unit == "MiB") scale = 1u << 20;
-    else if (unit == "GiB") scale = 1u << 30;
-    else return std::nullopt;
+    if (unit.empty() || unit == "B")
+        scale = 1;
+    else if (unit == "KiB")
+        scale = 1u << 10;
+    else if (unit == "MiB")
+        scale = 1u << 20;
+    else if (unit == "GiB")
+        scale = 1u << 30;
+    else
+        return std::nullopt;
     if (n > UINT64_MAX / scale) return std::nullopt;
     return n * scale;
 }
@@ -49,7 +60,8 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
     std::string_view port;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find(']');
-        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return std::nullopt;
         hp.host = std::string{text.substr(1, close - 1)};
         port = text.substr(close + 2);
     } else {
@@ -61,7 +73,8 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
     if (hp.host == "localhost") hp.host = "127.0.0.1";
     unsigned value = 0;
     auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc{} || p != port.data() + port.size() || port.empty() || value > 65535) return std::nullopt;
+    if (ec != std::errc{} || p != port.data() + port.size() || port.empty() || value > 65535)
+        return std::nullopt;
     hp.port = static_cast<std::uint16_t>(value);
     return hp;
 }

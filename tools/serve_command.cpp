@@ -62,28 +62,41 @@ std::shared_ptr<spdlog::logger> make_logger(const ServeArgs& a) {
 Action add_serve_command(CLI::App& app) {
     auto a = std::make_shared<ServeArgs>();
     auto* cmd = app.add_subcommand("serve", "Run the gateway");
-    cmd->add_option("--listen", a->listen, "Address to listen on, HOST:PORT (default 127.0.0.1:8080)");
-    auto* data = cmd->add_option("--data", a->data, "Data directory of the embedded durable store (default ./tether-data)");
-    auto* mem = cmd->add_flag("--memory", a->memory, "Keep everything in memory (nothing survives a restart)");
+    cmd->add_option("--listen", a->listen,
+                    "Address to listen on, HOST:PORT (default 127.0.0.1:8080)");
+    auto* data = cmd->add_option(
+        "--data", a->data, "Data directory of the embedded durable store (default ./tether-data)");
+    auto* mem = cmd->add_flag("--memory", a->memory,
+                              "Keep everything in memory (nothing survives a restart)");
     data->excludes(mem);
     cmd->add_option("--fsync", a->fsync, "Durability of the store: always, batch (default) or off");
-    cmd->add_option("--admin-key", a->admin_key, "Key for the admin API (default: $TETHER_ADMIN_KEY; unset disables /api)");
-    auto* secret = cmd->add_option("--token-secret", a->token_secret,
-                                   "HS256 secret for access tokens (default: $TETHER_TOKEN_SECRET)");
+    cmd->add_option("--admin-key", a->admin_key,
+                    "Key for the admin API (default: $TETHER_ADMIN_KEY; unset disables /api)");
+    auto* secret =
+        cmd->add_option("--token-secret", a->token_secret,
+                        "HS256 secret for access tokens (default: $TETHER_TOKEN_SECRET)");
     auto* anon = cmd->add_flag("--allow-anonymous", a->allow_anonymous,
                                "Accept any token as the user name (local development only)");
     secret->excludes(anon);
-    cmd->add_option("--heartbeat", a->heartbeat, "Heartbeat interval announced in HELLO (default 30s)");
-    cmd->add_option("--session-ttl", a->session_ttl, "How long a disconnected session is kept (default 5m)");
+    cmd->add_option("--heartbeat", a->heartbeat,
+                    "Heartbeat interval announced in HELLO (default 30s)");
+    cmd->add_option("--session-ttl", a->session_ttl,
+                    "How long a disconnected session is kept (default 5m)");
     cmd->add_option("--history-size", a->history_size, "Events kept per room (default 10000)");
-    cmd->add_option("--history-ttl", a->history_ttl, "Age after which events are dropped (default 24h)");
-    cmd->add_option("--max-connections", a->max_connections, "WebSocket connections at most (default 10000)");
+    cmd->add_option("--history-ttl", a->history_ttl,
+                    "Age after which events are dropped (default 24h)");
+    cmd->add_option("--max-connections", a->max_connections,
+                    "WebSocket connections at most (default 10000)");
     cmd->add_option("--threads", a->threads, "I/O threads (default 2)");
-    cmd->add_option("--outbound-max", a->outbound_max, "Outbound queue per connection before 4010 (default 4MiB)");
+    cmd->add_option("--outbound-max", a->outbound_max,
+                    "Outbound queue per connection before 4010 (default 4MiB)");
     cmd->add_option("--message-max", a->message_max, "Largest publish payload (default 64KiB)");
-    cmd->add_option("--publish-rate", a->publish_rate, "Publishes per second per connection (default 50)");
-    cmd->add_option("--publish-burst", a->publish_burst, "Publish burst per connection (default 100)");
-    cmd->add_option("--rooms-per-connection", a->rooms_per_connection, "Rooms one connection may join (default 100)");
+    cmd->add_option("--publish-rate", a->publish_rate,
+                    "Publishes per second per connection (default 50)");
+    cmd->add_option("--publish-burst", a->publish_burst,
+                    "Publish burst per connection (default 100)");
+    cmd->add_option("--rooms-per-connection", a->rooms_per_connection,
+                    "Rooms one connection may join (default 100)");
     cmd->add_option("--tls-cert", a->tls_cert, "PEM certificate chain: serve wss:// and https://");
     cmd->add_option("--tls-key", a->tls_key, "PEM private key for --tls-cert");
     cmd->add_option("--log-format", a->log_format, "text (default) or json");
@@ -95,9 +108,13 @@ Action add_serve_command(CLI::App& app) {
         if (!cmd->parsed()) return exit_usage;
         // ---- validate everything before touching the network or the disk ----
         const auto hp = parse_host_port(a->listen);
-        if (!hp) return usage_error("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080, not '" + a->listen + "'");
+        if (!hp)
+            return usage_error(
+                "--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080, not '" + a->listen +
+                "'");
         const auto fsync = store::parse_fsync_mode(a->fsync);
-        if (!fsync) return usage_error("--fsync must be always, batch or off, not '" + a->fsync + "'");
+        if (!fsync)
+            return usage_error("--fsync must be always, batch or off, not '" + a->fsync + "'");
         struct D {
             const char* flag;
             std::string& text;
@@ -111,21 +128,26 @@ Action add_serve_command(CLI::App& app) {
         for (auto& d : durations) {
             auto v = parse_duration_ms(d.text);
             if (!v || *v < d.min_ms)
-                return usage_error(std::string{d.flag} + " must be a duration like 250ms, 30s, 5m, 24h, not '" +
-                                   d.text + "'");
+                return usage_error(std::string{d.flag} +
+                                   " must be a duration like 250ms, 30s, 5m, 24h, not '" + d.text +
+                                   "'");
             d.value = *v;
         }
         const auto outbound = parse_bytes(a->outbound_max);
         const auto message = parse_bytes(a->message_max);
-        if (!outbound || *outbound < 1024) return usage_error("--outbound-max must be a size >= 1KiB, e.g. 4MiB");
+        if (!outbound || *outbound < 1024)
+            return usage_error("--outbound-max must be a size >= 1KiB, e.g. 4MiB");
         if (!message || *message < 16 || *message >= (1u << 20))
-            return usage_error("--message-max must be a size between 16 and 1MiB (exclusive), e.g. 64KiB");
+            return usage_error(
+                "--message-max must be a size between 16 and 1MiB (exclusive), e.g. 64KiB");
         if (a->history_size == 0) return usage_error("--history-size must be >= 1");
-        if (a->threads == 0 || a->threads > 256) return usage_error("--threads must be between 1 and 256");
+        if (a->threads == 0 || a->threads > 256)
+            return usage_error("--threads must be between 1 and 256");
         if (a->max_connections == 0) return usage_error("--max-connections must be >= 1");
         if (!(a->publish_rate > 0) || !(a->publish_burst >= 1))
             return usage_error("--publish-rate must be > 0 and --publish-burst >= 1");
-        if (a->log_format != "text" && a->log_format != "json") return usage_error("--log-format must be text or json");
+        if (a->log_format != "text" && a->log_format != "json")
+            return usage_error("--log-format must be text or json");
         if (spdlog::level::from_str(a->log_level) == spdlog::level::off && a->log_level != "off")
             return usage_error("--log-level must be trace, debug, info, warn, error or off");
         if (a->admin_key.empty())
@@ -133,8 +155,9 @@ Action add_serve_command(CLI::App& app) {
         if (a->token_secret.empty() && !a->allow_anonymous)
             if (const char* env = std::getenv("TETHER_TOKEN_SECRET")) a->token_secret = env;
         if (a->token_secret.empty() && !a->allow_anonymous)
-            return usage_error("give --token-secret (or TETHER_TOKEN_SECRET) to verify access tokens, or "
-                               "--allow-anonymous for local development");
+            return usage_error(
+                "give --token-secret (or TETHER_TOKEN_SECRET) to verify access tokens, or "
+                "--allow-anonymous for local development");
         if (!a->admin_key.empty() && a->admin_key.size() < 16)
             return usage_error("--admin-key must be at least 16 characters");
 
@@ -147,13 +170,15 @@ Action add_serve_command(CLI::App& app) {
         std::string store_desc;
         try {
             if (a->memory) {
-                store = std::make_unique<store::MemoryStore>(limits, static_cast<std::uint64_t>(now));
+                store =
+                    std::make_unique<store::MemoryStore>(limits, static_cast<std::uint64_t>(now));
                 store_desc = "memory (nothing survives a restart)";
             } else {
                 auto s = std::make_unique<store::SqliteStore>(a->data, *fsync, limits, now);
-                store_desc = "sqlite " + a->data + " (fsync " + std::string{store::to_string(*fsync)} + ", loaded " +
-                             std::to_string(s->loaded_events()) + " events, " + std::to_string(s->loaded_sessions()) +
-                             " sessions)";
+                store_desc = "sqlite " + a->data + " (fsync " +
+                             std::string{store::to_string(*fsync)} + ", loaded " +
+                             std::to_string(s->loaded_events()) + " events, " +
+                             std::to_string(s->loaded_sessions()) + " sessions)";
                 store = std::move(s);
             }
         } catch (const std::exception& e) {
@@ -176,7 +201,8 @@ Action add_serve_command(CLI::App& app) {
                 return AuthResult{true, user.empty() ? "anonymous" : user, {}};
             };
         } else {
-            cfg.authenticate = [secret = a->token_secret, log](std::string_view token, std::int64_t now_ms) {
+            cfg.authenticate = [secret = a->token_secret, log](std::string_view token,
+                                                               std::int64_t now_ms) {
                 auto r = net::jwt_verify(token, secret, now_ms / 1000);
                 if (!r.claims) {
                     log->info("identify refused: {}", r.error);  // never the token itself
@@ -199,18 +225,22 @@ Action add_serve_command(CLI::App& app) {
         try {
             net::Gateway gw{opt, std::move(cfg), *store, log};
             const bool tls = opt.tls_cert_file.has_value();
-            const std::string base = std::string{tls ? "s" : ""} + "://" +
-                                     (hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host) + ":" +
-                                     std::to_string(gw.port());
+            const std::string base =
+                std::string{tls ? "s" : ""} + "://" +
+                (hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host) + ":" +
+                std::to_string(gw.port());
             log->info("tether 0.1.0 listening on ws{} (subprotocol tether.v1)", base);
             log->info("store: {}", store_desc);
-            log->info("auth: {}", a->allow_anonymous ? "anonymous (development only: any token is a user name)"
-                                                     : "JWT HS256 access tokens");
+            log->info("auth: {}", a->allow_anonymous
+                                      ? "anonymous (development only: any token is a user name)"
+                                      : "JWT HS256 access tokens");
             log->info("health:  curl http{}/healthz    metrics: curl http{}/metrics", base, base);
             if (!a->allow_anonymous)
                 log->info("token:   tether token --secret <secret> --user alice");
-            log->info("admin:   {}", opt.admin_key ? "curl -H 'Authorization: Bearer <admin key>' http" + base + "/api/sessions"
-                                                   : std::string{"disabled (start with --admin-key)"});
+            log->info("admin:   {}", opt.admin_key
+                                         ? "curl -H 'Authorization: Bearer <admin key>' http" +
+                                               base + "/api/sessions"
+                                         : std::string{"disabled (start with --admin-key)"});
             gw.run();
         } catch (const std::exception& e) {
             log->error("{}", e.what());

@@ -29,8 +29,10 @@ Action add_token_command(CLI::App& app) {
         }
         const auto ttl = parse_duration_ms(args->ttl);
         if (!ttl || *ttl < 1'000) {
-            std::fprintf(stderr, "tether token: --ttl must be a duration of at least 1s (e.g. 1h), not '%s'\n",
-                         args->ttl.c_str());
+            std::fprintf(
+                stderr,
+                "tether token: --ttl must be a duration of at least 1s (e.g. 1h), not '%s'\n",
+                args->ttl.c_str());
             return exit_usage;
         }
         if (args->user.size() > 256) {

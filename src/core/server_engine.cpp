@@ -11,14 +11,15 @@ namespace tether {
 namespace {
 
 constexpr std::int64_t kHousekeepingMs = 1'000;
-constexpr std::size_t kQueueMax = 1u << 22;  // transmits between two polls
+constexpr std::size_t kQueueMax = 1u << 22;     // transmits between two polls
 constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row before closing 4008
 
 bool equal_constant_time(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     unsigned char diff = 0;
     for (std::size_t i = 0; i < a.size(); ++i)
-        diff = static_cast<unsigned char>(diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
+        diff = static_cast<unsigned char>(
+            diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
     return diff == 0;
 }
 
@@ -35,16 +36,20 @@ std::optional<std::string> ServerConfig::validate() const {
     if (rooms_per_connection_max == 0) return "rooms per connection must be >= 1";
     if (message_bytes_max == 0 || message_bytes_max >= limits.frame_bytes_max)
         return "message size limit must be > 0 and below the frame limit";
-    if (!(publish_rate > 0) || !(publish_burst >= 1)) return "publish rate must be > 0 and burst >= 1";
-    if (replay_page_events == 0 || replay_page_bytes == 0) return "replay pages must allow at least one event";
+    if (!(publish_rate > 0) || !(publish_burst >= 1))
+        return "publish rate must be > 0 and burst >= 1";
+    if (replay_page_events == 0 || replay_page_bytes == 0)
+        return "replay pages must allow at least one event";
     if (dedupe_per_user_max == 0) return "dedupe window must be >= 1";
     return std::nullopt;
 }
 
 ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms)
     : config_(std::move(config)), store_(store) {
-    if (auto e = config_.validate()) throw std::invalid_argument("tether: invalid server config: " + *e);
-    idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout : 2 * config_.heartbeat + duration{5'000};
+    if (auto e = config_.validate())
+        throw std::invalid_argument("tether: invalid server config: " + *e);
+    idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout
+                                                     : 2 * config_.heartbeat + duration{5'000};
     next_housekeeping_ms_ = now_ms + kHousekeepingMs;
     // Sessions survive restarts of a durable store; the ones that were
     // attached when the process died start their retention window now.
@@ -64,7 +69,8 @@ ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_m
         const auto info = store_.stream(room);
         for (const auto& e : store_.read(room, 0, info.head, SIZE_MAX, SIZE_MAX))
             if (!e.publish_id.empty() && e.at_ms >= since)
-                remember(e.publisher, e.publish_id, DedupeEntry{room, {info.epoch, e.offset}, e.at_ms, true});
+                remember(e.publisher, e.publish_id,
+                         DedupeEntry{room, {info.epoch, e.offset}, e.at_ms, true});
     }
 }
 
@@ -78,7 +84,8 @@ void ServerEngine::send(std::uint64_t conn, const proto::Message& m) {
 void ServerEngine::close(std::uint64_t conn, std::uint16_t code, std::string reason) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
-    transmits_.push_back(ServerTransmit{ServerTransmit::Kind::close, conn, {}, code, std::move(reason)});
+    transmits_.push_back(
+        ServerTransmit{ServerTransmit::Kind::close, conn, {}, code, std::move(reason)});
     ++metrics_.closes_by_code[code];
     detach(it->second.last_seen_ms, conn, it->second);
     conns_.erase(it);
@@ -97,7 +104,9 @@ std::string ServerEngine::random_hex(std::size_t bytes) {
     return out;
 }
 
-void ServerEngine::persist(const Session& s) { store_.save_session(s.record); }
+void ServerEngine::persist(const Session& s) {
+    store_.save_session(s.record);
+}
 
 std::uint64_t ServerEngine::durable_head(std::string_view room) const {
     const auto info = store_.stream(room);
@@ -109,13 +118,15 @@ std::uint64_t ServerEngine::durable_head(std::string_view room) const {
 
 bool ServerEngine::take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms) {
     const double elapsed = static_cast<double>(now - c.tokens_at_ms) / 1000.0;
-    c.tokens = std::min(config_.publish_burst, c.tokens + std::max(0.0, elapsed) * config_.publish_rate);
+    c.tokens =
+        std::min(config_.publish_burst, c.tokens + std::max(0.0, elapsed) * config_.publish_rate);
     c.tokens_at_ms = now;
     if (c.tokens >= 1.0) {
         c.tokens -= 1.0;
         return true;
     }
-    retry_after_ms = static_cast<std::int64_t>(std::ceil((1.0 - c.tokens) * 1000.0 / config_.publish_rate));
+    retry_after_ms =
+        static_cast<std::int64_t>(std::ceil((1.0 - c.tokens) * 1000.0 / config_.publish_rate));
     return false;
 }
 
@@ -151,8 +162,8 @@ void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
     c.tokens_at_ms = now;
     conns_[conn] = std::move(c);
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
-    send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), config_.server_name,
-                            config_.server_version, config_.node_id});
+    send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(),
+                            config_.server_name, config_.server_version, config_.node_id});
 }
 
 void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::string_view text) {
@@ -161,7 +172,8 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
     Conn& c = it->second;
     c.last_seen_ms = now;
     auto res = proto::decode(text, config_.limits);
-    if (!res) return close(conn, res.error().close_code(), "decode error: " + res.error().message());
+    if (!res)
+        return close(conn, res.error().close_code(), "decode error: " + res.error().message());
     proto::Message& msg = res.message();
     const bool authed = c.session.has_value();
     std::visit(
@@ -171,12 +183,15 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
                 ++metrics_.heartbeats;
                 send(conn, proto::HeartbeatAck{m.ts});
             } else if constexpr (std::is_same_v<T, proto::Identify>) {
-                if (authed) return close(conn, close_code::already_authenticated, "already authenticated");
+                if (authed)
+                    return close(conn, close_code::already_authenticated, "already authenticated");
                 on_identify(now, conn, c, m);
             } else if constexpr (std::is_same_v<T, proto::Resume>) {
-                if (authed) return close(conn, close_code::already_authenticated, "already authenticated");
+                if (authed)
+                    return close(conn, close_code::already_authenticated, "already authenticated");
                 on_resume(now, conn, c, m);
-            } else if constexpr (std::is_same_v<T, proto::Join> || std::is_same_v<T, proto::Leave> ||
+            } else if constexpr (std::is_same_v<T, proto::Join> ||
+                                 std::is_same_v<T, proto::Leave> ||
                                  std::is_same_v<T, proto::Publish>) {
                 if (!authed) return close(conn, close_code::not_authenticated, "not authenticated");
                 if constexpr (std::is_same_v<T, proto::Join>) on_join(now, conn, c, m);
@@ -184,14 +199,16 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
                 if constexpr (std::is_same_v<T, proto::Publish>) on_publish(now, conn, c, m);
             } else {
                 close(conn, close_code::unknown_op,
-                      "unexpected op " + std::string{proto::to_string(proto::op_of(msg))} + " from a client");
+                      "unexpected op " + std::string{proto::to_string(proto::op_of(msg))} +
+                          " from a client");
             }
         },
         msg);
     handle_durable(now);
 }
 
-void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m) {
+void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
+                               const proto::Identify& m) {
     ++metrics_.identifies;
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     const AuthResult auth = config_.authenticate(m.token, now);
@@ -199,7 +216,8 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c, co
         ++metrics_.auth_failures;
         return close(conn, close_code::authentication_failed, "authentication failed");
     }
-    if (sessions_.size() >= config_.sessions_max) return close(conn, close_code::try_again_later, "too many sessions");
+    if (sessions_.size() >= config_.sessions_max)
+        return close(conn, close_code::try_again_later, "too many sessions");
     Session s;
     s.record.id = random_hex(16);
     s.record.resume_token = random_hex(32);  // 256 bits
@@ -211,10 +229,12 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c, co
     send(conn, proto::Ready{rec.id, rec.resume_token, rec.user});
 }
 
-void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m) {
+void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
+                             const proto::Resume& m) {
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     auto it = sessions_.find(m.session_id);
-    const bool ok = it != sessions_.end() && equal_constant_time(it->second.record.resume_token, m.resume_token) &&
+    const bool ok = it != sessions_.end() &&
+                    equal_constant_time(it->second.record.resume_token, m.resume_token) &&
                     (it->second.conn || it->second.record.expires_at_ms > now);
     if (!ok) {
         // Unknown, expired or not the caller's: the answer is the same.
@@ -224,7 +244,8 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c, cons
     }
     ++metrics_.resumes_ok;
     Session& s = it->second;
-    if (s.conn && *s.conn != conn) close(*s.conn, close_code::unknown_error, "session resumed elsewhere");
+    if (s.conn && *s.conn != conn)
+        close(*s.conn, close_code::unknown_error, "session resumed elsewhere");
     s.conn = conn;
     s.record.expires_at_ms = 0;
     s.record.rooms.clear();
@@ -246,10 +267,13 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
     if (config_.authorize && !config_.authorize(s.record.user, m.room, false))
         return refuse(proto::codes::not_permitted, "not permitted in this room", true);
     if (!c.rooms.count(m.room) && c.rooms.size() >= config_.rooms_per_connection_max)
-        return refuse(proto::codes::too_many_rooms,
-                      "at most " + std::to_string(config_.rooms_per_connection_max) + " rooms per connection", true);
+        return refuse(
+            proto::codes::too_many_rooms,
+            "at most " + std::to_string(config_.rooms_per_connection_max) + " rooms per connection",
+            true);
     std::int64_t retry = 0;
-    if (!take_token(now, c, retry)) return refuse(proto::codes::rate_limited, "too many requests", false);
+    if (!take_token(now, c, retry))
+        return refuse(proto::codes::rate_limited, "too many requests", false);
     ++metrics_.joins;
     join_room(conn, c, m.room, m.since);
     if (std::find(s.record.rooms.begin(), s.record.rooms.end(), m.room) == s.record.rooms.end()) {
@@ -264,8 +288,8 @@ void ServerEngine::join_room(std::uint64_t conn, Conn& c, const std::string& roo
     const auto info = store_.stream(room);
     const std::uint64_t head = durable_head(room);
     const std::uint64_t first = std::min(info.first, head + 1);
-    const bool recoverable =
-        !since || (since->epoch == info.epoch && since->offset <= head && since->offset + 1 >= first);
+    const bool recoverable = !since || (since->epoch == info.epoch && since->offset <= head &&
+                                        since->offset + 1 >= first);
     subscribers_[room].insert(conn);
     send(conn, proto::Joined{room, {info.epoch, head}, recoverable});
     if (since && recoverable && since->offset < head)
@@ -287,21 +311,25 @@ void ServerEngine::leave_room(std::uint64_t conn, Conn& c, std::string_view room
     }
 }
 
-void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m) {
-    auto nack = [&](std::string_view code, std::string reason, std::optional<std::int64_t> retry = std::nullopt) {
+void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
+                              const proto::Publish& m) {
+    auto nack = [&](std::string_view code, std::string reason,
+                    std::optional<std::int64_t> retry = std::nullopt) {
         ++metrics_.nacks;
         send(conn, proto::Nack{m.id, std::string{code}, std::move(reason), retry});
     };
     const std::string& user = sessions_.at(*c.session).record.user;
     if (DedupeEntry* d = recall(user, m.id, now)) {
         ++metrics_.publish_dupes;
-        if (d->durable) return send(conn, proto::Ack{m.id, d->room, d->position.epoch, d->position.offset});
+        if (d->durable)
+            return send(conn, proto::Ack{m.id, d->room, d->position.epoch, d->position.offset});
         for (auto& p : pending_)
             if (p.room == d->room && p.position == d->position) p.ack_to.emplace_back(conn, m.id);
         return;
     }
     if (m.data.size() > config_.message_bytes_max)
-        return nack(proto::codes::too_large, "payload above " + std::to_string(config_.message_bytes_max) + " bytes");
+        return nack(proto::codes::too_large,
+                    "payload above " + std::to_string(config_.message_bytes_max) + " bytes");
     if (config_.authorize && !config_.authorize(user, m.room, true))
         return nack(proto::codes::not_permitted, "not permitted to publish here");
     std::int64_t retry = 0;
@@ -316,14 +344,20 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c, con
     pending_.back().ack_to.emplace_back(conn, m.id);
 }
 
-AppendResult ServerEngine::append(std::int64_t now, std::string_view room, std::string data, std::string_view user,
-                                  std::string_view id) {
+AppendResult ServerEngine::append(std::int64_t now, std::string_view room, std::string data,
+                                  std::string_view user, std::string_view id) {
     const auto res = store_.append(room, data, user, id, now);
     ++metrics_.publishes;
     auto& dh = durable_heads_[std::string{room}];
-    if (dh.epoch != res.position.epoch) dh = DurableHead{res.position.epoch, res.position.offset - 1};
-    pending_.push_back(
-        Pending{res.seq, std::string{room}, res.position, std::move(data), std::string{user}, std::string{id}, {}});
+    if (dh.epoch != res.position.epoch)
+        dh = DurableHead{res.position.epoch, res.position.offset - 1};
+    pending_.push_back(Pending{res.seq,
+                               std::string{room},
+                               res.position,
+                               std::move(data),
+                               std::string{user},
+                               std::string{id},
+                               {}});
     return res;
 }
 
@@ -371,8 +405,9 @@ void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
         }
         const std::uint64_t head = durable_head(room);
         while (replay && events < config_.replay_page_events && bytes < config_.replay_page_bytes) {
-            auto batch = store_.read(room, replay->next - 1, head, config_.replay_page_events - events,
-                                     config_.replay_page_bytes - bytes);
+            auto batch =
+                store_.read(room, replay->next - 1, head, config_.replay_page_events - events,
+                            config_.replay_page_bytes - bytes);
             for (auto& e : batch) {
                 bytes += e.data.size();
                 ++events;
@@ -382,7 +417,8 @@ void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
                 replay->next = e.offset + 1;
                 sent = true;
             }
-            if (replay->next > head) replay.reset();  // caught up: live from now on
+            if (replay->next > head)
+                replay.reset();  // caught up: live from now on
             else if (batch.empty()) {
                 // History was trimmed under the cursor: the client must learn of the gap.
                 close(conn, close_code::invalid_position, "replay position fell out of history");
@@ -475,14 +511,17 @@ std::optional<ServerTransmit> ServerEngine::poll_transmit() {
     return t;
 }
 
-std::optional<std::int64_t> ServerEngine::poll_timeout() const { return next_housekeeping_ms_; }
+std::optional<std::int64_t> ServerEngine::poll_timeout() const {
+    return next_housekeeping_ms_;
+}
 
 void ServerEngine::drain(std::int64_t now, std::int64_t retry_after_ms) {
     draining_ = true;
     store_.flush();
     handle_durable(now);
     std::vector<std::uint64_t> ids;
-    for (const auto& [id, c] : conns_) ids.push_back(id);
+    for (const auto& [id, c] : conns_)
+        ids.push_back(id);
     for (auto id : ids) {
         std::uint8_t r[2];
         config_.random_bytes(r);
@@ -499,15 +538,16 @@ StreamInfo ServerEngine::stream_info(std::string_view room) const {
     return info;
 }
 
-std::vector<StoredEvent> ServerEngine::history(std::string_view room, std::uint64_t after, std::size_t limit,
-                                               std::size_t max_bytes) const {
+std::vector<StoredEvent> ServerEngine::history(std::string_view room, std::uint64_t after,
+                                               std::size_t limit, std::size_t max_bytes) const {
     return store_.read(room, after, durable_head(room), limit, max_bytes);
 }
 
 bool ServerEngine::disconnect_session(std::int64_t, std::string_view session_id) {
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return false;
-    if (it->second.conn) close(*it->second.conn, close_code::unknown_error, "disconnected by an administrator");
+    if (it->second.conn)
+        close(*it->second.conn, close_code::unknown_error, "disconnected by an administrator");
     return true;
 }
 
@@ -515,7 +555,8 @@ std::vector<SessionInfo> ServerEngine::sessions() const {
     std::vector<SessionInfo> out;
     out.reserve(sessions_.size());
     for (const auto& [id, s] : sessions_)
-        out.push_back(SessionInfo{id, s.record.user, s.record.rooms, s.conn.has_value(), s.record.expires_at_ms});
+        out.push_back(SessionInfo{id, s.record.user, s.record.rooms, s.conn.has_value(),
+                                  s.record.expires_at_ms});
     return out;
 }
 
@@ -523,7 +564,8 @@ std::optional<SessionInfo> ServerEngine::session(std::string_view id) const {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return std::nullopt;
     const auto& s = it->second;
-    return SessionInfo{it->first, s.record.user, s.record.rooms, s.conn.has_value(), s.record.expires_at_ms};
+    return SessionInfo{it->first, s.record.user, s.record.rooms, s.conn.has_value(),
+                       s.record.expires_at_ms};
 }
 
 }  // namespace tether

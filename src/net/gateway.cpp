@@ -2,6 +2,9 @@
 
 #include <tether/core/close_codes.hpp>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -11,9 +14,6 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/json.hpp>
 #include <boost/url.hpp>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -53,8 +53,10 @@ bool offers_v1(const http::request<http::string_body>& req) {
     while (!h.empty()) {
         const auto comma = h.find(',');
         auto item = h.substr(0, comma);
-        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+            item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+            item.remove_suffix(1);
         if (item == proto::subprotocol) return true;
         if (comma == std::string_view::npos) break;
         h.remove_prefix(comma + 1);
@@ -90,7 +92,7 @@ std::string error_body(std::string_view message) {
 // ---- the shared state ------------------------------------------------------------------
 
 class ConnBase {
-public:
+  public:
     virtual ~ConnBase() = default;
     /// Both are called on the engine strand and post to the connection's strand.
     virtual void send(std::shared_ptr<const std::string> text) = 0;
@@ -143,6 +145,7 @@ struct Gateway::Impl {
     std::multimap<std::uint64_t, std::function<void()>> durable_waiters;
     GatewayCounters counters;
     bool draining = false;
+    bool drained = false;
     double admin_tokens = 0;
     std::int64_t admin_tokens_at = 0;
 
@@ -175,14 +178,20 @@ struct Gateway::Impl {
             fn();
         }
         arm_timer();
-        if (draining && conns.empty()) finish_drain();
+    }
+
+    /// A drain ends when every WebSocket session has written its last frames
+    /// and closed (or at the drain timeout).
+    void maybe_finish_drain() {
+        if (draining && live_ws.load() == 0) finish_drain();
     }
 
     void arm_timer() {
         const auto next = engine.poll_timeout();
         if (!next || (timer_for && *timer_for == *next)) return;
         timer_for = next;
-        timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, *next - wall_ms())));
+        timer.expires_after(
+            std::chrono::milliseconds(std::max<std::int64_t>(0, *next - wall_ms())));
         timer.async_wait([this](beast::error_code ec) {
             if (ec) return;
             timer_for.reset();
@@ -214,11 +223,13 @@ struct Gateway::Impl {
                 log->warn("drain timeout: {} connection(s) still open, stopping", conns.size());
                 finish_drain();
             });
-            if (conns.empty()) finish_drain();
+            maybe_finish_drain();
         });
     }
 
     void finish_drain() {
+        if (drained) return;
+        drained = true;
         store.flush();
         log->info("drained; store flushed (durable seq {})", engine.durable_seq());
         ioc.stop();
@@ -226,8 +237,9 @@ struct Gateway::Impl {
 
     bool take_admin_token() {
         const auto now = wall_ms();
-        admin_tokens = std::min(opt.admin_burst,
-                                admin_tokens + static_cast<double>(now - admin_tokens_at) / 1000.0 * opt.admin_rate);
+        admin_tokens =
+            std::min(opt.admin_burst, admin_tokens + static_cast<double>(now - admin_tokens_at) /
+                                                         1000.0 * opt.admin_rate);
         admin_tokens_at = now;
         if (admin_tokens < 1.0) return false;
         admin_tokens -= 1.0;
@@ -236,8 +248,9 @@ struct Gateway::Impl {
 
     std::string metrics_text() const;
     void route(http::request<http::string_body>&& req, std::function<void(Response)> respond);
-    void route_admin(const http::request<http::string_body>& req, const std::vector<std::string>& seg,
-                     boost::urls::params_view params, std::function<void(Response)> respond);
+    void route_admin(const http::request<http::string_body>& req,
+                     const std::vector<std::string>& seg, boost::urls::params_view params,
+                     std::function<void(Response)> respond);
     void accept();
 };
 
@@ -245,43 +258,52 @@ struct Gateway::Impl {
 
 template <class Stream>
 class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession<Stream>> {
-public:
+  public:
     WsSession(Stream&& s, Gateway::Impl& gw) : ws_(std::move(s)), gw_(gw) {}
-    ~WsSession() override { --gw_.live_ws; }
+    ~WsSession() override {
+        if (!finished_) --gw_.live_ws;
+    }
 
     void start(http::request<http::string_body> req) {
         version_ok_ = offers_v1(req);
         websocket::stream_base::timeout t{};
         t.handshake_timeout = std::chrono::milliseconds(gw_.opt.handshake_timeout.count());
-        t.idle_timeout = websocket::stream_base::none();  // liveness is the engine's job (HEARTBEAT)
+        t.idle_timeout =
+            websocket::stream_base::none();  // liveness is the engine's job (HEARTBEAT)
         t.keep_alive_pings = false;
         ws_.set_option(t);
-        ws_.set_option(websocket::stream_base::decorator([ok = version_ok_](websocket::response_type& res) {
-            res.set(http::field::server, "tether/0.1.0");
-            if (ok) res.set(http::field::sec_websocket_protocol, proto::subprotocol);
-        }));
+        ws_.set_option(
+            websocket::stream_base::decorator([ok = version_ok_](websocket::response_type& res) {
+                res.set(http::field::server, "tether/0.1.0");
+                if (ok) res.set(http::field::sec_websocket_protocol, proto::subprotocol);
+            }));
         ws_.read_message_max(gw_.limits.frame_bytes_max);
-        ws_.async_accept(req, beast::bind_front_handler(&WsSession::on_accept, this->shared_from_this()));
+        ws_.async_accept(
+            req, beast::bind_front_handler(&WsSession::on_accept, this->shared_from_this()));
     }
 
     void send(std::shared_ptr<const std::string> text) override {
-        asio::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] { self->enqueue(text); });
-    }
-
-    void close(std::uint16_t code, std::string reason) override {
-        asio::post(ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
-            self->engine_closed_ = true;
-            self->close_when_flushed(code, std::move(reason));
+        asio::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] {
+            self->enqueue(text);
         });
     }
 
-private:
+    void close(std::uint16_t code, std::string reason) override {
+        asio::post(ws_.get_executor(),
+                   [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
+                       self->engine_closed_ = true;
+                       self->close_when_flushed(code, std::move(reason));
+                   });
+    }
+
+  private:
     void on_accept(beast::error_code ec) {
-        if (ec) return;  // handshake failed: nothing was registered
+        if (ec) return finish();  // handshake failed: nothing was registered
         if (!version_ok_) {
             gw_.on_engine([gw = &gw_] { ++gw->counters.invalid_version; });
             engine_closed_ = true;
-            return do_close(close_code::invalid_version, "invalid version: offer subprotocol tether.v1");
+            return do_close(close_code::invalid_version,
+                            "invalid version: offer subprotocol tether.v1");
         }
         ws_.text(true);
         id_ = gw_.next_conn.fetch_add(1);
@@ -306,22 +328,26 @@ private:
 
     void do_read() {
         if (closing_) return;
-        ws_.async_read(buf_, beast::bind_front_handler(&WsSession::on_read, this->shared_from_this()));
+        ws_.async_read(buf_,
+                       beast::bind_front_handler(&WsSession::on_read, this->shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
-        if (ec) return finish();  // peer closed, reset, or a frame above the limit (Beast sent 1009)
+        if (ec)
+            return finish();  // peer closed, reset, or a frame above the limit (Beast sent 1009)
         if (!ws_.got_text()) {
             gw_.on_engine([gw = &gw_] { ++gw->counters.binary_frames; });
-            return close_when_flushed(close_code::decode_error, "binary frames are not part of tether.v1");
+            return close_when_flushed(close_code::decode_error,
+                                      "binary frames are not part of tether.v1");
         }
         auto text = beast::buffers_to_string(buf_.data());
         buf_.consume(buf_.size());
-        gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_, text = std::move(text)] {
-            gw->engine.handle_message(wall_ms(), id, text);
-            gw->flush();
-            if (gw->conns.count(id)) self->resume_reading();
-        });
+        gw_.on_engine(
+            [self = this->shared_from_this(), gw = &gw_, id = id_, text = std::move(text)] {
+                gw->engine.handle_message(wall_ms(), id, text);
+                gw->flush();
+                if (gw->conns.count(id)) self->resume_reading();
+            });
     }
 
     void enqueue(std::shared_ptr<const std::string> text) {
@@ -330,7 +356,8 @@ private:
             // Slow consumer: drop what is queued and close; the session stays.
             gw_.on_engine([gw = &gw_] { ++gw->counters.slow_consumer_closes; });
             queue_.erase(queue_.begin() + (writing_ ? 1 : 0), queue_.end());
-            return close_when_flushed(close_code::slow_consumer, "slow consumer: outbound queue full");
+            return close_when_flushed(close_code::slow_consumer,
+                                      "slow consumer: outbound queue full");
         }
         queued_bytes_ += text->size();
         queue_.push_back(std::move(text));
@@ -376,7 +403,8 @@ private:
         websocket::close_reason cr;
         cr.code = code;  // application codes (4000-4999) are not in Beast's enum
         cr.reason = beast::string_view{reason.data(), reason.size()};
-        ws_.async_close(cr, [self = this->shared_from_this()](beast::error_code) { self->finish(); });
+        ws_.async_close(cr,
+                        [self = this->shared_from_this()](beast::error_code) { self->finish(); });
     }
 
     void finish() {
@@ -385,8 +413,9 @@ private:
         closing_ = true;
         beast::error_code ec;
         beast::get_lowest_layer(ws_).socket().close(ec);
+        --gw_.live_ws;
         if (id_ != 0 && !engine_closed_) gw_.connection_closed(id_);
-        else if (id_ != 0) gw_.on_engine([gw = &gw_] { if (gw->draining && gw->conns.empty()) gw->finish_drain(); });
+        gw_.on_engine([gw = &gw_] { gw->maybe_finish_drain(); });
     }
 
     websocket::stream<Stream> ws_;
@@ -403,16 +432,20 @@ private:
     std::optional<std::pair<std::uint16_t, std::string>> close_after_;
 };
 
-// ---- HTTP connection (and the WebSocket upgrade) -------------------------------------------------
+// ---- HTTP connection (and the WebSocket upgrade)
+// -------------------------------------------------
 
 template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
-public:
-    HttpSession(Stream&& s, Gateway::Impl& gw) : stream_(std::move(s)), gw_(gw) { ++gw_.live_sockets; }
+  public:
+    HttpSession(Stream&& s, Gateway::Impl& gw) : stream_(std::move(s)), gw_(gw) {
+        ++gw_.live_sockets;
+    }
     ~HttpSession() { --gw_.live_sockets; }
 
     void run() {
-        beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        beast::get_lowest_layer(stream_).expires_after(
+            std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
         if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
             stream_.async_handshake(ssl::stream_base::server,
                                     [self = this->shared_from_this()](beast::error_code ec) {
@@ -423,20 +456,24 @@ public:
         }
     }
 
-private:
+  private:
     void do_read() {
         parser_.emplace();
         parser_->body_limit(gw_.opt.http_body_bytes_max);
         parser_->header_limit(16u << 10);
-        beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
-        http::async_read(stream_, buf_, *parser_,
-                         beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
+        beast::get_lowest_layer(stream_).expires_after(
+            std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        http::async_read(
+            stream_, buf_, *parser_,
+            beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
-        if (ec == http::error::body_limit) return write(make_response(http::status::payload_too_large,
-                                                                       error_body("request body too large"), false));
-        if (ec) return;  // timeout (slowloris), garbage, or the peer left: the socket closes with us
+        if (ec == http::error::body_limit)
+            return write(make_response(http::status::payload_too_large,
+                                       error_body("request body too large"), false));
+        if (ec)
+            return;  // timeout (slowloris), garbage, or the peer left: the socket closes with us
         auto req = parser_->release();
         if (websocket::is_upgrade(req)) {
             if (gw_.live_ws.load() >= gw_.opt.connections_max) {
@@ -452,20 +489,24 @@ private:
         const bool keep = req.keep_alive();
         gw_.route(std::move(req), [self = this->shared_from_this(), keep](Response res) {
             res.keep_alive(keep && res.keep_alive());
-            asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+            asio::post(self->stream_.get_executor(),
+                       [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
         });
     }
 
     void write(Response res) {
         res_ = std::make_shared<Response>(std::move(res));
-        http::async_write(stream_, *res_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec || !self->res_->keep_alive()) {
-                beast::error_code ignored;
-                beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_send, ignored);
-                return;
-            }
-            self->do_read();
-        });
+        http::async_write(stream_, *res_,
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec || !self->res_->keep_alive()) {
+                                  beast::error_code ignored;
+                                  beast::get_lowest_layer(self->stream_)
+                                      .socket()
+                                      .shutdown(tcp::socket::shutdown_send, ignored);
+                                  return;
+                              }
+                              self->do_read();
+                          });
     }
 
     Stream stream_;
@@ -482,8 +523,10 @@ std::string Gateway::Impl::metrics_text() const {
     std::string out;
     auto line = [&](std::string_view name, std::string_view type, std::string_view help, auto value,
                     std::string_view labels = {}) {
-        if (!labels.empty() && out.find(std::string{"# TYPE "} + std::string{name} + " ") != std::string::npos) {
-            out += std::string{name} + "{" + std::string{labels} + "} " + std::to_string(value) + "\n";
+        if (!labels.empty() &&
+            out.find(std::string{"# TYPE "} + std::string{name} + " ") != std::string::npos) {
+            out +=
+                std::string{name} + "{" + std::string{labels} + "} " + std::to_string(value) + "\n";
             return;
         }
         out += "# HELP " + std::string{name} + " " + std::string{help} + "\n";
@@ -495,10 +538,13 @@ std::string Gateway::Impl::metrics_text() const {
     line("tether_sessions", "gauge", "Sessions kept (connected or within their retention window).",
          engine.session_count());
     line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.room_count());
-    line("tether_connections_opened_total", "counter", "WebSocket connections accepted.", m.connections_opened);
+    line("tether_connections_opened_total", "counter", "WebSocket connections accepted.",
+         m.connections_opened);
     line("tether_identifies_total", "counter", "IDENTIFY requests.", m.identifies);
-    line("tether_auth_failures_total", "counter", "IDENTIFY requests refused (4004).", m.auth_failures);
-    line("tether_resumes_total", "counter", "RESUME requests by result.", m.resumes_ok, "result=\"ok\"");
+    line("tether_auth_failures_total", "counter", "IDENTIFY requests refused (4004).",
+         m.auth_failures);
+    line("tether_resumes_total", "counter", "RESUME requests by result.", m.resumes_ok,
+         "result=\"ok\"");
     line("tether_resumes_total", "counter", "", m.resumes_failed, "result=\"failed\"");
     line("tether_joins_total", "counter", "Successful JOINs.", m.joins);
     line("tether_join_errors_total", "counter", "JOIN_ERROR answers.", m.join_errors);
@@ -506,74 +552,101 @@ std::string Gateway::Impl::metrics_text() const {
     line("tether_publish_duplicates_total", "counter", "Publishes answered from the dedupe window.",
          m.publish_dupes);
     line("tether_nacks_total", "counter", "Publishes refused with NACK.", m.nacks);
-    line("tether_deliveries_total", "counter", "EVENT frames written (live and replay).", m.deliveries);
+    line("tether_deliveries_total", "counter", "EVENT frames written (live and replay).",
+         m.deliveries);
     line("tether_replayed_total", "counter", "EVENT frames written as replay.", m.replayed);
     line("tether_replay_pages_total", "counter", "Replay pages written.", m.replay_pages);
     line("tether_heartbeats_total", "counter", "HEARTBEATs answered.", m.heartbeats);
-    line("tether_idle_closes_total", "counter", "Connections closed for silence (4000).", m.idle_closes);
-    line("tether_sessions_expired_total", "counter", "Sessions dropped after their retention window.",
-         m.sessions_expired);
+    line("tether_idle_closes_total", "counter", "Connections closed for silence (4000).",
+         m.idle_closes);
+    line("tether_sessions_expired_total", "counter",
+         "Sessions dropped after their retention window.", m.sessions_expired);
     line("tether_drops_total", "counter", "Connections dropped by the server by reason.",
          counters.slow_consumer_closes, "reason=\"slow_consumer\"");
-    line("tether_drops_total", "counter", "", counters.connections_refused, "reason=\"too_many_connections\"");
-    line("tether_drops_total", "counter", "", counters.invalid_version, "reason=\"invalid_version\"");
+    line("tether_drops_total", "counter", "", counters.connections_refused,
+         "reason=\"too_many_connections\"");
+    line("tether_drops_total", "counter", "", counters.invalid_version,
+         "reason=\"invalid_version\"");
     line("tether_drops_total", "counter", "", counters.binary_frames, "reason=\"binary_frame\"");
     bool first = true;
     for (const auto& [code, n] : m.closes_by_code) {
-        line("tether_closes_total", "counter", first ? "Closes the engine initiated, by close code." : "", n,
+        line("tether_closes_total", "counter",
+             first ? "Closes the engine initiated, by close code." : "", n,
              "code=\"" + std::to_string(code) + "\"");
         first = false;
     }
-    line("tether_http_requests_total", "counter", "HTTP requests (not upgrades).", counters.http_requests);
+    line("tether_http_requests_total", "counter", "HTTP requests (not upgrades).",
+         counters.http_requests);
     line("tether_admin_unauthorized_total", "counter", "Admin requests without a valid key.",
          counters.admin_unauthorized);
-    line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.", counters.admin_rate_limited);
-    line("tether_store_durable_seq", "gauge", "Last durable store sequence number.", engine.durable_seq());
+    line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.",
+         counters.admin_rate_limited);
+    line("tether_store_durable_seq", "gauge", "Last durable store sequence number.",
+         engine.durable_seq());
     return out;
 }
 
-void Gateway::Impl::route(http::request<http::string_body>&& req, std::function<void(Response)> respond) {
+void Gateway::Impl::route(http::request<http::string_body>&& req,
+                          std::function<void(Response)> respond) {
     on_engine([this, req = std::move(req), respond = std::move(respond)]() mutable {
         ++counters.http_requests;
-        auto parsed = boost::urls::parse_origin_form(std::string_view{req.target().data(), req.target().size()});
-        if (!parsed) return respond(make_response(http::status::bad_request, error_body("malformed target"), false));
+        auto parsed = boost::urls::parse_origin_form(
+            std::string_view{req.target().data(), req.target().size()});
+        if (!parsed)
+            return respond(
+                make_response(http::status::bad_request, error_body("malformed target"), false));
         std::vector<std::string> seg;
         for (auto s : parsed->segments()) {
-            if (seg.size() >= 8) return respond(make_response(http::status::not_found, error_body("not found"), true));
+            if (seg.size() >= 8)
+                return respond(
+                    make_response(http::status::not_found, error_body("not found"), true));
             seg.push_back(s);
         }
         const bool get = req.method() == http::verb::get;
         if (seg.size() == 1 && seg[0] == "healthz") {
-            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            return respond(make_response(draining ? http::status::service_unavailable : http::status::ok,
-                                         draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
+            if (!get)
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            return respond(
+                make_response(draining ? http::status::service_unavailable : http::status::ok,
+                              draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
         }
         if (seg.size() == 1 && seg[0] == "metrics") {
-            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            return respond(make_response(http::status::ok, metrics_text(), true, "text/plain; version=0.0.4"));
+            if (!get)
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            return respond(
+                make_response(http::status::ok, metrics_text(), true, "text/plain; version=0.0.4"));
         }
-        if (!seg.empty() && seg[0] == "api") return route_admin(req, seg, parsed->params(), std::move(respond));
+        if (!seg.empty() && seg[0] == "api")
+            return route_admin(req, seg, parsed->params(), std::move(respond));
         respond(make_response(http::status::not_found, error_body("not found"), true));
     });
 }
 
-void Gateway::Impl::route_admin(const http::request<http::string_body>& req, const std::vector<std::string>& seg,
-                                boost::urls::params_view params, std::function<void(Response)> respond) {
+void Gateway::Impl::route_admin(const http::request<http::string_body>& req,
+                                const std::vector<std::string>& seg,
+                                boost::urls::params_view params,
+                                std::function<void(Response)> respond) {
     if (!opt.admin_key)
-        return respond(make_response(http::status::forbidden, error_body("admin API disabled: start with --admin-key"),
+        return respond(make_response(http::status::forbidden,
+                                     error_body("admin API disabled: start with --admin-key"),
                                      true));
     const auto auth = req[http::field::authorization];
     const std::string_view header{auth.data(), auth.size()};
     constexpr std::string_view kBearer = "Bearer ";
-    if (header.substr(0, kBearer.size()) != kBearer || !equal_secret(header.substr(kBearer.size()), *opt.admin_key)) {
+    if (header.substr(0, kBearer.size()) != kBearer ||
+        !equal_secret(header.substr(kBearer.size()), *opt.admin_key)) {
         ++counters.admin_unauthorized;
-        auto res = make_response(http::status::unauthorized, error_body("missing or wrong admin key"), true);
+        auto res = make_response(http::status::unauthorized,
+                                 error_body("missing or wrong admin key"), true);
         res.set(http::field::www_authenticate, "Bearer");
         return respond(std::move(res));
     }
     if (!take_admin_token()) {
         ++counters.admin_rate_limited;
-        auto res = make_response(http::status::too_many_requests, error_body("admin API rate limit"), true);
+        auto res = make_response(http::status::too_many_requests,
+                                 error_body("admin API rate limit"), true);
         res.set(http::field::retry_after, "1");
         return respond(std::move(res));
     }
@@ -584,7 +657,8 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
         auto it = params.find(key);
         if (it == params.end()) return out = dflt, true;
         const std::string v = (*it).value;
-        if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return false;
+        if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos)
+            return false;
         out = std::min<std::uint64_t>(std::stoull(v), max);
         return true;
     };
@@ -593,7 +667,8 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
         o["id"] = s.id;
         o["user"] = s.user;
         json::array rooms;
-        for (const auto& r : s.rooms) rooms.emplace_back(r);
+        for (const auto& r : s.rooms)
+            rooms.emplace_back(r);
         o["rooms"] = std::move(rooms);
         o["connected"] = s.connected;
         if (!s.connected) o["expires_at_ms"] = s.expires_at_ms;
@@ -601,10 +676,13 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
     };
     // /api/sessions
     if (seg.size() == 2 && seg[1] == "sessions") {
-        if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+        if (!get)
+            return respond(
+                make_response(http::status::method_not_allowed, error_body("use GET"), true));
         std::optional<std::uint64_t> limit;
         if (!number_param("limit", 1000, 10'000, limit))
-            return respond(make_response(http::status::bad_request, error_body("limit must be a number"), true));
+            return respond(make_response(http::status::bad_request,
+                                         error_body("limit must be a number"), true));
         json::array list;
         for (const auto& s : engine.sessions()) {
             if (list.size() >= *limit) break;
@@ -618,17 +696,27 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
     // /api/sessions/{id} and /api/sessions/{id}/disconnect
     if ((seg.size() == 3 || seg.size() == 4) && seg[1] == "sessions") {
         if (seg[2].size() > proto::Limits{}.id_bytes_max)
-            return respond(make_response(http::status::not_found, error_body("no such session"), true));
+            return respond(
+                make_response(http::status::not_found, error_body("no such session"), true));
         if (seg.size() == 3) {
-            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            if (!get)
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
             auto s = engine.session(seg[2]);
-            if (!s) return respond(make_response(http::status::not_found, error_body("no such session"), true));
-            return respond(make_response(http::status::ok, json::serialize(session_json(*s)), true));
+            if (!s)
+                return respond(
+                    make_response(http::status::not_found, error_body("no such session"), true));
+            return respond(
+                make_response(http::status::ok, json::serialize(session_json(*s)), true));
         }
-        if (seg[3] != "disconnect") return respond(make_response(http::status::not_found, error_body("not found"), true));
-        if (!post) return respond(make_response(http::status::method_not_allowed, error_body("use POST"), true));
+        if (seg[3] != "disconnect")
+            return respond(make_response(http::status::not_found, error_body("not found"), true));
+        if (!post)
+            return respond(
+                make_response(http::status::method_not_allowed, error_body("use POST"), true));
         if (!engine.disconnect_session(wall_ms(), seg[2]))
-            return respond(make_response(http::status::not_found, error_body("no such session"), true));
+            return respond(
+                make_response(http::status::not_found, error_body("no such session"), true));
         flush();
         return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
     }
@@ -636,14 +724,19 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
     if (seg.size() == 4 && seg[1] == "rooms") {
         const std::string& room = seg[2];
         if (room.empty() || room.size() > limits.room_bytes_max || !proto::is_valid_utf8(room))
-            return respond(make_response(http::status::bad_request, error_body("invalid room name"), true));
+            return respond(
+                make_response(http::status::bad_request, error_body("invalid room name"), true));
         if (seg[3] == "publish") {
-            if (!post) return respond(make_response(http::status::method_not_allowed, error_body("use POST"), true));
+            if (!post)
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body("use POST"), true));
             if (req.body().size() > engine_message_bytes_max)
-                return respond(make_response(http::status::payload_too_large, error_body("payload too large"), true));
+                return respond(make_response(http::status::payload_too_large,
+                                             error_body("payload too large"), true));
             if (auto err = proto::validate_data(req.body(), limits))
-                return respond(make_response(http::status::bad_request,
-                                             error_body("body must be one JSON value: " + err->message()), true));
+                return respond(make_response(
+                    http::status::bad_request,
+                    error_body("body must be one JSON value: " + err->message()), true));
             const auto res = engine.publish(wall_ms(), room, req.body());
             auto answer = [respond, room, pos = res.position] {
                 json::object o;
@@ -652,17 +745,23 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
                 o["offset"] = pos.offset;
                 respond(make_response(http::status::ok, json::serialize(o), true));
             };
-            if (engine.durable_seq() >= res.seq) answer();
-            else durable_waiters.emplace(res.seq, std::move(answer));
+            if (engine.durable_seq() >= res.seq)
+                answer();
+            else
+                durable_waiters.emplace(res.seq, std::move(answer));
             flush();
             return;
         }
         if (seg[3] == "history") {
-            if (!get) return respond(make_response(http::status::method_not_allowed, error_body("use GET"), true));
+            if (!get)
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
             std::optional<std::uint64_t> since, limit;
-            if (!number_param("since", 0, UINT64_MAX - 1, since) || !number_param("limit", 100, 1000, limit))
-                return respond(make_response(http::status::bad_request,
-                                             error_body("since and limit must be non-negative integers"), true));
+            if (!number_param("since", 0, UINT64_MAX - 1, since) ||
+                !number_param("limit", 100, 1000, limit))
+                return respond(make_response(
+                    http::status::bad_request,
+                    error_body("since and limit must be non-negative integers"), true));
             const auto info = engine.stream_info(room);
             json::object o;
             o["room"] = room;
@@ -672,8 +771,8 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req, con
             std::string events = "[";
             for (const auto& e : engine.history(room, *since, *limit, 1u << 20)) {
                 if (events.size() > 1) events += ',';
-                events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" + std::to_string(e.at_ms) +
-                          R"(,"data":)" + e.data + "}";
+                events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
+                          std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
             }
             events += "]";
             std::string body = json::serialize(o);
@@ -698,7 +797,9 @@ void Gateway::Impl::accept() {
                     beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls), *this)
                     ->run();
             } else {
-                std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), *this)->run();
+                std::make_shared<HttpSession<beast::tcp_stream>>(
+                    beast::tcp_stream(std::move(socket)), *this)
+                    ->run();
             }
         }
         accept();
@@ -710,20 +811,26 @@ void Gateway::Impl::accept() {
 Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
                  std::shared_ptr<spdlog::logger> log) {
     const auto message_max = engine_config.message_bytes_max;
-    impl_ = std::make_unique<Impl>(std::move(options), std::move(engine_config), store, std::move(log));
+    impl_ =
+        std::make_unique<Impl>(std::move(options), std::move(engine_config), store, std::move(log));
     Impl& g = *impl_;
     g.engine_message_bytes_max = message_max;
     if (g.opt.tls_cert_file || g.opt.tls_key_file) {
         if (!g.opt.tls_cert_file || !g.opt.tls_key_file)
             throw std::runtime_error("TLS needs both --tls-cert and --tls-key");
         g.tls.emplace(ssl::context::tls_server);
-        g.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+        g.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1);
         beast::error_code ec;
         g.tls->use_certificate_chain_file(*g.opt.tls_cert_file, ec);
-        if (ec) throw std::runtime_error("cannot load TLS certificate " + *g.opt.tls_cert_file + ": " + ec.message());
+        if (ec)
+            throw std::runtime_error("cannot load TLS certificate " + *g.opt.tls_cert_file + ": " +
+                                     ec.message());
         g.tls->use_private_key_file(*g.opt.tls_key_file, ssl::context::pem, ec);
-        if (ec) throw std::runtime_error("cannot load TLS key " + *g.opt.tls_key_file + ": " + ec.message());
+        if (ec)
+            throw std::runtime_error("cannot load TLS key " + *g.opt.tls_key_file + ": " +
+                                     ec.message());
     }
     beast::error_code ec;
     const auto address = asio::ip::make_address(g.opt.host, ec);
@@ -734,8 +841,8 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
     if (!ec) g.acceptor.bind(ep, ec);
     if (!ec) g.acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
-        throw std::runtime_error("cannot listen on " + g.opt.host + ":" + std::to_string(g.opt.port) + ": " +
-                                 ec.message());
+        throw std::runtime_error("cannot listen on " + g.opt.host + ":" +
+                                 std::to_string(g.opt.port) + ": " + ec.message());
     store.on_durable([&g] {
         asio::post(g.engine_strand, [&g] {
             g.engine.handle_durable(wall_ms());
@@ -744,11 +851,17 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
     });
 }
 
-Gateway::~Gateway() { impl_->store.on_durable({}); }
+Gateway::~Gateway() {
+    impl_->store.on_durable({});
+}
 
-std::uint16_t Gateway::port() const noexcept { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Gateway::port() const noexcept {
+    return impl_->acceptor.local_endpoint().port();
+}
 
-void Gateway::drain() { impl_->start_drain(); }
+void Gateway::drain() {
+    impl_->start_drain();
+}
 
 void Gateway::run() {
     Impl& g = *impl_;
@@ -760,9 +873,11 @@ void Gateway::run() {
     g.accept();
     g.on_engine([&g] { g.arm_timer(); });
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < std::max(1u, g.opt.threads); ++i) threads.emplace_back([&g] { g.ioc.run(); });
+    for (unsigned i = 1; i < std::max(1u, g.opt.threads); ++i)
+        threads.emplace_back([&g] { g.ioc.run(); });
     g.ioc.run();
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
 }
 
 }  // namespace tether::net

@@ -33,8 +33,8 @@ struct GatewayOptions {
     unsigned threads = 2;
     std::size_t connections_max = 10'000;
     std::size_t outbound_bytes_max = 4u << 20;  ///< per connection, then 4010
-    duration handshake_timeout{10'000};          ///< TCP accept -> HTTP request/upgrade done
-    std::optional<std::string> admin_key;        ///< unset: /api/ answers 403
+    duration handshake_timeout{10'000};         ///< TCP accept -> HTTP request/upgrade done
+    std::optional<std::string> admin_key;       ///< unset: /api/ answers 403
     std::optional<std::string> tls_cert_file;
     std::optional<std::string> tls_key_file;
     duration drain_timeout{5'000};
@@ -45,10 +45,11 @@ struct GatewayOptions {
 };
 
 class Gateway {
-public:
+  public:
     /// Binds the listener (throws std::runtime_error with a clear message when
     /// it cannot). `engine_config` needs authenticate/random_bytes set.
-    Gateway(GatewayOptions options, ServerConfig engine_config, Store& store, std::shared_ptr<spdlog::logger> log);
+    Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
+            std::shared_ptr<spdlog::logger> log);
     ~Gateway();
     Gateway(const Gateway&) = delete;
     Gateway& operator=(const Gateway&) = delete;
@@ -62,7 +63,7 @@ public:
 
     struct Impl;  ///< opaque; named here so the connection classes in gateway.cpp can use it
 
-private:
+  private:
     std::unique_ptr<Impl> impl_;
 };
 

@@ -1,9 +1,9 @@
 #include "jwt.hpp"
 
-#include <boost/json.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <boost/json.hpp>
 
 #include <array>
 
@@ -11,14 +11,15 @@ namespace tether::net {
 namespace json = boost::json;
 namespace {
 
-constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view kAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 constexpr std::size_t kTokenBytesMax = 8192;
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
     unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-         data.size(), out.data(), &len);
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
     return std::string(reinterpret_cast<const char*>(out.data()), len);
 }
 
@@ -81,7 +82,8 @@ std::optional<std::string> base64url_decode(std::string_view text) {
     return out;
 }
 
-JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s, std::int64_t leeway_s) {
+JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s,
+                     std::int64_t leeway_s) {
     JwtResult r;
     try {
         if (token.empty() || token.size() > kTokenBytesMax) return r.error = "token size", r;
@@ -92,16 +94,19 @@ JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64
         const auto header = parse_object(token.substr(0, d1));
         if (!header) return r.error = "header is not base64url JSON", r;
         const auto* alg = header->if_contains("alg");
-        if (!alg || !alg->is_string() || alg->get_string() != "HS256") return r.error = "alg is not HS256", r;
+        if (!alg || !alg->is_string() || alg->get_string() != "HS256")
+            return r.error = "alg is not HS256", r;
         const auto sig = base64url_decode(token.substr(d2 + 1));
         if (!sig) return r.error = "signature is not base64url", r;
         const auto expected = hmac_sha256(secret, token.substr(0, d2));
-        if (sig->size() != expected.size() || CRYPTO_memcmp(sig->data(), expected.data(), expected.size()) != 0)
+        if (sig->size() != expected.size() ||
+            CRYPTO_memcmp(sig->data(), expected.data(), expected.size()) != 0)
             return r.error = "bad signature", r;
         const auto payload = parse_object(token.substr(d1 + 1, d2 - d1 - 1));
         if (!payload) return r.error = "payload is not base64url JSON", r;
         const auto* sub = payload->if_contains("sub");
-        if (!sub || !sub->is_string() || sub->get_string().empty() || sub->get_string().size() > 256)
+        if (!sub || !sub->is_string() || sub->get_string().empty() ||
+            sub->get_string().size() > 256)
             return r.error = "sub missing or invalid", r;
         const auto exp = int_claim(*payload, "exp");
         if (!exp) return r.error = "exp missing", r;
@@ -116,7 +121,8 @@ JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64
     }
 }
 
-std::string jwt_mint(std::string_view secret, std::string_view sub, std::int64_t now_s, std::int64_t ttl_s) {
+std::string jwt_mint(std::string_view secret, std::string_view sub, std::int64_t now_s,
+                     std::int64_t ttl_s) {
     json::object payload;
     payload["sub"] = sub;
     payload["iat"] = now_s;

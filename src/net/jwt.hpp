@@ -24,10 +24,12 @@ struct JwtResult {
     std::string error;  ///< why it was refused (for logs; clients only see 4004)
 };
 
-JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s, std::int64_t leeway_s = 30);
+JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s,
+                     std::int64_t leeway_s = 30);
 
 /// Mints a token for `sub` valid for `ttl_s` seconds from `now_s`.
-std::string jwt_mint(std::string_view secret, std::string_view sub, std::int64_t now_s, std::int64_t ttl_s);
+std::string jwt_mint(std::string_view secret, std::string_view sub, std::int64_t now_s,
+                     std::int64_t ttl_s);
 
 std::string base64url_encode(std::string_view bytes);
 std::optional<std::string> base64url_decode(std::string_view text);

@@ -12,11 +12,13 @@ namespace {
 // Virtual time 0 maps to a fixed wall-clock instant, so store epochs (which
 // start at the wall clock) look like real ones and stay deterministic.
 constexpr std::int64_t kWallBaseMs = 1'700'000'000'000;
-std::int64_t wall(time_point t) { return kWallBaseMs + to_ms(t); }
+std::int64_t wall(time_point t) {
+    return kWallBaseMs + to_ms(t);
+}
 
 /// A memory store that also writes every append into the checker's archive.
 class RecordingStore : public store::MemoryStore {
-public:
+  public:
     RecordingStore(StoreLimits limits, std::uint64_t epoch_base, Archive& archive)
         : MemoryStore(limits, epoch_base), archive_(archive) {}
     AppendResult append(std::string_view room, std::string data, std::string_view publisher,
@@ -28,25 +30,28 @@ public:
         return res;
     }
 
-private:
+  private:
     Archive& archive_;
 };
 
 class EngineBackend : public Backend {
-public:
+  public:
     EngineBackend(ServerConfig cfg, StoreLimits limits, std::uint64_t seed)
         : cfg_(std::move(cfg)), limits_(limits), rng_(seed) {
         cfg_.authenticate = [this](std::string_view token, std::int64_t) {
-            if (reject_identify || token.rfind("tok-", 0) != 0) return AuthResult{false, {}, "rejected"};
+            if (reject_identify || token.rfind("tok-", 0) != 0)
+                return AuthResult{false, {}, "rejected"};
             return AuthResult{true, "user", {}};
         };
         cfg_.authorize = [this](std::string_view, std::string_view room, bool) {
             return !forbidden_rooms.count(room);
         };
         cfg_.random_bytes = [this](std::span<std::uint8_t> out) {
-            for (auto& b : out) b = static_cast<std::uint8_t>(rng_.next_u64());
+            for (auto& b : out)
+                b = static_cast<std::uint8_t>(rng_.next_u64());
         };
-        store_ = std::make_unique<RecordingStore>(limits_, static_cast<std::uint64_t>(wall(time_point{})), archive_);
+        store_ = std::make_unique<RecordingStore>(
+            limits_, static_cast<std::uint64_t>(wall(time_point{})), archive_);
         engine_ = std::make_unique<ServerEngine>(cfg_, *store_, wall(time_point{}));
     }
     const char* name() const override { return "engine"; }
@@ -62,7 +67,9 @@ public:
         open_.erase(conn);
         engine_->handle_close(wall(now), conn);
     }
-    void on_writable(time_point now, std::uint64_t conn) override { engine_->handle_writable(wall(now), conn); }
+    void on_writable(time_point now, std::uint64_t conn) override {
+        engine_->handle_writable(wall(now), conn);
+    }
     std::optional<time_point> next_tick() const override {
         auto t = engine_->poll_timeout();
         if (!t) return std::nullopt;
@@ -73,8 +80,9 @@ public:
         std::vector<ServerOutput> out = std::exchange(injected_, {});
         while (auto t = engine_->poll_transmit()) {
             if (t->kind == ServerTransmit::Kind::close) open_.erase(t->conn);
-            out.push_back(ServerOutput{t->kind == ServerTransmit::Kind::send ? ServerOutput::Kind::send
-                                                                             : ServerOutput::Kind::close,
+            out.push_back(ServerOutput{t->kind == ServerTransmit::Kind::send
+                                           ? ServerOutput::Kind::send
+                                           : ServerOutput::Kind::close,
                                        t->conn, std::move(t->text), t->code, std::move(t->reason)});
         }
         return out;
@@ -83,14 +91,17 @@ public:
         engine_->publish(wall(now), room, std::move(data));
     }
     void lose_history(time_point, std::string_view room) override { store_->reset_stream(room); }
-    std::vector<std::uint64_t> restart(time_point now, bool lose_sessions, bool lose_store) override {
+    std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
+                                       bool lose_store) override {
         std::vector<std::uint64_t> dropped{open_.begin(), open_.end()};
         open_.clear();
         engine_.reset();
         if (lose_store) {
-            store_ = std::make_unique<RecordingStore>(limits_, static_cast<std::uint64_t>(wall(now)), archive_);
+            store_ = std::make_unique<RecordingStore>(
+                limits_, static_cast<std::uint64_t>(wall(now)), archive_);
         } else if (lose_sessions) {
-            for (const auto& s : store_->load_sessions()) store_->erase_session(s.id);
+            for (const auto& s : store_->load_sessions())
+                store_->erase_session(s.id);
         }
         engine_ = std::make_unique<ServerEngine>(cfg_, *store_, wall(now));
         return dropped;
@@ -99,17 +110,19 @@ public:
         engine_->drain(wall(now), retry_after_ms);
         open_.clear();
     }
-    void close_conn(time_point now, std::uint64_t conn, std::uint16_t code, std::string reason) override {
+    void close_conn(time_point now, std::uint64_t conn, std::uint16_t code,
+                    std::string reason) override {
         if (!open_.count(conn)) return;
         open_.erase(conn);
         engine_->handle_close(wall(now), conn);
-        injected_.push_back(ServerOutput{ServerOutput::Kind::close, conn, {}, code, std::move(reason)});
+        injected_.push_back(
+            ServerOutput{ServerOutput::Kind::close, conn, {}, code, std::move(reason)});
     }
     std::vector<std::uint64_t> connections() const override { return {open_.begin(), open_.end()}; }
     StreamInfo stream(std::string_view room) const override { return store_->stream(room); }
     const Archive& archive() const override { return archive_; }
 
-private:
+  private:
     std::vector<ServerOutput> injected_;
     ServerConfig cfg_;
     StoreLimits limits_;
@@ -122,14 +135,20 @@ private:
 
 /// Adapts SimServer to the Backend interface.
 class SimBackend : public Backend {
-public:
-    SimBackend(SimServer::Config c, std::uint64_t overlap) : server_(c) { server_.sloppy_overlap = overlap; }
+  public:
+    SimBackend(SimServer::Config c, std::uint64_t overlap) : server_(c) {
+        server_.sloppy_overlap = overlap;
+    }
     const char* name() const override { return "sloppy-sim"; }
-    void on_open(time_point now, std::uint64_t conn) override { sync(now), server_.on_open(now, conn); }
+    void on_open(time_point now, std::uint64_t conn) override {
+        sync(now), server_.on_open(now, conn);
+    }
     void on_frame(time_point now, std::uint64_t conn, std::string_view text) override {
         sync(now), server_.on_frame(now, conn, text);
     }
-    void on_disconnect(time_point now, std::uint64_t conn) override { sync(now), server_.on_disconnect(now, conn); }
+    void on_disconnect(time_point now, std::uint64_t conn) override {
+        sync(now), server_.on_disconnect(now, conn);
+    }
     void on_writable(time_point, std::uint64_t) override {}
     std::optional<time_point> next_tick() const override { return std::nullopt; }
     void on_tick(time_point) override {}
@@ -138,16 +157,21 @@ public:
         sync(now), server_.publish_backend(room, std::move(data));
     }
     void lose_history(time_point, std::string_view room) override { server_.lose_history(room); }
-    std::vector<std::uint64_t> restart(time_point now, bool lose_sessions, bool lose_store) override {
+    std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
+                                       bool lose_store) override {
         sync(now);
         auto ids = server_.drop_all();
         if (lose_sessions || lose_store) server_.lose_sessions();
         if (lose_store)
-            for (const auto& [room, s] : server_.streams()) server_.lose_history(room);
+            for (const auto& [room, s] : server_.streams())
+                server_.lose_history(room);
         return ids;
     }
-    void drain(time_point now, std::int64_t retry_after_ms) override { sync(now), server_.drain(retry_after_ms); }
-    void close_conn(time_point now, std::uint64_t conn, std::uint16_t code, std::string reason) override {
+    void drain(time_point now, std::int64_t retry_after_ms) override {
+        sync(now), server_.drain(retry_after_ms);
+    }
+    void close_conn(time_point now, std::uint64_t conn, std::uint16_t code,
+                    std::string reason) override {
         sync(now), server_.close_conn(conn, code, std::move(reason));
     }
     std::vector<std::uint64_t> connections() const override { return server_.connections(); }
@@ -155,7 +179,8 @@ public:
         auto it = server_.streams().find(room);
         if (it == server_.streams().end()) return StreamInfo{1, 0, 1};
         const auto& s = it->second;
-        return StreamInfo{s.epoch, s.head, s.history.empty() ? s.head + 1 : s.history.front().offset};
+        return StreamInfo{s.epoch, s.head,
+                          s.history.empty() ? s.head + 1 : s.history.front().offset};
     }
     const Archive& archive() const override { return server_.archive(); }
     void set_rate_limit(bool on, std::int64_t retry_after_ms) override {
@@ -164,7 +189,7 @@ public:
     }
     void add_join_errors(std::uint32_t count) override { server_.join_error_budget += count; }
 
-private:
+  private:
     void sync(time_point now) {
         server_.set_now(now);
         server_.reject_identify = reject_identify;
@@ -175,8 +200,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat, duration session_ttl,
-                                             double publish_rate, double publish_burst, std::size_t page_events,
+std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat,
+                                             duration session_ttl, double publish_rate,
+                                             double publish_burst, std::size_t page_events,
                                              std::uint64_t seed) {
     ServerConfig cfg;
     cfg.server_name = "tether-sim";

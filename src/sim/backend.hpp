@@ -17,7 +17,7 @@ namespace tether::sim {
 using Archive = std::map<std::pair<std::string, std::uint64_t>, std::vector<SimServer::Entry>>;
 
 class Backend {
-public:
+  public:
     virtual ~Backend() = default;
     virtual const char* name() const = 0;
 
@@ -33,10 +33,12 @@ public:
     virtual void lose_history(time_point now, std::string_view room) = 0;
     /// The process dies: every connection is gone. Sessions survive unless
     /// `lose_sessions`; history survives (durable) unless `lose_store`.
-    virtual std::vector<std::uint64_t> restart(time_point now, bool lose_sessions, bool lose_store) = 0;
+    virtual std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
+                                               bool lose_store) = 0;
     virtual void drain(time_point now, std::int64_t retry_after_ms) = 0;
     /// The server closes one connection with a code (auth revoked, ...).
-    virtual void close_conn(time_point now, std::uint64_t conn, std::uint16_t code, std::string reason) = 0;
+    virtual void close_conn(time_point now, std::uint64_t conn, std::uint16_t code,
+                            std::string reason) = 0;
     virtual std::vector<std::uint64_t> connections() const = 0;
 
     virtual StreamInfo stream(std::string_view room) const = 0;
@@ -53,8 +55,9 @@ public:
 
 /// The real gateway engine. `publish_rate`/`burst` come from the seed, so
 /// low rates produce genuine NACK rate_limited and JOIN_ERROR rate_limited.
-std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat, duration session_ttl,
-                                             double publish_rate, double publish_burst, std::size_t page_events,
+std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat,
+                                             duration session_ttl, double publish_rate,
+                                             double publish_burst, std::size_t page_events,
                                              std::uint64_t seed);
 
 /// The simulated at-least-once server (overlapping replays, duplicate live

@@ -167,7 +167,8 @@ std::unique_ptr<Backend> World::make_backend() {
     const double burst = tight ? static_cast<double>(rng_.range(1, 5)) : 100.0;
     tight_limits_ = tight;
     const auto page = static_cast<std::size_t>(rng_.chance(0.5) ? rng_.range(1, 8) : 256);
-    return make_engine_backend(c.history_max, c.heartbeat, c.session_ttl, rate, burst, page, rng_.next_u64());
+    return make_engine_backend(c.history_max, c.heartbeat, c.session_ttl, rate, burst, page,
+                               rng_.next_u64());
 }
 
 ClientConfig World::client_config() {
@@ -300,7 +301,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                 Link& lk = links_[id];
                 if (lk.state != Link::State::connecting || !server_up_) return;
                 lk.state = Link::State::open;
-                                server_->on_open(now_, id);
+                server_->on_open(now_, id);
                 drain_server();
             });
             at(now_ + 2 * one_way, [this, id] {
@@ -319,7 +320,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             const auto id = t.conn;
             at(l.c2s_last, [this, id, text = std::move(t.text)] {
                 if (links_[id].state != Link::State::open) return;
-                                server_->on_frame(now_, id, text);
+                server_->on_frame(now_, id, text);
                 drain_server();
             });
             return;
@@ -336,7 +337,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             if (!is_close) l.client_alive = false;
             if (prev == Link::State::open) {
                 at(now_ + latency(), [this, id] {
-                                        server_->on_disconnect(now_, id);
+                    server_->on_disconnect(now_, id);
                     drain_server();
                 });
                 if (is_close) {
@@ -445,7 +446,8 @@ void World::on_event(ClientEvent& ev) {
                 if (it == publishes_.end()) fail("failure for an unknown publish " + e.id);
                 if (it->second.acked || it->second.failed)
                     fail("publish " + e.id + " completed twice");
-                const bool forbidden = e.code == "not_permitted" && server_->forbidden_rooms.count(e.room);
+                const bool forbidden =
+                    e.code == "not_permitted" && server_->forbidden_rooms.count(e.room);
                 if (e.code != "expired" && e.code != "dropped" && !forbidden)
                     fail("publish failed with unexpected " + e.code);
                 it->second.failed = true;
@@ -618,7 +620,7 @@ void World::inject_fault() {
         if (l.state != Link::State::open) return;
         l.state = Link::State::closed;
         l.cut = true;
-                server_->on_disconnect(now_, id);
+        server_->on_disconnect(now_, id);
         at(now_ + latency(), [this, id, code, r = std::string{reason}] {
             if (!links_[id].client_alive) return;
             links_[id].client_alive = false;
@@ -679,7 +681,9 @@ void World::inject_fault() {
                 at(now_ + duration{rng_.range(1'000, 20'000)},
                    [this] { server_->reject_identify = false; });
             }
-            if (conn) server_->close_conn(now_, *conn, close_code::authentication_failed, "token revoked");
+            if (conn)
+                server_->close_conn(now_, *conn, close_code::authentication_failed,
+                                    "token revoked");
             drain_server();
             break;
         case 8:
@@ -691,7 +695,8 @@ void World::inject_fault() {
             trace("fault: publish rate limit");
             server_->set_rate_limit(true, rng_.range(100, 3'000));
             order_check_ = false;
-            at(now_ + duration{rng_.range(500, 8'000)}, [this] { server_->set_rate_limit(false, 0); });
+            at(now_ + duration{rng_.range(500, 8'000)},
+               [this] { server_->set_rate_limit(false, 0); });
             break;
         case 10:
             trace("fault: rate limited close (4008)");
@@ -761,7 +766,8 @@ void World::heal() {
     }
     // One last event per room: a live subscriber learns of a lost stream
     // (new epoch) from the next event, so convergence must include that path.
-    for (const auto& room : room_names_) server_->publish_backend(now_, room, "{\"heal\":true}");
+    for (const auto& room : room_names_)
+        server_->publish_backend(now_, room, "{\"heal\":true}");
     drain_server();
 }
 
@@ -830,7 +836,8 @@ bool World::step() {
         now_ = std::max(now_, *client_t);
         client_input(Input::timeout, [&] { client_.handle_timeout(now_); });
         const auto again = client_.poll_timeout();
-        if (again && *again <= now_) fail("busy loop: poll_timeout did not advance after handle_timeout");
+        if (again && *again <= now_)
+            fail("busy loop: poll_timeout did not advance after handle_timeout");
     } else {
         now_ = std::max(now_, *server_t);
         server_->on_tick(now_);

@@ -4,19 +4,23 @@ namespace tether::store {
 
 MemoryStore::Stream& MemoryStore::stream_for(std::string_view room) {
     auto it = streams_.find(room);
-    if (it == streams_.end()) it = streams_.emplace(std::string{room}, Stream{epoch_base_, 0, {}}).first;
+    if (it == streams_.end())
+        it = streams_.emplace(std::string{room}, Stream{epoch_base_, 0, {}}).first;
     return it->second;
 }
 
 void MemoryStore::bound(Stream& s) {
-    while (s.events.size() > limits_.history_size) s.events.pop_front();
+    while (s.events.size() > limits_.history_size)
+        s.events.pop_front();
 }
 
-AppendResult MemoryStore::append_entry(std::string_view room, std::string data, std::string_view publisher,
-                                       std::string_view publish_id, std::int64_t now_ms) {
+AppendResult MemoryStore::append_entry(std::string_view room, std::string data,
+                                       std::string_view publisher, std::string_view publish_id,
+                                       std::int64_t now_ms) {
     Stream& s = stream_for(room);
     ++s.head;
-    s.events.push_back(StoredEvent{s.head, now_ms, std::move(data), std::string{publisher}, std::string{publish_id}});
+    s.events.push_back(StoredEvent{s.head, now_ms, std::move(data), std::string{publisher},
+                                   std::string{publish_id}});
     bound(s);
     return AppendResult{{s.epoch, s.head}, ++next_seq_};
 }
@@ -36,8 +40,9 @@ void MemoryStore::on_durable(std::function<void()> notify) {
     notify_ = std::move(notify);
 }
 
-AppendResult MemoryStore::append(std::string_view room, std::string data, std::string_view publisher,
-                                 std::string_view publish_id, std::int64_t now_ms) {
+AppendResult MemoryStore::append(std::string_view room, std::string data,
+                                 std::string_view publisher, std::string_view publish_id,
+                                 std::int64_t now_ms) {
     auto res = append_entry(room, std::move(data), publisher, publish_id, now_ms);
     mark_durable(res.seq);  // memory is as durable as this store gets
     return res;
@@ -50,8 +55,9 @@ StreamInfo MemoryStore::stream(std::string_view room) const {
     return StreamInfo{s.epoch, s.head, s.events.empty() ? s.head + 1 : s.events.front().offset};
 }
 
-std::vector<StoredEvent> MemoryStore::read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
-                                           std::size_t max_events, std::size_t max_bytes) const {
+std::vector<StoredEvent> MemoryStore::read(std::string_view room, std::uint64_t after,
+                                           std::uint64_t up_to, std::size_t max_events,
+                                           std::size_t max_bytes) const {
     std::vector<StoredEvent> out;
     auto it = streams_.find(room);
     if (it == streams_.end() || it->second.events.empty()) return out;
@@ -70,14 +76,16 @@ std::vector<StoredEvent> MemoryStore::read(std::string_view room, std::uint64_t 
 
 std::vector<std::string> MemoryStore::rooms() const {
     std::vector<std::string> out;
-    for (const auto& [name, s] : streams_) out.push_back(name);
+    for (const auto& [name, s] : streams_)
+        out.push_back(name);
     return out;
 }
 
 void MemoryStore::trim(std::int64_t now_ms) {
     const auto cutoff = now_ms - limits_.history_ttl.count();
     for (auto& [name, s] : streams_)
-        while (!s.events.empty() && s.events.front().at_ms < cutoff) s.events.pop_front();
+        while (!s.events.empty() && s.events.front().at_ms < cutoff)
+            s.events.pop_front();
 }
 
 void MemoryStore::reset_stream(std::string_view room) {
@@ -89,7 +97,8 @@ void MemoryStore::reset_stream(std::string_view room) {
 
 std::vector<SessionRecord> MemoryStore::load_sessions() const {
     std::vector<SessionRecord> out;
-    for (const auto& [id, s] : sessions_) out.push_back(s);
+    for (const auto& [id, s] : sessions_)
+        out.push_back(s);
     return out;
 }
 

@@ -13,7 +13,7 @@
 namespace tether::store {
 
 class MemoryStore : public Store {
-public:
+  public:
     /// New streams start at `epoch_base` (use the wall clock at creation, ms):
     /// epochs must never repeat across store instances, or a position from a
     /// lost store could look recoverable in an unrelated new stream.
@@ -37,7 +37,7 @@ public:
     void erase_session(std::string_view id) override { sessions_.erase(std::string{id}); }
     std::vector<SessionRecord> load_sessions() const override;
 
-protected:
+  protected:
     /// Appends to memory and assigns the next sequence number, without
     /// declaring it durable (durable stores do that after their write).
     AppendResult append_entry(std::string_view room, std::string data, std::string_view publisher,

@@ -1,7 +1,7 @@
 #include "sqlite_store.hpp"
 
-#include <boost/json.hpp>
 #include <sqlite3.h>
+#include <boost/json.hpp>
 
 #include <stdexcept>
 
@@ -28,13 +28,15 @@ struct Stmt {
     int step() { return sqlite3_step(s); }
     void done(sqlite3* db) {
         const int rc = sqlite3_step(s);
-        if (rc != SQLITE_DONE) throw std::runtime_error(std::string{"sqlite write: "} + sqlite3_errmsg(db));
+        if (rc != SQLITE_DONE)
+            throw std::runtime_error(std::string{"sqlite write: "} + sqlite3_errmsg(db));
         sqlite3_reset(s);
         sqlite3_clear_bindings(s);
     }
     std::string col_text(int i) {
         const auto* p = sqlite3_column_text(s, i);
-        return p ? std::string{reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, i))}
+        return p ? std::string{reinterpret_cast<const char*>(p),
+                               static_cast<std::size_t>(sqlite3_column_bytes(s, i))}
                  : std::string{};
     }
     std::int64_t col_i64(int i) { return sqlite3_column_int64(s, i); }
@@ -42,7 +44,8 @@ struct Stmt {
 
 std::string rooms_to_json(const std::vector<std::string>& rooms) {
     boost::json::array a;
-    for (const auto& r : rooms) a.emplace_back(r);
+    for (const auto& r : rooms)
+        a.emplace_back(r);
     return boost::json::serialize(a);
 }
 
@@ -67,20 +70,27 @@ std::optional<FsyncMode> parse_fsync_mode(std::string_view name) {
 
 std::string_view to_string(FsyncMode m) {
     switch (m) {
-        case FsyncMode::always: return "always";
-        case FsyncMode::batch: return "batch";
-        case FsyncMode::off: return "off";
+        case FsyncMode::always:
+            return "always";
+        case FsyncMode::batch:
+            return "batch";
+        case FsyncMode::off:
+            return "off";
     }
     return "?";
 }
 
-SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits, std::int64_t now_ms)
+SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
+                         std::int64_t now_ms)
     : MemoryStore(limits, static_cast<std::uint64_t>(now_ms)), mode_(mode) {
     std::error_code fec;
     std::filesystem::create_directories(dir, fec);
-    if (fec) throw std::runtime_error("cannot create data directory " + dir.string() + ": " + fec.message());
+    if (fec)
+        throw std::runtime_error("cannot create data directory " + dir.string() + ": " +
+                                 fec.message());
     const auto path = (dir / "tether.db").string();
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK) {
         std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
@@ -88,16 +98,23 @@ SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, Store
     }
     try {
         exec("PRAGMA journal_mode=WAL");
-        exec(mode == FsyncMode::always ? "PRAGMA synchronous=FULL"
-                                       : mode == FsyncMode::batch ? "PRAGMA synchronous=NORMAL"
-                                                                  : "PRAGMA synchronous=OFF");
+        exec(mode == FsyncMode::always  ? "PRAGMA synchronous=FULL"
+             : mode == FsyncMode::batch ? "PRAGMA synchronous=NORMAL"
+                                        : "PRAGMA synchronous=OFF");
         exec("PRAGMA busy_timeout=5000");
-        exec("CREATE TABLE IF NOT EXISTS streams (room TEXT PRIMARY KEY, epoch INTEGER NOT NULL, head INTEGER NOT NULL)");
-        exec("CREATE TABLE IF NOT EXISTS events (room TEXT NOT NULL, epoch INTEGER NOT NULL, offset INTEGER NOT NULL,"
-             " at_ms INTEGER NOT NULL, data TEXT NOT NULL, publisher TEXT NOT NULL, publish_id TEXT NOT NULL,"
-             " PRIMARY KEY (room, epoch, offset)) WITHOUT ROWID");
-        exec("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, resume_token TEXT NOT NULL, user TEXT NOT NULL,"
-             " rooms TEXT NOT NULL, expires_at_ms INTEGER NOT NULL)");
+        exec(
+            "CREATE TABLE IF NOT EXISTS streams (room TEXT PRIMARY KEY, epoch INTEGER NOT NULL, "
+            "head INTEGER NOT NULL)");
+        exec(
+            "CREATE TABLE IF NOT EXISTS events (room TEXT NOT NULL, epoch INTEGER NOT NULL, offset "
+            "INTEGER NOT NULL,"
+            " at_ms INTEGER NOT NULL, data TEXT NOT NULL, publisher TEXT NOT NULL, publish_id TEXT "
+            "NOT NULL,"
+            " PRIMARY KEY (room, epoch, offset)) WITHOUT ROWID");
+        exec(
+            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, resume_token TEXT NOT NULL, "
+            "user TEXT NOT NULL,"
+            " rooms TEXT NOT NULL, expires_at_ms INTEGER NOT NULL)");
         load();
     } catch (...) {
         sqlite3_close(db_);
@@ -134,7 +151,8 @@ void SqliteStore::load() {
         rooms.emplace_back(streams.col_text(0), static_cast<std::uint64_t>(streams.col_i64(1)),
                            static_cast<std::uint64_t>(streams.col_i64(2)));
     Stmt events{db_,
-                "SELECT offset, at_ms, data, publisher, publish_id FROM events WHERE room = ?1 AND epoch = ?2"
+                "SELECT offset, at_ms, data, publisher, publish_id FROM events WHERE room = ?1 AND "
+                "epoch = ?2"
                 " ORDER BY offset DESC LIMIT ?3"};
     for (const auto& [room, epoch, head] : rooms) {
         restore_epoch(room, epoch, head);
@@ -143,10 +161,12 @@ void SqliteStore::load() {
         events.u64(3, limits_.history_size);
         std::vector<StoredEvent> newest_first;
         while (events.step() == SQLITE_ROW)
-            newest_first.push_back(StoredEvent{static_cast<std::uint64_t>(events.col_i64(0)), events.col_i64(1),
-                                               events.col_text(2), events.col_text(3), events.col_text(4)});
+            newest_first.push_back(StoredEvent{static_cast<std::uint64_t>(events.col_i64(0)),
+                                               events.col_i64(1), events.col_text(2),
+                                               events.col_text(3), events.col_text(4)});
         sqlite3_reset(events.s);
-        for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) restore(room, epoch, std::move(*it));
+        for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
+            restore(room, epoch, std::move(*it));
         loaded_events_ += newest_first.size();
     }
     Stmt sessions{db_, "SELECT id, resume_token, user, rooms, expires_at_ms FROM sessions"};
@@ -168,11 +188,12 @@ void SqliteStore::enqueue(Op op) {
     cv_.notify_one();
 }
 
-AppendResult SqliteStore::append(std::string_view room, std::string data, std::string_view publisher,
-                                 std::string_view publish_id, std::int64_t now_ms) {
+AppendResult SqliteStore::append(std::string_view room, std::string data,
+                                 std::string_view publisher, std::string_view publish_id,
+                                 std::int64_t now_ms) {
     auto res = append_entry(room, data, publisher, publish_id, now_ms);
-    enqueue(EventOp{res.seq, std::string{room}, res.position.epoch, res.position.offset, now_ms, std::move(data),
-                    std::string{publisher}, std::string{publish_id}});
+    enqueue(EventOp{res.seq, std::string{room}, res.position.epoch, res.position.offset, now_ms,
+                    std::move(data), std::string{publisher}, std::string{publish_id}});
     if (mode_ == FsyncMode::off) mark_durable(res.seq);
     return res;
 }
@@ -188,7 +209,8 @@ void SqliteStore::trim(std::int64_t now_ms) {
     last_trim_ms_ = now_ms;
     TrimOp op{now_ms - limits_.history_ttl.count(), {}};
     for (const auto& [name, s] : streams_)
-        op.firsts.emplace_back(name, s.epoch, s.events.empty() ? s.head + 1 : s.events.front().offset);
+        op.firsts.emplace_back(name, s.epoch,
+                               s.events.empty() ? s.head + 1 : s.events.front().offset);
     enqueue(std::move(op));
 }
 
@@ -208,15 +230,17 @@ void SqliteStore::erase_session(std::string_view id) {
 }
 
 void SqliteStore::writer() {
-    Stmt insert{db_,
-                "INSERT OR REPLACE INTO events (room, epoch, offset, at_ms, data, publisher, publish_id)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
+    Stmt insert{
+        db_,
+        "INSERT OR REPLACE INTO events (room, epoch, offset, at_ms, data, publisher, publish_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
     Stmt head{db_,
               "INSERT INTO streams (room, epoch, head) VALUES (?1, ?2, ?3)"
               " ON CONFLICT(room) DO UPDATE SET epoch = excluded.epoch, head = excluded.head"};
-    Stmt put_session{db_,
-                     "INSERT OR REPLACE INTO sessions (id, resume_token, user, rooms, expires_at_ms)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5)"};
+    Stmt put_session{
+        db_,
+        "INSERT OR REPLACE INTO sessions (id, resume_token, user, rooms, expires_at_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)"};
     Stmt del_session{db_, "DELETE FROM sessions WHERE id = ?1"};
     Stmt del_room{db_, "DELETE FROM events WHERE room = ?1"};
     Stmt trim_old{db_, "DELETE FROM events WHERE at_ms < ?1"};
@@ -284,7 +308,8 @@ void SqliteStore::writer() {
             // A store that cannot write must not acknowledge anything more.
             std::lock_guard lock{mu_};
             writer_error_ = ex.what();
-            std::fprintf(stderr, "tether: store write failed, no further acknowledgements: %s\n", ex.what());
+            std::fprintf(stderr, "tether: store write failed, no further acknowledgements: %s\n",
+                         ex.what());
             done_cv_.notify_all();
             return;
         }

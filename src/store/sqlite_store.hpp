@@ -30,10 +30,11 @@ std::optional<FsyncMode> parse_fsync_mode(std::string_view name);
 std::string_view to_string(FsyncMode m);
 
 class SqliteStore : public MemoryStore {
-public:
+  public:
     /// Opens (or creates) `dir`/tether.db and loads history and sessions.
     /// Throws std::runtime_error with a readable message on failure.
-    SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits, std::int64_t now_ms);
+    SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
+                std::int64_t now_ms);
     ~SqliteStore() override;
 
     AppendResult append(std::string_view room, std::string data, std::string_view publisher,
@@ -48,7 +49,7 @@ public:
     std::size_t loaded_sessions() const noexcept { return loaded_sessions_; }
     std::uint64_t commits() const noexcept { return commits_.load(); }
 
-private:
+  private:
     struct EventOp {
         std::uint64_t seq;
         std::string room;
@@ -68,7 +69,8 @@ private:
     };
     struct TrimOp {
         std::int64_t cutoff_ms;
-        std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>> firsts;  // room, epoch, first kept
+        std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>>
+            firsts;  // room, epoch, first kept
     };
     using Op = std::variant<EventOp, SessionOp, EraseSessionOp, ResetOp, TrimOp>;
 
@@ -84,12 +86,12 @@ private:
     std::int64_t last_trim_ms_ = 0;
 
     std::mutex mu_;
-    std::condition_variable cv_;        // writer waits for work
-    std::condition_variable done_cv_;   // flush() waits for the writer
+    std::condition_variable cv_;       // writer waits for work
+    std::condition_variable done_cv_;  // flush() waits for the writer
     std::deque<Op> queue_;
-    std::uint64_t enqueued_seq_ = 0;    // highest event seq queued
-    std::uint64_t written_seq_ = 0;     // highest event seq committed
-    std::size_t pending_ops_ = 0;       // queued + being written
+    std::uint64_t enqueued_seq_ = 0;  // highest event seq queued
+    std::uint64_t written_seq_ = 0;   // highest event seq committed
+    std::size_t pending_ops_ = 0;     // queued + being written
     bool stop_ = false;
     std::string writer_error_;
     std::atomic<std::uint64_t> commits_{0};

@@ -102,11 +102,11 @@ struct ServerMetrics {
     std::uint64_t resumes_failed = 0;
     std::uint64_t joins = 0;
     std::uint64_t join_errors = 0;
-    std::uint64_t publishes = 0;       ///< appended
-    std::uint64_t publish_dupes = 0;   ///< answered from the dedupe window
+    std::uint64_t publishes = 0;      ///< appended
+    std::uint64_t publish_dupes = 0;  ///< answered from the dedupe window
     std::uint64_t nacks = 0;
-    std::uint64_t deliveries = 0;      ///< EVENT frames written (live + replay)
-    std::uint64_t replayed = 0;        ///< of which replay
+    std::uint64_t deliveries = 0;  ///< EVENT frames written (live + replay)
+    std::uint64_t replayed = 0;    ///< of which replay
     std::uint64_t replay_pages = 0;
     std::uint64_t heartbeats = 0;
     std::uint64_t idle_closes = 0;
@@ -123,7 +123,7 @@ struct SessionInfo {
 };
 
 class ServerEngine {
-public:
+  public:
     ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms);
     ServerEngine(const ServerEngine&) = delete;
     ServerEngine& operator=(const ServerEngine&) = delete;
@@ -166,7 +166,7 @@ public:
     std::size_t room_count() const noexcept { return subscribers_.size(); }
     bool draining() const noexcept { return draining_; }
 
-private:
+  private:
     struct Replay {
         std::uint64_t next = 0;  ///< next offset to send
         std::uint64_t epoch = 0;
@@ -211,18 +211,20 @@ private:
     void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);
     void on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m);
     void on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m);
-    void join_room(std::uint64_t conn, Conn& c, const std::string& room, std::optional<proto::StreamPosition> since);
+    void join_room(std::uint64_t conn, Conn& c, const std::string& room,
+                   std::optional<proto::StreamPosition> since);
     void leave_room(std::uint64_t conn, Conn& c, std::string_view room);
     void pump_replay(std::uint64_t conn, Conn& c);
-    AppendResult append(std::int64_t now, std::string_view room, std::string data, std::string_view user,
-                        std::string_view id);
+    AppendResult append(std::int64_t now, std::string_view room, std::string data,
+                        std::string_view user, std::string_view id);
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
     void persist(const Session& s);
     std::string random_hex(std::size_t bytes);
     bool take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms);
     void remember(std::string_view user, std::string_view id, DedupeEntry e);
     /// The entry for a publish id still inside the window (any age when now is nullopt).
-    DedupeEntry* recall(std::string_view user, std::string_view id, std::optional<std::int64_t> now);
+    DedupeEntry* recall(std::string_view user, std::string_view id,
+                        std::optional<std::int64_t> now);
     std::uint64_t durable_head(std::string_view room) const;
 
     ServerConfig config_;
@@ -234,8 +236,10 @@ private:
     std::map<std::string, std::set<std::uint64_t>, std::less<>> subscribers_;
     std::map<std::string, DurableHead, std::less<>> durable_heads_;
     std::deque<Pending> pending_;
-    std::map<std::string, std::map<std::string, DedupeEntry>, std::less<>> dedupe_;  ///< user -> id -> entry
-    std::map<std::string, std::deque<std::pair<std::int64_t, std::string>>, std::less<>> dedupe_order_;
+    std::map<std::string, std::map<std::string, DedupeEntry>, std::less<>>
+        dedupe_;  ///< user -> id -> entry
+    std::map<std::string, std::deque<std::pair<std::int64_t, std::string>>, std::less<>>
+        dedupe_order_;
     std::deque<ServerTransmit> transmits_;
     std::int64_t next_housekeeping_ms_ = 0;
     ServerMetrics metrics_;

@@ -40,10 +40,10 @@ namespace tether {
 
 struct StoredEvent {
     std::uint64_t offset = 0;
-    std::int64_t at_ms = 0;    ///< wall-clock append time (ms since the Unix epoch)
-    std::string data;          ///< raw JSON
-    std::string publisher;     ///< user id; empty for server-side publishes
-    std::string publish_id;    ///< client id of the publish; empty for server-side publishes
+    std::int64_t at_ms = 0;  ///< wall-clock append time (ms since the Unix epoch)
+    std::string data;        ///< raw JSON
+    std::string publisher;   ///< user id; empty for server-side publishes
+    std::string publish_id;  ///< client id of the publish; empty for server-side publishes
 };
 
 struct StreamInfo {
@@ -71,7 +71,7 @@ struct StoreLimits {
 };
 
 class Store {
-public:
+  public:
     virtual ~Store() = default;
 
     virtual AppendResult append(std::string_view room, std::string data, std::string_view publisher,
@@ -85,8 +85,9 @@ public:
     virtual StreamInfo stream(std::string_view room) const = 0;
     /// Entries with offset > after, at most max_events and (beyond the first)
     /// max_bytes of data, never past `up_to`.
-    virtual std::vector<StoredEvent> read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
-                                          std::size_t max_events, std::size_t max_bytes) const = 0;
+    virtual std::vector<StoredEvent> read(std::string_view room, std::uint64_t after,
+                                          std::uint64_t up_to, std::size_t max_events,
+                                          std::size_t max_bytes) const = 0;
     virtual std::vector<std::string> rooms() const = 0;
     /// Drops events older than the age bound.
     virtual void trim(std::int64_t now_ms) = 0;

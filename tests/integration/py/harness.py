@@ -1,0 +1,165 @@
+"""Starts and stops real `tether serve` processes for integration tests and
+speaks docs/PROTOCOL.md with Python `websockets` (a client we did not write)."""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import websockets
+
+TETHER = os.environ.get("TETHER_BIN", "tether")
+SECRET = "integration-secret"
+ADMIN_KEY = "integration-admin-key"
+STARTUP_TIMEOUT_S = 10
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwt(sub, exp_offset_s=3600, secret=SECRET, alg="HS256", nbf_offset_s=None, sign=True):
+    """Builds a token independently of tether's own minting code."""
+    now = int(time.time())
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    claims = {"sub": sub, "exp": now + exp_offset_s}
+    if nbf_offset_s is not None:
+        claims["nbf"] = now + nbf_offset_s
+    payload = b64url(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}".encode()
+    sig = b64url(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()) if sign else ""
+    return f"{header}.{payload}.{sig}"
+
+
+class Server:
+    """One `tether serve` process on a free port; stopped by stop()/kill()."""
+
+    def __init__(self, *extra, data_dir=None, memory=False):
+        self.data_dir = data_dir
+        self.own_dir = None
+        if not memory and data_dir is None:
+            self.own_dir = tempfile.mkdtemp(prefix="tether-it-")
+            self.data_dir = self.own_dir
+        self.args = [TETHER, "serve", "--listen", "127.0.0.1:0", "--token-secret", SECRET,
+                     "--admin-key", ADMIN_KEY] + (["--memory"] if memory else ["--data", self.data_dir]) + list(extra)
+        self.proc = None
+        self.port = None
+        self.log = []
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("tether serve exited: " + "".join(self.log))
+            self.log.append(line)
+            m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                # Keep draining the log so the process never blocks on a full pipe.
+                threading.Thread(target=self._pump, daemon=True).start()
+                return self
+        raise RuntimeError("tether serve did not report its port")
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def http(self, method, path, body=None, key=ADMIN_KEY):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=body.encode() if isinstance(body, str) else body)
+        if key is not None:
+            req.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), dict(e.headers)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout=10):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+
+
+class Client:
+    """A protocol-level client: every frame is explicit, nothing is hidden."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, server, subprotocols=("tether.v1",), **kw):
+        ws = await websockets.connect(server.url, subprotocols=list(subprotocols) if subprotocols else None,
+                                      open_timeout=10, **kw)
+        return cls(ws)
+
+    async def send(self, op, **d):
+        await self.ws.send(json.dumps({"op": op, "d": d}))
+
+    async def recv(self, timeout=10):
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def expect(self, op, timeout=10):
+        while True:
+            m = await self.recv(timeout)
+            if m["op"] == op:
+                return m["d"]
+            if m["op"] not in ("HEARTBEAT_ACK",):
+                raise AssertionError(f"expected {op}, got {m}")
+
+    async def closed_with(self, timeout=10):
+        """Reads until the server closes; returns (code, reason)."""
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), timeout)
+        except websockets.exceptions.ConnectionClosed as e:
+            return (e.rcvd.code if e.rcvd else None), (e.rcvd.reason if e.rcvd else "")
+
+    async def identify(self, user="alice", token=None):
+        hello = await self.expect("HELLO")
+        await self.send("IDENTIFY", token=token or jwt(user), client={"name": "py-it", "version": "1"})
+        ready = await self.expect("READY")
+        return hello, ready
+
+    async def abort(self):
+        """Drops the TCP connection without a close handshake."""
+        self.ws.transport.abort()
+        try:
+            await self.ws.wait_closed()
+        except Exception:
+            pass
+
+    async def close(self):
+        await self.ws.close()
