@@ -140,7 +140,8 @@ class ServerEngine {
     std::optional<ServerTransmit> poll_transmit();
     std::optional<std::int64_t> poll_timeout() const;
 
-    /// Server-side publish (admin API). The position is final; it is
+    /// Server-side publish (admin API). `data` must already be one valid JSON
+    /// value (check with proto::validate_data). The position is final; it is
     /// delivered once durable.
     AppendResult publish(std::int64_t now_ms, std::string_view room, std::string data);
     /// RECONNECT to every connection, then close them with 1001; new

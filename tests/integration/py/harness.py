@@ -56,6 +56,7 @@ class Server:
         self.proc = None
         self.port = None
         self.log = []
+        self.start_pattern = r"listening on ws://127\.0\.0\.1:(\d+)"
 
     def start(self):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -65,7 +66,7 @@ class Server:
             if not line:
                 raise RuntimeError("tether serve exited: " + "".join(self.log))
             self.log.append(line)
-            m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+            m = re.search(self.start_pattern, line)
             if m:
                 self.port = int(m.group(1))
                 # Keep draining the log so the process never blocks on a full pipe.

@@ -1,0 +1,224 @@
+// The gateway engine with real stores: durability gates ACKs and fan-out,
+// replay pages wait for the socket to drain, and limits answer as documented.
+// Whole-protocol behaviour runs in the simulator and the Python suites.
+
+#include <memory_store.hpp>
+#include <sqlite_store.hpp>
+#include <tether/core/close_codes.hpp>
+#include <tether/core/server_engine.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+using namespace tether;
+namespace p = tether::proto;
+
+namespace {
+
+ServerConfig config() {
+    ServerConfig c;
+    c.authenticate = [](std::string_view token, std::int64_t) {
+        return token == "bad" ? AuthResult{false, {}, "bad"}
+                              : AuthResult{true, std::string{token}, {}};
+    };
+    std::uint8_t counter = 0;
+    c.random_bytes = [counter](std::span<std::uint8_t> out) mutable {
+        for (auto& b : out)
+            b = ++counter;
+    };
+    return c;
+}
+
+struct Driver {
+    explicit Driver(ServerEngine& engine) : e(engine) {}
+    ServerEngine& e;
+    std::int64_t now = 1'000'000;
+    std::vector<ServerTransmit> out;
+    void drain() {
+        while (auto t = e.poll_transmit())
+            out.push_back(std::move(*t));
+    }
+    void send(std::uint64_t conn, const p::Message& m) {
+        e.handle_message(now, conn, p::encode(m));
+        drain();
+    }
+    std::vector<p::Message> frames(std::uint64_t conn) {
+        std::vector<p::Message> v;
+        for (auto& t : out)
+            if (t.conn == conn && t.kind == ServerTransmit::Kind::send)
+                v.push_back(p::decode(t.text).message());
+        out.clear();
+        return v;
+    }
+    template <class M>
+    std::vector<M> of(std::uint64_t conn) {
+        std::vector<M> v;
+        for (auto& m : frames(conn))
+            if (auto* x = std::get_if<M>(&m)) v.push_back(*x);
+        return v;
+    }
+    void identify(std::uint64_t conn, std::string user) {
+        e.handle_open(now, conn);
+        send(conn, p::Identify{std::move(user), {}});
+        out.clear();
+    }
+};
+
+}  // namespace
+
+/// A memory store whose writes become durable only when the test says so,
+/// like a durable store whose commit group is still in flight.
+class ManualCommitStore : public store::MemoryStore {
+  public:
+    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
+                        std::string_view publish_id, std::int64_t now_ms) override {
+        return append_entry(room, std::move(data), publisher, publish_id, now_ms);
+    }
+    void commit() { mark_durable(next_seq_); }
+};
+
+TEST(ServerEngine, NoAckOrFanOutBeforeTheStoreIsDurable) {
+    ManualCommitStore store;
+    ServerEngine e{config(), store, 1'000'000};
+    Driver d{e};
+    d.identify(1, "alice");
+    d.identify(2, "bob");
+    d.send(2, p::Join{"r", std::nullopt});
+    d.out.clear();
+    d.send(1, p::Publish{"r", "m1", "1"});
+    d.send(1, p::Publish{"r", "m1", "1"});  // a retry while the first is in flight
+    EXPECT_TRUE(d.out.empty());             // neither ACK nor EVENT yet
+    // A subscriber joining now must not see the undurable entry either.
+    d.identify(3, "carol");
+    d.send(3, p::Join{"r", p::StreamPosition{store.stream("r").epoch, 0}});
+    EXPECT_EQ(std::get<p::Joined>(d.frames(3).at(0)).position.offset, 0u);
+    store.commit();
+    e.handle_durable(d.now);
+    d.drain();
+    auto out = std::move(d.out);
+    d.out = out;
+    const auto acks = d.of<p::Ack>(1);
+    ASSERT_EQ(acks.size(), 2u);  // the retry is answered with the same offset
+    EXPECT_EQ(acks[0].offset, 1u);
+    EXPECT_EQ(acks[1].offset, 1u);
+    d.out = out;
+    ASSERT_EQ(d.of<p::Event>(2).size(), 1u);
+    d.out = out;
+    ASSERT_EQ(d.of<p::Event>(3).size(), 1u);
+    EXPECT_EQ(store.stream("r").head, 1u);  // stored once
+}
+
+TEST(ServerEngine, ReplayIsPagedAndWaitsForTheSocketToDrain) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.replay_page_events = 10;
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    for (int i = 0; i < 35; ++i)
+        e.publish(d.now, "r", std::to_string(i));
+    d.drain();
+    d.identify(1, "alice");
+    d.send(1, p::Join{"r", p::StreamPosition{store.stream("r").epoch, 2}});
+    auto first = d.frames(1);
+    ASSERT_EQ(first.size(), 11u);  // JOINED + one page
+    EXPECT_EQ(std::get<p::Joined>(first[0]).position.offset, 35u);
+    EXPECT_EQ(std::get<p::Event>(first[1]).position.offset, 3u);
+    e.publish(d.now, "r", R"("live")");  // held back: the room is still replaying
+    d.drain();
+    EXPECT_TRUE(d.frames(1).empty());
+    std::vector<std::uint64_t> offsets;
+    for (int page = 0; page < 4; ++page) {
+        e.handle_writable(d.now, 1);
+        d.drain();
+        for (auto& m : d.frames(1)) {
+            ASSERT_TRUE(std::holds_alternative<p::Event>(m)) << p::encode(m);
+            offsets.push_back(std::get<p::Event>(m).position.offset);
+        }
+    }
+    std::vector<std::uint64_t> expected;
+    for (std::uint64_t o = 13; o <= 36; ++o)
+        expected.push_back(o);
+    EXPECT_EQ(offsets, expected);  // the rest, then the live event, no gap, no duplicate
+    EXPECT_EQ(e.metrics().replay_pages, 4u);
+}
+
+TEST(ServerEngine, IdleConnectionsAreClosedAndTheirSessionsKept) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.heartbeat = duration{1'000};
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    e.handle_open(d.now, 1);
+    d.send(1, p::Identify{"alice", {}});
+    const auto ready = d.of<p::Ready>(1).at(0);
+    d.now += 8'000;  // > 2 x heartbeat + 5 s
+    e.handle_timeout(d.now);
+    d.drain();
+    ASSERT_EQ(d.out.size(), 1u);
+    EXPECT_EQ(d.out[0].code, close_code::unknown_error);
+    EXPECT_EQ(d.out[0].reason, "heartbeat timeout");
+    d.out.clear();
+    e.handle_open(d.now, 2);
+    d.send(2, p::Resume{ready.session_id, ready.resume_token, {}});
+    EXPECT_EQ(d.of<p::Resumed>(2).size(), 1u);
+}
+
+TEST(ServerEngine, SessionsExpireAfterTheirRetentionWindow) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.session_ttl = duration{60'000};
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    e.handle_open(d.now, 1);
+    d.send(1, p::Identify{"alice", {}});
+    const auto ready = d.of<p::Ready>(1).at(0);
+    e.handle_close(d.now, 1);
+    d.now += 61'000;
+    e.handle_timeout(d.now);
+    e.handle_open(d.now, 2);
+    d.send(2, p::Resume{ready.session_id, ready.resume_token, {}});
+    ASSERT_EQ(d.of<p::InvalidSession>(2).size(), 1u);
+    EXPECT_EQ(e.metrics().sessions_expired, 1u);
+    EXPECT_TRUE(store.load_sessions().empty());
+}
+
+TEST(ServerEngine, PublishFloodIsClosedWith4008) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.publish_rate = 1;
+    cfg.publish_burst = 1;
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    d.identify(1, "alice");
+    for (int i = 0; i < 300; ++i)
+        e.handle_message(d.now, 1, p::encode(p::Publish{"r", std::to_string(i), "1"}));
+    d.drain();
+    ASSERT_FALSE(d.out.empty());
+    EXPECT_EQ(d.out.back().kind, ServerTransmit::Kind::close);
+    EXPECT_EQ(d.out.back().code, close_code::rate_limited);
+}
+
+TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
+    store::MemoryStore store;
+    ServerEngine e{config(), store, 1'000'000};
+    Driver d{e};
+    d.identify(1, "a");
+    d.identify(2, "b");
+    e.drain(d.now, 1'000);
+    d.drain();
+    std::vector<std::int64_t> retry;
+    for (auto& t : d.out)
+        if (t.kind == ServerTransmit::Kind::send)
+            retry.push_back(*std::get<p::Reconnect>(p::decode(t.text).message()).retry_after_ms);
+    ASSERT_EQ(retry.size(), 2u);
+    for (auto r : retry) {
+        EXPECT_GE(r, 1'000);
+        EXPECT_LT(r, 2'000);
+    }
+    d.out.clear();
+    e.handle_open(d.now, 3);
+    d.drain();
+    ASSERT_EQ(d.out.size(), 1u);
+    EXPECT_EQ(d.out[0].code, close_code::try_again_later);
+}
