@@ -15,7 +15,7 @@ packages=(
   libssl-dev libsqlite3-dev libhiredis-dev libspdlog-dev libfmt-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # servers and third-party peers used by integration tests
-  redis-server nginx python3 python3-websockets openssl
+  redis-server nginx python3 python3-websockets openssl curl
 )
 # Node.js: any install that provides both `node` and `npm` is fine (a machine
 # may carry a newer vendor build whose nodejs package already bundles npm and
