@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # README command 2 (and CI): install dependencies, build, and run every test:
-# the whole suite in the dev build, then again under ASan + UBSan.
+# 1. the whole suite in the dev build;
+# 2. the whole suite again under ASan + UBSan;
+# 3. the concurrent parts under TSan: the multi-threaded gateway (driven by
+#    the Python suites), the engine and store, the parallel simulator runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 run_suite() {
-  local preset="$1"
+  local preset="$1"; shift
   echo "== ${preset}: configure and build"
   cmake --preset "${preset}" >/dev/null
-  cmake --build --preset "${preset}"
-  echo "== ${preset}: test"
-  ctest --preset "${preset}"
+  cmake --build --preset "${preset}" "$@"
 }
 
 run_suite dev
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_suite asan-ubsan
+ctest --preset dev
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite asan-ubsan
+ctest --preset asan-ubsan
+
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+run_suite tsan --target tether unit_server_engine unit_jwt
+ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.)'

@@ -119,7 +119,7 @@ struct Gateway::Impl {
           limits(cfg.limits),
           engine(std::move(cfg), s, wall_ms()),
           timer(engine_strand),
-          acceptor(ioc),
+          acceptor(asio::make_strand(ioc)),
           signals(ioc, SIGINT, SIGTERM),
           drain_timer(engine_strand) {
         admin_tokens = opt.admin_burst;
@@ -135,7 +135,7 @@ struct Gateway::Impl {
     ServerEngine engine;  // engine strand only
     asio::steady_timer timer;
     std::optional<std::int64_t> timer_for;
-    tcp::acceptor acceptor;
+    tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never overlap
     std::optional<ssl::context> tls;
     asio::signal_set signals;
     asio::steady_timer drain_timer;
@@ -213,8 +213,11 @@ struct Gateway::Impl {
             if (draining) return;
             draining = true;
             log->info("draining: asking {} connection(s) to reconnect", conns.size());
-            beast::error_code ec;
-            acceptor.close(ec);
+            // The acceptor lives on its own strand: close it there.
+            asio::post(acceptor.get_executor(), [this] {
+                beast::error_code ec;
+                acceptor.close(ec);
+            });
             engine.drain(wall_ms(), opt.drain_retry_after_ms);
             flush();
             drain_timer.expires_after(std::chrono::milliseconds(opt.drain_timeout.count()));
