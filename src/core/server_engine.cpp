@@ -392,6 +392,33 @@ void ServerEngine::handle_durable(std::int64_t) {
     }
 }
 
+void ServerEngine::handle_remote_append(std::int64_t, const RemoteAppend& a) {
+    auto& dh = durable_heads_[a.room];
+    // Rooms with subscribers have a known head (recorded at JOIN). An unknown
+    // room, or a new epoch, starts right before this append: subscribers of an
+    // older epoch then see the new epoch and resume (history lost, reported).
+    if (dh.epoch != a.position.epoch) dh = DurableHead{a.position.epoch, a.position.offset - 1};
+    if (a.position.offset <= dh.head) return;  // already delivered (or ours)
+    const bool contiguous = a.position.offset == dh.head + 1;
+    const std::uint64_t from = dh.head + 1;
+    dh.head = a.position.offset;
+    auto sub = subscribers_.find(a.room);
+    if (sub == subscribers_.end()) return;
+    for (auto conn : sub->second) {
+        auto& c = conns_.at(conn);
+        auto r = c.rooms.find(a.room);
+        if (r == c.rooms.end() || r->second) continue;  // replaying: its cursor reads the store
+        if (contiguous) {
+            send(conn, proto::Event{a.room, a.position, a.data});
+            ++metrics_.deliveries;
+        } else {
+            r->second =
+                Replay{from, a.position.epoch};  // missed remote appends: catch up from the store
+            pump_replay(conn, c);
+        }
+    }
+}
+
 void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
     if (!c.writable) return;
     std::size_t events = 0, bytes = 0;

@@ -852,6 +852,13 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
             g.flush();
         });
     });
+    // Appends made by other gateway nodes on a shared store (Redis, next).
+    store.on_remote_append([&g](RemoteAppend a) {
+        asio::post(g.engine_strand, [&g, a = std::move(a)] {
+            g.engine.handle_remote_append(wall_ms(), a);
+            g.flush();
+        });
+    });
 }
 
 Gateway::~Gateway() {

@@ -222,3 +222,75 @@ TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
     ASSERT_EQ(d.out.size(), 1u);
     EXPECT_EQ(d.out[0].code, close_code::try_again_later);
 }
+
+/// Two gateway nodes on one backing store, as Redis would serve them: each
+/// node's appends reach the other node through the store's fan-out.
+class ClusterStore : public Store {
+  public:
+    ClusterStore(store::MemoryStore& shared, std::vector<ClusterStore*>& nodes)
+        : shared_(shared), nodes_(nodes) {
+        nodes_.push_back(this);
+    }
+    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
+                        std::string_view publish_id, std::int64_t now_ms) override {
+        auto res = shared_.append(room, data, publisher, publish_id, now_ms);
+        for (auto* n : nodes_)
+            if (n != this && n->remote_)
+                pending_.push_back({n, RemoteAppend{std::string{room}, res.position, data}});
+        return res;
+    }
+    /// Delivers queued fan-out, like pub/sub messages arriving a moment later.
+    void deliver(std::size_t max = SIZE_MAX) {
+        for (std::size_t i = 0; i < max && !pending_.empty(); ++i) {
+            auto [n, a] = pending_.front();
+            pending_.erase(pending_.begin());
+            n->remote_(a);
+        }
+    }
+    void drop_next() { pending_.erase(pending_.begin()); }
+    std::uint64_t durable_seq() const noexcept override { return shared_.durable_seq(); }
+    void on_durable(std::function<void()>) override {}
+    void flush() override {}
+    StreamInfo stream(std::string_view room) const override { return shared_.stream(room); }
+    std::vector<StoredEvent> read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
+                                  std::size_t e, std::size_t b) const override {
+        return shared_.read(room, after, up_to, e, b);
+    }
+    std::vector<std::string> rooms() const override { return shared_.rooms(); }
+    void trim(std::int64_t now_ms) override { shared_.trim(now_ms); }
+    void reset_stream(std::string_view room) override { shared_.reset_stream(room); }
+    void on_remote_append(std::function<void(RemoteAppend)> f) override { remote_ = std::move(f); }
+    void save_session(const SessionRecord& s) override { shared_.save_session(s); }
+    void erase_session(std::string_view id) override { shared_.erase_session(id); }
+    std::vector<SessionRecord> load_sessions() const override { return shared_.load_sessions(); }
+
+  private:
+    store::MemoryStore& shared_;
+    std::vector<ClusterStore*>& nodes_;
+    std::function<void(RemoteAppend)> remote_;
+    std::vector<std::pair<ClusterStore*, RemoteAppend>> pending_;
+};
+
+TEST(ServerEngine, AppendsOnOneNodeReachSubscribersOfAnotherWithoutGaps) {
+    store::MemoryStore shared;
+    std::vector<ClusterStore*> nodes;
+    ClusterStore sa{shared, nodes}, sb{shared, nodes};
+    ServerEngine a{config(), sa, 1'000'000}, b{config(), sb, 1'000'000};
+    sa.on_remote_append([&](RemoteAppend r) { a.handle_remote_append(1'000'000, r); });
+    sb.on_remote_append([&](RemoteAppend r) { b.handle_remote_append(1'000'000, r); });
+    Driver da{a}, db{b};
+    db.identify(7, "sub-on-b");
+    db.send(7, p::Join{"r", std::nullopt});
+    db.out.clear();
+    da.identify(1, "pub-on-a");
+    for (int i = 1; i <= 5; ++i)
+        da.send(1, p::Publish{"r", "m" + std::to_string(i), std::to_string(i)});
+    sa.deliver(2);   // offsets 1 and 2 arrive at node b
+    sa.drop_next();  // the pub/sub message for 3 is lost
+    sa.deliver();    // 4 and 5 arrive: b notices the jump and catches up from the store
+    db.drain();
+    std::vector<std::uint64_t> got;
+    for (auto& m : db.frames(7))
+        got.push_back(std::get<p::Event>(m).position.offset);
+    EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+}

@@ -136,6 +136,10 @@ class ServerEngine {
     void handle_timeout(std::int64_t now_ms);
     /// The store's durable sequence advanced: release ACKs and fan-out.
     void handle_durable(std::int64_t now_ms);
+    /// Another node appended to a room (Store::on_remote_append). Live
+    /// subscribers get it; if appends were missed in between, they catch up
+    /// from the store instead (never a gap).
+    void handle_remote_append(std::int64_t now_ms, const RemoteAppend& a);
 
     std::optional<ServerTransmit> poll_transmit();
     std::optional<std::int64_t> poll_timeout() const;

@@ -65,6 +65,14 @@ struct AppendResult {
     std::uint64_t seq = 0;  ///< durable once durable_seq() >= seq
 };
 
+/// An append made through another gateway node on the same backing store
+/// (multi-node fan-out, e.g. Redis pub/sub). Delivered once durable.
+struct RemoteAppend {
+    std::string room;
+    proto::StreamPosition position;
+    std::string data;
+};
+
 struct StoreLimits {
     std::size_t history_size = 10'000;     ///< events kept per room
     duration history_ttl{24 * 3'600'000};  ///< events older than this are trimmed
@@ -93,6 +101,12 @@ class Store {
     virtual void trim(std::int64_t now_ms) = 0;
     /// Forgets a stream's history: new epoch, offsets restart at 1.
     virtual void reset_stream(std::string_view room) = 0;
+
+    /// Fan-out between nodes: `on_append` is called (possibly from another
+    /// thread) for every durable append that *another* node made. Single-node
+    /// stores never call it. The driver posts each one to the engine's
+    /// `handle_remote_append`.
+    virtual void on_remote_append(std::function<void(RemoteAppend)> on_append) { (void)on_append; }
 
     virtual void save_session(const SessionRecord& s) = 0;
     virtual void erase_session(std::string_view id) = 0;
