@@ -7,6 +7,7 @@
 #include <memory_store.hpp>
 #include <sqlite_store.hpp>
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -47,12 +48,40 @@ int usage_error(const std::string& msg) {
     return exit_usage;
 }
 
+/// `%*` in a pattern: the message, escaped for a JSON string.
+class JsonEscapedMessage : public spdlog::custom_flag_formatter {
+  public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        for (char ch : msg.payload) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c == '"' || c == '\\') {
+                dest.push_back('\\');
+                dest.push_back(ch);
+            } else if (c < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                dest.append(buf, buf + 6);
+            } else {
+                dest.push_back(ch);
+            }
+        }
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<JsonEscapedMessage>();
+    }
+};
+
 std::shared_ptr<spdlog::logger> make_logger(const ServeArgs& a) {
     auto log = spdlog::stderr_color_mt("tether");
-    if (a.log_format == "json")
-        log->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
-    else
+    if (a.log_format == "json") {
+        auto f = std::make_unique<spdlog::pattern_formatter>();
+        f->add_flag<JsonEscapedMessage>('*').set_pattern(
+            R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
+        log->set_formatter(std::move(f));
+    } else {
         log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    }
     log->set_level(spdlog::level::from_str(a.log_level));
     return log;
 }

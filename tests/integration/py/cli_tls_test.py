@@ -60,6 +60,17 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(claims["sub"], "alice")
         self.assertEqual(claims["exp"] - claims["iat"], 300)
 
+    def test_json_logs_are_one_valid_object_per_line(self):
+        # The error message quotes the path: it must still be valid JSON.
+        r = self.run_tether("serve", "--data", '/proc/quote"dir', "--allow-anonymous", "--listen",
+                            "127.0.0.1:0", "--log-format", "json")
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        self.assertTrue(lines)
+        for line in lines:
+            obj = json.loads(line)
+            self.assertEqual(set(obj), {"time", "level", "msg"})
+        self.assertIn('quote"dir', lines[-1] and json.loads(lines[-1])["msg"])
+
     def test_unwritable_data_dir_fails_clearly(self):
         r = self.run_tether("serve", "--data", "/proc/tether-cannot-be-here", "--allow-anonymous",
                             "--listen", "127.0.0.1:0")
