@@ -32,11 +32,6 @@ std::vector<std::uint64_t> SimServer::connections() const {
     return v;
 }
 
-bool SimServer::has_session_for(std::uint64_t conn) const {
-    auto it = conns_.find(conn);
-    return it != conns_.end() && it->second.session.has_value();
-}
-
 void SimServer::on_open(time_point, std::uint64_t conn) {
     conns_[conn] = Conn{};
     send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), "tether-sim",

@@ -85,7 +85,6 @@ class SimServer {
     const std::map<std::pair<std::string, std::uint64_t>, std::vector<Entry>>& archive() const {
         return archive_;
     }
-    bool has_session_for(std::uint64_t conn) const;
 
   private:
     struct Session {
