@@ -34,6 +34,8 @@ std::optional<std::string> ServerConfig::validate() const {
     if (session_ttl.count() < 0) return "session ttl must not be negative";
     if (sessions_max == 0) return "sessions max must be >= 1";
     if (rooms_per_connection_max == 0) return "rooms per connection must be >= 1";
+    if (room_name_bytes_max == 0 || room_name_bytes_max > limits.room_bytes_max)
+        return "room name limit must be between 1 and the codec's room limit";
     if (message_bytes_max == 0 || message_bytes_max >= limits.frame_bytes_max)
         return "message size limit must be > 0 and below the frame limit";
     if (!(publish_rate > 0) || !(publish_burst >= 1))
@@ -258,11 +260,24 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     persist(s);
 }
 
+bool ServerEngine::valid_room(std::string_view room) const {
+    if (room.empty() || room.size() > config_.room_name_bytes_max) return false;
+    return std::none_of(room.begin(), room.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x20 || c == 0x7F;
+    });
+}
+
 void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m) {
     auto refuse = [&](std::string_view code, std::string reason, bool fatal) {
         ++metrics_.join_errors;
         send(conn, proto::JoinError{m.room, std::string{code}, std::move(reason), fatal});
     };
+    if (!valid_room(m.room))
+        return refuse(proto::codes::bad_room,
+                      "room names are 1.." + std::to_string(config_.room_name_bytes_max) +
+                          " bytes without control characters",
+                      true);
     Session& s = sessions_.at(*c.session);
     if (config_.authorize && !config_.authorize(s.record.user, m.room, false))
         return refuse(proto::codes::not_permitted, "not permitted in this room", true);
@@ -327,6 +342,10 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
             if (p.room == d->room && p.position == d->position) p.ack_to.emplace_back(conn, m.id);
         return;
     }
+    if (!valid_room(m.room))
+        return nack(proto::codes::bad_room, "room names are 1.." +
+                                                std::to_string(config_.room_name_bytes_max) +
+                                                " bytes without control characters");
     if (m.data.size() > config_.message_bytes_max)
         return nack(proto::codes::too_large,
                     "payload above " + std::to_string(config_.message_bytes_max) + " bytes");

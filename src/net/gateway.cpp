@@ -357,7 +357,14 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
         if (closing_ || close_after_) return;
         if (queued_bytes_ + text->size() > gw_.opt.outbound_bytes_max) {
             // Slow consumer: drop what is queued and close; the session stays.
-            gw_.on_engine([gw = &gw_] { ++gw->counters.slow_consumer_closes; });
+            // Tell the engine now, so it stops queueing frames for this socket.
+            engine_closed_ = true;
+            gw_.on_engine([gw = &gw_, id = id_] {
+                ++gw->counters.slow_consumer_closes;
+                gw->conns.erase(id);
+                gw->engine.handle_close(wall_ms(), id);
+                gw->flush();
+            });
             queue_.erase(queue_.begin() + (writing_ ? 1 : 0), queue_.end());
             return close_when_flushed(close_code::slow_consumer,
                                       "slow consumer: outbound queue full");

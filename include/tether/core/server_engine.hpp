@@ -65,6 +65,9 @@ struct ServerConfig {
     duration session_ttl{300'000};       ///< kept this long after the last connection ended
     std::size_t sessions_max = 100'000;
     std::size_t rooms_per_connection_max = 100;
+    /// Room names: 1..room_name_bytes_max bytes of UTF-8 without control
+    /// characters (JOIN_ERROR / NACK `bad_room` otherwise).
+    std::size_t room_name_bytes_max = 128;
     std::size_t message_bytes_max = 64u << 10;  ///< payload of one PUBLISH
     double publish_rate = 50.0;                 ///< tokens per second per connection
     double publish_burst = 100.0;
@@ -219,6 +222,7 @@ class ServerEngine {
     void join_room(std::uint64_t conn, Conn& c, const std::string& room,
                    std::optional<proto::StreamPosition> since);
     void leave_room(std::uint64_t conn, Conn& c, std::string_view room);
+    bool valid_room(std::string_view room) const;
     void pump_replay(std::uint64_t conn, Conn& c);
     AppendResult append(std::int64_t now, std::string_view room, std::string data,
                         std::string_view user, std::string_view id);

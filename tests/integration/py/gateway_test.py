@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import unittest
 
 import websockets
@@ -255,6 +256,30 @@ class LimitsTest(unittest.IsolatedAsyncioTestCase):
         await c2.send("JOIN", room="c")
         err = await c2.expect("JOIN_ERROR")
         self.assertEqual((err["code"], err["fatal"]), ("too_many_rooms", True))
+        # Bad room names: refused with bad_room, the connection stays.
+        await c2.send("JOIN", room="tab\there")
+        err = await c2.expect("JOIN_ERROR")
+        self.assertEqual((err["code"], err["fatal"]), ("bad_room", True))
+        await c.send("PUBLISH", room="x" * 150, id="long-room", data=1)
+        self.assertEqual((await c.expect("NACK"))["code"], "bad_room")
+
+    async def test_connection_limit_and_admin_rate_limit(self):
+        server = Server("--max-connections", "1", memory=True).start()
+        try:
+            first = await Client.open(server)
+            await first.identify()
+            with self.assertRaises(websockets.exceptions.InvalidStatusCode) as ctx:
+                await Client.open(server)
+            self.assertEqual(ctx.exception.status_code, 503)
+            await first.send("HEARTBEAT", ts=1)  # the first connection is unaffected
+            await first.expect("HEARTBEAT_ACK")
+            statuses = [server.http("GET", "/api/sessions") for _ in range(60)]
+            limited = [s for s in statuses if s[0] == 429]
+            self.assertTrue(limited, "60 admin requests at once must hit the 20/s (burst 40) limit")
+            self.assertEqual(limited[0][2].get("Retry-After"), "1")
+            self.assertGreaterEqual(sum(1 for s in statuses if s[0] == 200), 40)
+        finally:
+            server.cleanup()
 
 
 
@@ -286,8 +311,15 @@ class SlowConsumerTest(unittest.IsolatedAsyncioTestCase):
         slow.ws.transport.resume_reading()
         code, reason = await slow.closed_with(timeout=20)
         self.assertEqual(code, 4010, reason)
-        status, body, _ = self.server.http("GET", f"/api/sessions/{ready['session_id']}")
-        self.assertEqual(status, 200)  # the session is kept for its resume
+        # The session is kept for its resume; the server notices the close
+        # asynchronously, so wait (bounded) for it to show as disconnected.
+        deadline = time.monotonic() + 5
+        while True:
+            status, body, _ = self.server.http("GET", f"/api/sessions/{ready['session_id']}")
+            self.assertEqual(status, 200)
+            if not json.loads(body)["connected"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
         self.assertFalse(json.loads(body)["connected"])
         status, text, _ = self.server.http("GET", "/metrics", key=None)
         self.assertIn('tether_drops_total{reason="slow_consumer"} 1', text)
