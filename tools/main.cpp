@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "tether 0.1.0");
     auto serve = tether::tools::add_serve_command(app);
     auto token = tether::tools::add_token_command(app);
+    auto proxy = tether::tools::add_proxy_command(app);
     auto sim = tether::tools::add_sim_command(app);
     try {
         app.parse(argc, argv);
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
     for (auto* sub : app.get_subcommands()) {
         if (sub->get_name() == "serve") return serve();
         if (sub->get_name() == "token") return token();
+        if (sub->get_name() == "proxy") return proxy();
     }
     return sim();
 }
