@@ -80,10 +80,7 @@ class EngineBackend : public Backend {
         std::vector<ServerOutput> out = std::exchange(injected_, {});
         while (auto t = engine_->poll_transmit()) {
             if (t->kind == ServerTransmit::Kind::close) open_.erase(t->conn);
-            out.push_back(ServerOutput{t->kind == ServerTransmit::Kind::send
-                                           ? ServerOutput::Kind::send
-                                           : ServerOutput::Kind::close,
-                                       t->conn, std::move(t->text), t->code, std::move(t->reason)});
+            out.push_back(std::move(*t));
         }
         return out;
     }

@@ -7,6 +7,7 @@
 // Internal to tether (not installed): used by `tether sim` and tests/sim.
 
 #include <tether/core/protocol.hpp>
+#include <tether/core/server_engine.hpp>
 #include <tether/core/time.hpp>
 
 #include <cstdint>
@@ -19,14 +20,8 @@
 
 namespace tether::sim {
 
-struct ServerOutput {
-    enum class Kind : std::uint8_t { send, close };
-    Kind kind = Kind::send;
-    std::uint64_t conn = 0;
-    std::string text;
-    std::uint16_t code = 0;
-    std::string reason;
-};
+/// The simulated server speaks through the same transmit type as the real engine.
+using ServerOutput = ServerTransmit;
 
 class SimServer {
   public:
