@@ -262,6 +262,7 @@ std::string ClientCore::join(time_point now, std::string room) {
     if (rooms_.size() >= config_.rooms_max) return "too_many_rooms";
     auto [it, ok] = rooms_.emplace(room, Room{});
     it->second.name = std::move(room);
+    ++state_version_;
     if (authenticated()) send_join(now, it->second);
     refresh(now);
     return {};
@@ -273,6 +274,7 @@ void ClientCore::leave(time_point now, std::string_view room) {
     if (authenticated()) send(proto::Leave{it->second.name});
     emit(RoomStatusChanged{it->second.name, RoomState::disconnected, "left"});
     rooms_.erase(it);
+    ++state_version_;
     if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
     refresh(now);
 }
@@ -315,6 +317,7 @@ PublishResult ClientCore::publish(time_point now, std::string room, std::string 
     res.id = e.id;
     if (outbox_.empty()) sending_done_ = sending_total_ = 0;
     outbox_.push_back(std::move(e));
+    ++state_version_;
     ++sending_total_;
     ++metrics_.queued;
     flush_outbox(now);
@@ -761,6 +764,7 @@ void ClientCore::on_joined(time_point now, const proto::Joined& m) {
     } else {
         r->position = m.position;
     }
+    ++state_version_;
     r->catch_up_target = m.position.offset;
     maybe_finish_sync(now);
 }
@@ -773,6 +777,7 @@ void ClientCore::on_join_error(time_point now, const proto::JoinError& m) {
         std::string reason = m.code + (m.reason.empty() ? "" : ": " + m.reason);
         emit(RoomStatusChanged{r->name, RoomState::error, std::move(reason)});
         rooms_.erase(m.room);
+        ++state_version_;
     } else {
         // Retryable: try again later, each time waiting twice as long (capped).
         const auto shift = std::min<std::uint32_t>(r->join_errors++, 16);
@@ -803,6 +808,7 @@ void ClientCore::on_event(time_point now, proto::Event& m) {
                              std::to_string(m.position.offset));
     }
     pos.offset = m.position.offset;
+    ++state_version_;
     const bool replayed = m.position.offset <= r->catch_up_target;
     ++metrics_.delivered;
     if (replayed) ++metrics_.replayed;
@@ -817,6 +823,7 @@ void ClientCore::on_ack(time_point now, const proto::Ack& m) {
     PublishAcked ev{it->id, it->room, {m.epoch, m.offset}};
     outbox_bytes_ -= it->data.size();
     outbox_.erase(it);
+    ++state_version_;
     ++metrics_.acked;
     ++sending_done_;
     emit(std::move(ev));
@@ -894,9 +901,68 @@ void ClientCore::fail_entry(std::size_t index, std::string code, std::string rea
     PublishFailed ev{e.id, e.room, std::move(code), std::move(reason), e.ever_sent};
     outbox_bytes_ -= e.data.size();
     outbox_.erase(outbox_.begin() + static_cast<std::ptrdiff_t>(index));
+    ++state_version_;
     ++metrics_.dropped;
     ++sending_done_;
     emit(std::move(ev));
+}
+
+// ---- persistence ----------------------------------------------------------------------
+
+ClientSnapshot ClientCore::snapshot() const {
+    ClientSnapshot s;
+    s.id_prefix = id_prefix_;
+    s.next_publish = next_publish_;
+    s.outbox.reserve(outbox_.size());
+    for (const auto& e : outbox_)
+        s.outbox.push_back({e.id, e.room, e.data});
+    s.rooms.reserve(rooms_.size());
+    for (const auto& [name, r] : rooms_)
+        s.rooms.push_back({name, r.position});
+    return s;
+}
+
+std::optional<std::string> ClientCore::restore(time_point now, const ClientSnapshot& snap) {
+    if (stop_reason_ != StopReason::not_started || want_connected_)
+        return "restore() must come before connect()";
+    if (!rooms_.empty() || !outbox_.empty()) return "restore() needs an empty client";
+    if (snap.id_prefix.empty() || snap.id_prefix.size() > 32) return "invalid id prefix";
+    if (snap.next_publish == 0) return "invalid publish counter";
+    if (snap.rooms.size() > config_.rooms_max) return "more rooms than rooms_max";
+    if (snap.outbox.size() > config_.outbox.count_max) return "more messages than outbox.count_max";
+    std::size_t bytes = 0;
+    for (const auto& p : snap.outbox) {
+        if (p.id.empty() || p.id.size() > config_.limits.id_bytes_max)
+            return "invalid message id";
+        if (!valid_room_name(p.room, config_.limits)) return "invalid room in outbox";
+        if (proto::validate_data(p.data, config_.limits)) return "invalid data in outbox";
+        bytes += p.data.size();
+    }
+    if (bytes > config_.outbox.bytes_max) return "outbox larger than outbox.bytes_max";
+    for (const auto& r : snap.rooms)
+        if (!valid_room_name(r.room, config_.limits)) return "invalid room name";
+
+    id_prefix_ = snap.id_prefix;
+    next_publish_ = snap.next_publish;
+    for (const auto& r : snap.rooms) {
+        auto [it, fresh] = rooms_.emplace(r.room, Room{});
+        if (!fresh) continue;
+        it->second.name = r.room;
+        it->second.position = r.position;
+    }
+    for (const auto& p : snap.outbox) {
+        OutboxEntry e;
+        e.id = p.id;
+        e.room = p.room;
+        e.data = p.data;
+        e.ever_sent = true;  // it may have reached the server before the restart
+        if (config_.outbox.message_ttl) e.expires_at = now + *config_.outbox.message_ttl;
+        outbox_bytes_ += e.data.size();
+        outbox_.push_back(std::move(e));
+        ++sending_total_;
+    }
+    ++state_version_;
+    return std::nullopt;
 }
 
 // ---- derived status ------------------------------------------------------------------

@@ -583,6 +583,59 @@ TEST(ClientCore, RetriedPublishKeepsItsIdAcrossReconnects) {
     EXPECT_EQ(h.events_of<PublishAcked>().size(), 1u);
 }
 
+TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPositions) {
+    Harness a;
+    a.core.join(a.now, "lobby");
+    a.core.connect(a.now);
+    a.drain();
+    auto c = a.establish();
+    a.expect_sent<p::Join>();
+    a.recv(c, p::Joined{"lobby", {7, 2}, true});
+    a.recv(c, p::Event{"lobby", {7, 3}, "3"});
+    const auto v0 = a.core.state_version();
+    const auto id1 = a.core.publish(a.now, "lobby", R"("one")").id;
+    const auto id2 = a.core.publish(a.now, "lobby", R"("two")").id;
+    EXPECT_GT(a.core.state_version(), v0);
+    a.recv(c, p::Ack{id1, "lobby", 7, 4});  // "two" stays unacknowledged
+    const ClientSnapshot snap = a.core.snapshot();
+    ASSERT_EQ(snap.outbox.size(), 1u);
+    EXPECT_EQ(snap.outbox[0].id, id2);
+    ASSERT_EQ(snap.rooms.size(), 1u);
+    EXPECT_EQ(snap.rooms[0].position, (p::StreamPosition{7, 3}));
+
+    // A new process: a different seed, the same state.
+    ClientConfig cfg;
+    cfg.seed = 99;
+    Harness b(cfg);
+    ASSERT_FALSE(b.core.restore(b.now, snap));
+    EXPECT_EQ(b.core.snapshot(), snap);
+    EXPECT_EQ(b.core.pending(), 1u);
+    b.core.connect(b.now);
+    b.drain();
+    c = b.establish();
+    auto join = b.expect_sent<p::Join>();
+    EXPECT_EQ(join.room, "lobby");
+    EXPECT_EQ(join.since, (p::StreamPosition{7, 3}));
+    b.recv(c, p::Joined{"lobby", {7, 4}, true});
+    b.recv(c, p::Event{"lobby", {7, 4}, R"("one")"});
+    auto pub = b.expect_sent<p::Publish>();
+    EXPECT_EQ(pub.id, id2);  // the same id: the server's dedupe makes it count once
+    // New ids continue the old sequence instead of restarting it.
+    const auto id3 = b.core.publish(b.now, "lobby", "3").id;
+    EXPECT_EQ(id3.substr(0, id3.find('-')), id2.substr(0, id2.find('-')));
+    EXPECT_NE(id3, id2);
+    EXPECT_NE(id3, id1);
+
+    // restore() is refused once started, and a bad snapshot changes nothing.
+    EXPECT_TRUE(b.core.restore(b.now, snap));
+    Harness d;
+    ClientSnapshot bad = snap;
+    bad.rooms.push_back({"", std::nullopt});
+    EXPECT_TRUE(d.core.restore(d.now, bad));
+    EXPECT_EQ(d.core.pending(), 0u);
+    EXPECT_TRUE(d.core.rooms().empty());
+}
+
 TEST(ClientCore, StaleConnectionsAreIgnoredAndAborted) {
     Harness h;
     h.core.connect(h.now);

@@ -248,6 +248,29 @@ struct RoomInfo {
     std::optional<proto::StreamPosition> position;  ///< last delivered, once joined
 };
 
+/// What a client must keep across a process restart to lose nothing and send
+/// nothing twice: the unacknowledged outbox (with the publish ids the server
+/// deduplicates on) and the last delivered position of every room.
+/// `tether::Client` saves it to a file (ClientOptions::state_file).
+struct ClientSnapshot {
+    struct Pending {
+        std::string id;
+        std::string room;
+        std::string data;
+        friend bool operator==(const Pending&, const Pending&) = default;
+    };
+    struct RoomPosition {
+        std::string room;
+        std::optional<proto::StreamPosition> position;  ///< unset: never delivered anything
+        friend bool operator==(const RoomPosition&, const RoomPosition&) = default;
+    };
+    std::string id_prefix;           ///< publish ids continue after a restart
+    std::uint64_t next_publish = 1;  ///< next publish id counter
+    std::vector<Pending> outbox;     ///< oldest first
+    std::vector<RoomPosition> rooms;
+    friend bool operator==(const ClientSnapshot&, const ClientSnapshot&) = default;
+};
+
 class ClientCore {
   public:
     explicit ClientCore(ClientConfig config);
@@ -287,6 +310,20 @@ class ClientCore {
     std::optional<Transmit> poll_transmit();
     std::optional<ClientEvent> poll_event();
     std::optional<time_point> poll_timeout() const;
+
+    // ---- persistence ----
+    /// The state to save (cheap: copies the outbox and the room positions).
+    ClientSnapshot snapshot() const;
+    /// Restores a snapshot before the first connect(). Rooms are tracked again
+    /// and rejoined from their positions; the outbox is resent with its
+    /// original ids, so the server's dedupe window makes each message count
+    /// once. Returns an error (and changes nothing) when called after
+    /// connect(), when rooms or messages already exist, or when the snapshot
+    /// breaks a limit of the config (room names, data, outbox bounds).
+    /// Restored messages get a fresh message_ttl counted from `now`.
+    std::optional<std::string> restore(time_point now, const ClientSnapshot& snap);
+    /// Grows by one whenever snapshot() would answer something new.
+    std::uint64_t state_version() const noexcept { return state_version_; }
 
     // ---- state ----
     const Observable<ClientStatus>& status() const noexcept { return status_; }
@@ -418,6 +455,7 @@ class ClientCore {
     std::size_t sending_done_ = 0;
     std::size_t sending_total_ = 0;
 
+    std::uint64_t state_version_ = 0;
     std::deque<Transmit> transmits_;
     std::deque<ClientEvent> events_;
     Observable<ClientStatus> status_;
