@@ -21,6 +21,8 @@ Action add_sim_command(CLI::App& app);
 Action add_serve_command(CLI::App& app);
 /// `tether token`: mint an access token.
 Action add_token_command(CLI::App& app);
+/// `tether connect`: reconnecting client (tether protocol, or --raw for any server).
+Action add_connect_command(CLI::App& app);
 /// `tether proxy`: fault-injecting TCP proxy.
 Action add_proxy_command(CLI::App& app);
 

@@ -1,6 +1,5 @@
 // tether: serve, connect, inject faults and benchmark. This build ships
-// `serve`, `token` and `sim`; `connect`, `proxy` and `bench` arrive with their
-// issues.
+// `serve`, `connect`, `token`, `proxy` and `sim`; `bench` arrives with its issue.
 
 #include "commands.hpp"
 
@@ -11,6 +10,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "tether 0.1.0");
     auto serve = tether::tools::add_serve_command(app);
+    auto connect = tether::tools::add_connect_command(app);
     auto token = tether::tools::add_token_command(app);
     auto proxy = tether::tools::add_proxy_command(app);
     auto sim = tether::tools::add_sim_command(app);
@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     }
     for (auto* sub : app.get_subcommands()) {
         if (sub->get_name() == "serve") return serve();
+        if (sub->get_name() == "connect") return connect();
         if (sub->get_name() == "token") return token();
         if (sub->get_name() == "proxy") return proxy();
     }

@@ -22,7 +22,6 @@ std::optional<std::string> SocketConfig::validate() const {
     if (open_timeout.count() <= 0) return "open timeout must be > 0";
     if (close_timeout.count() <= 0) return "close timeout must be > 0";
     if (auth_timeout.count() <= 0) return "auth timeout must be > 0";
-    if (await_auth_reply && !auth_message) return "await_auth_reply needs an auth message";
     if (liveness != LivenessMode::none) {
         if (ping_interval.count() < 10) return "ping interval must be >= 10 ms";
         if (pong_timeout.count() <= 0) return "pong timeout must be > 0";
@@ -272,7 +271,7 @@ void SocketCore::handle_open(time_point now, std::uint64_t conn) {
     }
     if (conn_->stage != Stage::opening) return;
     if (config_.auth_message) transmit_send(*config_.auth_message);
-    if (config_.auth_message && config_.await_auth_reply) {
+    if (config_.await_auth_reply) {
         conn_->stage = Stage::authenticating;
         conn_->deadline = now + config_.auth_timeout;
     } else {

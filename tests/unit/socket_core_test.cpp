@@ -318,7 +318,7 @@ TEST(SocketCore, StaleSocketsAreAbortedAndCannotDriveTheState) {
 
 TEST(SocketCore, InvalidConfigIsRejected) {
     SocketConfig c;
-    c.await_auth_reply = true;
+    c.backoff.initial = -1ms;
     EXPECT_THROW(SocketCore{c}, std::invalid_argument);
     SocketConfig d;
     d.ping_payload = std::string(200, 'x');

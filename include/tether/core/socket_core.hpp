@@ -67,7 +67,9 @@ struct SocketConfig {
     std::vector<std::string> fatal_reasons;  ///< substrings of a close reason that are fatal
 
     std::optional<SocketMessage> auth_message;  ///< sent first on every connect
-    bool await_auth_reply = false;              ///< wait for handle_auth_reply() before going on
+    /// Wait for handle_auth_reply() (the driver validates the first replies)
+    /// before subscriptions and the queue; also for servers that greet first.
+    bool await_auth_reply = false;
     duration auth_timeout{10'000};
     std::vector<SocketMessage> subscriptions;  ///< sent after auth on every connect
 
@@ -161,6 +163,9 @@ class SocketCore {
     /// Sends now when connected, else queues. Empty string when accepted, else
     /// "queue_full" or "too_large".
     std::string send(time_point now, SocketMessage m);
+    /// Replaces the auth message for the next connects (a fresh signature,
+    /// say); nullopt sends none. Takes effect at the next handle_open.
+    void set_auth_message(std::optional<SocketMessage> m) { config_.auth_message = std::move(m); }
     /// Sends at once if a socket is open (even before `connected`), never
     /// queued: replies to the server's application-level pings.
     void reply(time_point now, SocketMessage m);

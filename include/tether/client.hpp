@@ -1,0 +1,215 @@
+#pragma once
+/// @file
+/// `tether::Client`: the reconnecting tether client over Asio/Beast.
+///
+/// A thin driver around the sans-I/O `ClientCore`: it opens the WebSocket
+/// (ws:// or wss:// with certificate and host-name verification), feeds the
+/// core with socket events and a steady clock, and carries out what the core
+/// asks. Every decision (backoff, resume, replay, dedupe, outbox order) is the
+/// core's and is tested in virtual time and in the simulator.
+///
+/// @par Example
+/// @code
+/// tether::ClientOptions opt;
+/// opt.url = "ws://127.0.0.1:8080/";
+/// opt.token = "...";
+/// tether::Client client{opt};                  // runs on its own thread
+/// auto room = client.join("lobby");
+/// room.on_message([](const tether::MessageReceived& m) { std::puts(m.data.c_str()); });
+/// room.publish(R"({"text":"hi"})", [](const tether::PublishOutcome& r) {
+///     if (r.ok) std::printf("stored at offset %llu\n", (unsigned long long)r.position.offset);
+/// });
+/// client.wait_connected(std::chrono::seconds(5));
+/// @endcode
+///
+/// @par Thread safety
+/// Every public member function may be called from any thread. Callbacks run
+/// on the client's strand, one at a time, never concurrently with each other;
+/// they may call back into the client (but must not block on it:
+/// wait_connected() from a callback returns false at once).
+///
+/// @par Lifetime
+/// The destructor closes the connection (close handshake bounded by
+/// `close_timeout`), stops the network monitor and, when the client owns its
+/// thread, joins it. No callback runs after the destructor returned.
+
+#include <tether/core/client_core.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tether {
+
+/// The answer to a credentials request: call exactly one of ok()/fail(),
+/// from any thread, at any later time (a token can be fetched over HTTP).
+class CredentialsReply {
+  public:
+    CredentialsReply() = default;
+    explicit CredentialsReply(std::function<void(bool, std::string)> f) : f_(std::move(f)) {}
+    void ok(std::string token) const { f_(true, std::move(token)); }
+    void fail(std::string reason) const { f_(false, std::move(reason)); }
+
+  private:
+    std::function<void(bool, std::string)> f_;
+};
+
+/// Asked before every connection attempt. `refresh` is true when the previous
+/// token was rejected (4003/4004): fetch a new one.
+using CredentialsCallback = std::function<void(bool refresh, CredentialsReply reply)>;
+
+/// Options of a tether::Client. Every field has a usable default except `url`.
+struct ClientOptions {
+    std::string url;    ///< ws://host:port/ or wss://host:port/
+    std::string token;  ///< static credentials (ignored when `credentials` is set)
+    CredentialsCallback credentials;
+
+    /// Reconnect policy; defaults per seed 001: 0.5 s x2 up to 15 s, 25 % jitter.
+    BackoffPolicy backoff;
+    std::vector<std::uint16_t> fatal_codes{4003, 4004, 4012, 4013, 4014};
+    std::vector<std::string> fatal_reasons;
+    std::optional<std::chrono::milliseconds> ping_interval;  ///< default: the server's value
+    std::optional<std::chrono::milliseconds> pong_timeout;   ///< default: the ping interval
+    std::chrono::milliseconds open_timeout{10'000};
+    std::chrono::milliseconds auth_timeout{10'000};
+    std::chrono::milliseconds close_timeout{2'000};
+    OutboxLimits outbox;  ///< 1000 messages / 4 MiB, reject new by default
+    std::size_t rooms_max = 1000;
+    proto::Limits limits;
+
+    /// HTTP(S) URL polled before each attempt (as Matrix clients poll
+    /// /versions); the socket is opened only once it answers 2xx.
+    std::optional<std::string> probe_url;
+
+    /// TLS: verify the server certificate and host name (on by default).
+    /// Uses the system CA store unless `ca_file` is given.
+    std::optional<std::string> ca_file;
+    bool tls_verify = true;  ///< false only for development against self-signed servers
+
+    /// Watch the host's network (Linux netlink: link and address changes) and
+    /// go offline/online with it. Loopback servers are always reachable.
+    bool network_monitor = true;
+
+    /// Keep the outbox and room positions in this file across restarts.
+    std::optional<std::string> state_file;
+    /// Room positions are saved at most this often (outbox changes at once).
+    std::chrono::milliseconds state_save_delay{100};
+
+    /// Extra headers on the upgrade request.
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::uint64_t seed = 0;  ///< jitter seed; 0 draws one from the OS
+};
+
+/// The outcome of Room::publish.
+struct PublishOutcome {
+    bool ok = false;
+    std::string id;                  ///< publish id (also set on most failures)
+    std::string room;
+    proto::StreamPosition position;  ///< where the server stored it (ok only)
+    std::string error;   ///< "outbox_full", "too_large", "invalid_data", NACK code, "expired", ...
+    std::string reason;  ///< human-readable detail
+    bool possibly_delivered = false;
+};
+
+class Client;
+
+/// Handlers of a room, given to Client::join so that none can miss an event.
+struct RoomOptions {
+    /// Each event of the room, exactly once and in order (replays included).
+    std::function<void(const MessageReceived&)> on_message;
+    /// connecting, joined, reconnecting, disconnected, error (seed 001).
+    std::function<void(const RoomStatusChanged&)> on_status;
+    /// Events between the last delivered one and the new position are gone:
+    /// refetch the application state.
+    std::function<void(const HistoryLost&)> on_history_lost;
+};
+
+/// A joined room. Cheap to copy; all copies refer to the same room. Handlers
+/// set here replace earlier ones and survive reconnects.
+class Room {
+  public:
+    Room() = default;
+    const std::string& name() const noexcept { return name_; }
+    /// Each event of the room, exactly once and in order (replays included).
+    void on_message(std::function<void(const MessageReceived&)> f) const;
+    void on_status(std::function<void(const RoomStatusChanged&)> f) const;
+    /// Events between the last delivered one and the new position are gone.
+    void on_history_lost(std::function<void(const HistoryLost&)> f) const;
+    /// Queues `data` (one JSON value). `done` runs once with the ack or the
+    /// error. Messages are sent in order and survive reconnects.
+    void publish(std::string data, std::function<void(const PublishOutcome&)> done = {}) const;
+    /// Stops tracking the room (LEAVE when connected).
+    void leave() const;
+
+    struct Shared;  ///< implementation detail
+    Room(std::shared_ptr<Shared> s, std::string name) : s_(std::move(s)), name_(std::move(name)) {}
+
+  private:
+    std::shared_ptr<Shared> s_;
+    std::string name_;
+};
+
+class Client {
+  public:
+    /// Runs on its own thread. Starts connecting at once. Throws
+    /// std::invalid_argument on invalid options (bad URL, bad backoff, ...).
+    explicit Client(ClientOptions options);
+    /// Runs on `executor` (the application's io_context, say) through a strand.
+    Client(boost::asio::any_io_executor executor, ClientOptions options);
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    /// Tracks `room`: joined now or once connected, rejoined after every
+    /// reconnect from the last delivered position. Throws
+    /// std::invalid_argument for an invalid name; "too_many_rooms" arrives
+    /// as an `error` room status.
+    Room join(std::string room);
+    Room join(std::string room, RoomOptions handlers);
+
+    /// Blocks until the client is connected (true), the timeout passes, or
+    /// the client stopped for good (fatal close, close(), error): false.
+    bool wait_connected(std::chrono::milliseconds timeout);
+
+    /// The current status; `describe(status(), now())` renders it.
+    ClientStatus status() const;
+    /// "connected (sending 3 of 10)", "reconnecting (attempt 2, next in 1.4 s)".
+    std::string status_line() const;
+    /// Called on every status change (retry countdown, sending x of y, ...).
+    void on_status(std::function<void(const ClientStatus&)> f);
+    void on_latency(std::function<void(std::chrono::milliseconds rtt)> f);
+    void on_session(std::function<void(const SessionStarted&)> f);
+    /// Every publish outcome, including messages restored from the state file
+    /// (which have no per-call callback).
+    void on_publish(std::function<void(const PublishOutcome&)> f);
+    ClientMetrics metrics() const;
+    std::size_t pending() const;
+
+    /// Attempt now (leaves a fatal or error state too).
+    void retry_now();
+    /// Starts again after close() or a fatal stop.
+    void connect(bool reset_backoff = false);
+    /// Closes (1000) and stops reconnecting until connect()/retry_now().
+    void close();
+    /// Tells the client the network is down/up (overrides the monitor until
+    /// it sees the next change).
+    void set_online(bool online);
+
+    /// The clock of status().next_retry_at.
+    static time_point now();
+
+    struct Impl;  ///< implementation detail
+
+  private:
+    struct Own;
+    std::unique_ptr<Own> own_;  ///< the io_context and thread when the client runs its own
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace tether
