@@ -53,6 +53,7 @@ struct ConnectArgs {
     bool no_network_monitor = false;
     bool no_exit_on_eof = false;
     std::string drain_timeout = "10s";
+    std::string open_timeout = "10s";
     // --raw only
     std::string auth_message, auth_expect, ping_mode = "ws", ping_payload = "ping",
                                            pong_match = "pong";
@@ -311,6 +312,8 @@ std::optional<int> common_options(const ConnectArgs& a, BackoffPolicy& b,
     b.initial = duration{*ini};
     b.max = duration{*max};
     b.jitter_ratio = a.jitter;
+    if (!parse_duration_ms(a.open_timeout) || *parse_duration_ms(a.open_timeout) <= 0)
+        return usage("--open-timeout must be a duration such as 10s");
     if (a.max_attempts > 0) b.attempts_max = a.max_attempts;
     if (auto e = b.validate()) return usage("backoff: " + *e);
     for (const auto& h : a.headers) {
@@ -362,6 +365,7 @@ int run_tether(const ConnectArgs& a) {
     o.url = a.url;
     o.token = a.token;
     if (auto rc = common_options(a, o.backoff, o.headers)) return *rc;
+    o.open_timeout = std::chrono::milliseconds(*parse_duration_ms(a.open_timeout));
     if (!a.token_file.empty()) {
         const std::string path = a.token_file;
         o.credentials = [path](bool, CredentialsReply reply) {
@@ -548,6 +552,7 @@ int run_raw(const ConnectArgs& a) {
     o.url = a.url;
     o.subprotocol = a.subprotocol;
     if (auto rc = common_options(a, o.backoff, o.headers)) return *rc;
+    o.open_timeout = std::chrono::milliseconds(*parse_duration_ms(a.open_timeout));
     if (!a.token.empty()) o.headers.emplace_back("Authorization", "Bearer " + a.token);
     if (!a.auth_message.empty()) {
         o.auth = [m = a.auth_message] { return SocketMessage{m, false}; };
@@ -691,6 +696,8 @@ Action add_connect_command(CLI::App& app) {
     cmd->add_flag("--no-network-monitor", a->no_network_monitor,
                   "Do not follow the host's network (netlink)");
     cmd->add_flag("-n,--no-exit-on-eof", a->no_exit_on_eof, "Keep running when stdin ends");
+    cmd->add_option("--open-timeout", a->open_timeout,
+                    "Give up an attempt whose TCP/TLS/WebSocket handshake takes longer (default 10s)");
     cmd->add_option("--drain-timeout", a->drain_timeout,
                     "At end of stdin, wait this long for acknowledgements (default 10s)");
     cmd->add_option("--auth-message", a->auth_message, "--raw: sent first on every connect");

@@ -44,6 +44,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
             probe = std::get<net::detail::Url>(p);
         }
         if (opt.state_file) {
+            state_lock = std::make_unique<net::detail::StateLock>(*opt.state_file);
             auto snap = net::detail::load_state(*opt.state_file);  // throws on a corrupt file
             if (snap) {
                 if (auto e = core.restore(Client::now(), *snap))
@@ -176,9 +177,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                     break;
             }
         }
+        // Other threads see the new state before any callback runs.
+        mirror.update(core.status().get(), core.metrics(), core.pending(), links.empty());
         while (auto e = core.poll_event())
             std::visit([this](auto& ev) { on_event(ev); }, *e);
-        mirror.update(core.status().get(), core.metrics(), core.pending(), links.empty());
         timer.arm(core.poll_timeout(), [w = weak_from_this()](time_point at) {
             auto self = w.lock();
             if (!self || !self->timer.take(at)) return;
@@ -289,6 +291,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     std::optional<net::detail::Url> probe;
     std::shared_ptr<asio::ssl::context> tls;
     std::shared_ptr<net::detail::NetworkMonitor> monitor;
+    std::unique_ptr<net::detail::StateLock> state_lock;
     std::map<std::uint64_t, std::shared_ptr<Link>> links;
     std::map<std::string, std::shared_ptr<Room::Shared>, std::less<>> rooms;
     std::map<std::string, std::function<void(const PublishOutcome&)>, std::less<>> publish_cbs;
@@ -433,29 +436,30 @@ void Client::on_publish(std::function<void(const PublishOutcome&)> f) {
     asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->on_publish_cb = std::move(f); });
 }
 
-void Client::retry_now() {
-    asio::post(impl_->strand, [s = impl_] {
-        s->core.retry_now(now());
-        s->pump();
+namespace {
+/// Posts a command; wait_connected() calls made after it see its effect.
+template <class F>
+void command(const std::shared_ptr<Client::Impl>& impl, F f) {
+    const auto ticket = impl->mirror.take_ticket();
+    asio::post(impl->strand, [impl, ticket, f = std::move(f)] {
+        f(impl->core, Client::now());
+        impl->mirror.applied(ticket);
+        impl->pump();
     });
+}
+}  // namespace
+
+void Client::retry_now() {
+    command(impl_, [](ClientCore& c, time_point now) { c.retry_now(now); });
 }
 void Client::connect(bool reset_backoff) {
-    asio::post(impl_->strand, [s = impl_, reset_backoff] {
-        s->core.connect(now(), reset_backoff);
-        s->pump();
-    });
+    command(impl_, [reset_backoff](ClientCore& c, time_point now) { c.connect(now, reset_backoff); });
 }
 void Client::close() {
-    asio::post(impl_->strand, [s = impl_] {
-        s->core.close(now());
-        s->pump();
-    });
+    command(impl_, [](ClientCore& c, time_point now) { c.close(now); });
 }
 void Client::set_online(bool online) {
-    asio::post(impl_->strand, [s = impl_, online] {
-        s->core.set_online(now(), online);
-        s->pump();
-    });
+    command(impl_, [online](ClientCore& c, time_point now) { c.set_online(now, online); });
 }
 
 time_point Client::now() { return net::detail::steady_now(); }

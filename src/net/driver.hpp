@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -133,12 +134,21 @@ class Mirror {
         std::lock_guard lk(mu_);
         return pending_;
     }
-    /// Waits until `done(status)` holds or the timeout passes; returns the
-    /// status seen last.
+    /// A command (connect, retry_now, close, ...) is about to be posted: its
+    /// ticket. Waits started after the post see the command's effect.
+    std::uint64_t take_ticket() { return ++posted_; }
+    /// The strand applied the command with `ticket` (call before update()).
+    void applied(std::uint64_t ticket) {
+        std::lock_guard lk(mu_);
+        if (ticket > applied_) applied_ = ticket;
+    }
+    /// Waits until every command posted before this call was applied and
+    /// `done(status)` holds, or the timeout passes; returns the status then.
     template <class Pred>
     Status wait(std::chrono::milliseconds timeout, Pred done) const {
+        const std::uint64_t need = posted_.load();
         std::unique_lock lk(mu_);
-        cv_.wait_for(lk, timeout, [&] { return done(status_); });
+        cv_.wait_for(lk, timeout, [&] { return applied_ >= need && done(status_); });
         return status_;
     }
     /// Waits (bounded) until the driver stopped and has no socket left.
@@ -155,6 +165,8 @@ class Mirror {
     std::size_t pending_ = 0;
     bool idle_ = true;
     bool stopped_ = false;
+    std::atomic<std::uint64_t> posted_{0};
+    std::uint64_t applied_ = 0;  // guarded by mu_
 };
 
 /// wait_connected()'s end condition: connected, or stopped for good (not

@@ -177,6 +177,9 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
                     break;
             }
         }
+        // Other threads see the new state before any callback runs.
+        mirror.update(core.status().get(), core.metrics(), core.status().get().queued,
+                      links.empty());
         while (auto e = core.poll_event()) {
             if (auto* st = std::get_if<SocketStatusChanged>(&*e)) {
                 gate.call(on_status_cb, st->status);
@@ -188,8 +191,6 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
                 gate.call(on_latency_cb, l->rtt);
             }
         }
-        mirror.update(core.status().get(), core.metrics(), core.status().get().queued,
-                      links.empty());
         timer.arm(core.poll_timeout(), [w = weak_from_this()](time_point at) {
             auto s = w.lock();
             if (!s || !s->timer.take(at)) return;
@@ -286,29 +287,29 @@ SocketStatus ReconnectingWebSocket::status() const { return impl_->mirror.status
 std::string ReconnectingWebSocket::status_line() const { return describe(status(), steady_now()); }
 SocketMetrics ReconnectingWebSocket::metrics() const { return impl_->mirror.metrics(); }
 
-void ReconnectingWebSocket::retry_now() {
-    post_to(impl_, [](Impl& s) {
-        s.core.retry_now(steady_now());
-        s.pump();
+namespace {
+template <class F>
+void command(const std::shared_ptr<ReconnectingWebSocket::Impl>& impl, F f) {
+    const auto ticket = impl->mirror.take_ticket();
+    asio::post(impl->strand, [impl, ticket, f = std::move(f)] {
+        f(impl->core, steady_now());
+        impl->mirror.applied(ticket);
+        impl->pump();
     });
+}
+}  // namespace
+
+void ReconnectingWebSocket::retry_now() {
+    command(impl_, [](SocketCore& c, time_point now) { c.retry_now(now); });
 }
 void ReconnectingWebSocket::connect(bool reset_backoff) {
-    post_to(impl_, [reset_backoff](Impl& s) {
-        s.core.connect(steady_now(), reset_backoff);
-        s.pump();
-    });
+    command(impl_, [reset_backoff](SocketCore& c, time_point now) { c.connect(now, reset_backoff); });
 }
 void ReconnectingWebSocket::close() {
-    post_to(impl_, [](Impl& s) {
-        s.core.close(steady_now());
-        s.pump();
-    });
+    command(impl_, [](SocketCore& c, time_point now) { c.close(now); });
 }
 void ReconnectingWebSocket::set_online(bool online) {
-    post_to(impl_, [online](Impl& s) {
-        s.core.set_online(steady_now(), online);
-        s.pump();
-    });
+    command(impl_, [online](SocketCore& c, time_point now) { c.set_online(now, online); });
 }
 
 }  // namespace tether

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace tether::net::detail {
@@ -20,10 +21,24 @@ namespace {
 constexpr std::size_t kFileBytesMax = 256u << 20;
 
 [[noreturn]] void bad(const std::string& path, const std::string& why) {
-    throw std::invalid_argument("state file " + path + " is unusable: " + why +
-                                " (move it away to start afresh)");
+    throw std::invalid_argument("state file " + path + " is unusable: " + why);
 }
 }  // namespace
+
+StateLock::StateLock(const std::string& path) {
+    const std::string lock = path + ".lock";
+    fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) bad(path, "cannot open " + lock + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        bad(path, "in use by another client (" + lock + " is locked)");
+    }
+}
+
+StateLock::~StateLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
 
 std::optional<ClientSnapshot> load_state(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -37,7 +52,7 @@ std::optional<ClientSnapshot> load_state(const std::string& path) {
     if (text.size() > kFileBytesMax) bad(path, "larger than 256 MiB");
     boost::system::error_code ec;
     json::value v = json::parse(text, ec);
-    if (ec) bad(path, "invalid JSON: " + ec.message());
+    if (ec) bad(path, "invalid JSON: " + ec.message() + " (move it away to start afresh)");
     try {
         const auto& o = v.as_object();
         if (o.at("version").to_number<std::int64_t>() != 1) bad(path, "unknown version");

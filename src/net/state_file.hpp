@@ -15,6 +15,20 @@
 
 namespace tether::net::detail {
 
+/// Holds an exclusive lock on `<path>.lock` (flock) for the client's
+/// lifetime, so that two clients cannot share one state file.
+class StateLock {
+  public:
+    /// Throws std::invalid_argument when another process or client holds it.
+    explicit StateLock(const std::string& path);
+    ~StateLock();
+    StateLock(const StateLock&) = delete;
+    StateLock& operator=(const StateLock&) = delete;
+
+  private:
+    int fd_ = -1;
+};
+
 /// nullopt when the file does not exist; throws std::invalid_argument with
 /// the path and the reason when it exists but cannot be read or parsed.
 std::optional<ClientSnapshot> load_state(const std::string& path);

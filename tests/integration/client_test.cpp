@@ -1,0 +1,426 @@
+// tether::Client and tether::ReconnectingWebSocket over real sockets against
+// the real gateway (in process, on a free loopback port, memory store): the
+// public API's promises that the CLI tests cannot reach -- wait_connected,
+// publish callbacks, the credentials callback and token refresh, retry_now
+// after a fatal stop, TLS verification, the HTTP probe, state-file restore.
+// Waits are on the client's own observable state, never on sleeps.
+
+#include <tether/client.hpp>
+#include <tether/reconnecting_websocket.hpp>
+
+#include <gateway.hpp>
+#include <memory_store.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+using namespace std::chrono_literals;
+using namespace tether;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct GatewayOptionsForTest {
+    std::function<AuthResult(std::string_view, std::int64_t)> authenticate;
+    std::optional<std::string> cert, key;
+};
+
+/// A gateway on 127.0.0.1:<free port> running on its own thread.
+class TestGateway {
+  public:
+    explicit TestGateway(GatewayOptionsForTest o = {}) : store_(StoreLimits{}, 1) {
+        ServerConfig cfg;
+        cfg.random_bytes = net::secure_random;
+        cfg.authenticate = o.authenticate ? o.authenticate : [this](std::string_view t, std::int64_t) {
+            ++identifies;
+            return AuthResult{true, std::string{t.empty() ? "anon" : t}, {}};
+        };
+        net::GatewayOptions opt;
+        opt.port = 0;
+        opt.threads = 1;
+        opt.tls_cert_file = o.cert;
+        opt.tls_key_file = o.key;
+        gw_ = std::make_unique<net::Gateway>(opt, std::move(cfg), store_,
+                                             std::make_shared<spdlog::logger>(
+                                                 "test", std::make_shared<spdlog::sinks::null_sink_mt>()));
+        thread_ = std::thread([this] { gw_->run(); });
+    }
+    ~TestGateway() {
+        gw_->drain();
+        thread_.join();
+    }
+    std::string url(const char* scheme = "ws") const {
+        return std::string{scheme} + "://127.0.0.1:" + std::to_string(gw_->port()) + "/";
+    }
+    std::uint16_t port() const { return gw_->port(); }
+    std::atomic<int> identifies{0};
+
+  private:
+    store::MemoryStore store_;
+    std::unique_ptr<net::Gateway> gw_;
+    std::thread thread_;
+};
+
+ClientOptions options(const std::string& url) {
+    ClientOptions o;
+    o.url = url;
+    o.token = "alice";
+    o.backoff.initial = 50ms;
+    o.backoff.max = 200ms;
+    o.network_monitor = false;
+    return o;
+}
+
+/// Collects values from callbacks and lets the test wait for a condition.
+template <class T>
+class Inbox {
+  public:
+    void push(T v) {
+        {
+            std::lock_guard lk(mu_);
+            items_.push_back(std::move(v));
+        }
+        cv_.notify_all();
+    }
+    bool wait_size(std::size_t n, std::chrono::milliseconds timeout = 10s) {
+        std::unique_lock lk(mu_);
+        return cv_.wait_for(lk, timeout, [&] { return items_.size() >= n; });
+    }
+    std::vector<T> items() {
+        std::lock_guard lk(mu_);
+        return items_;
+    }
+
+  private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<T> items_;
+};
+
+/// Waits until `pred(status)` holds (status changes arrive through on_status).
+template <class C, class Pred>
+bool wait_status(C& c, Pred pred, std::chrono::milliseconds timeout = 10s) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred(c.status())) return true;
+        c.wait_connected(20ms);  // a bounded wait on the client's own condition variable
+    }
+    return pred(c.status());
+}
+
+/// A free loopback port with nothing listening (connections are refused).
+std::uint16_t closed_port() {
+    TestGateway g;
+    return g.port();  // the gateway is gone when this returns
+}
+
+}  // namespace
+
+TEST(Client, PublishesAreAckedAndDeliveredExactlyOnceInOrder) {
+    TestGateway gw;
+    Client sub{options(gw.url())};
+    Inbox<MessageReceived> got;
+    sub.join("lobby", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
+    ASSERT_TRUE(sub.wait_connected(10s)) << sub.status_line();
+
+    Client pub{options(gw.url())};
+    auto room = pub.join("lobby");
+    Inbox<PublishOutcome> acks;
+    for (int i = 0; i < 50; ++i)
+        room.publish(std::to_string(i), [&](const PublishOutcome& r) { acks.push(r); });
+    ASSERT_TRUE(acks.wait_size(50));
+    ASSERT_TRUE(got.wait_size(50));
+    auto a = acks.items();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        EXPECT_TRUE(a[i].ok) << a[i].error;
+        if (i > 0) {
+            EXPECT_EQ(a[i].position.offset, a[i - 1].position.offset + 1);
+        }
+    }
+    auto m = got.items();
+    ASSERT_EQ(m.size(), 50u);
+    for (std::size_t i = 0; i < m.size(); ++i)
+        EXPECT_EQ(m[i].data, std::to_string(i));
+    EXPECT_EQ(pub.pending(), 0u);
+    EXPECT_EQ(pub.metrics().acked, 50u);
+}
+
+TEST(Client, InvalidOptionsAndRoomNamesAreRefusedClearly) {
+    ClientOptions o = options("ftp://x/");
+    EXPECT_THROW(Client{o}, std::invalid_argument);
+    o = options("ws://127.0.0.1:1/");
+    o.backoff.multiplier = 0.5;
+    EXPECT_THROW(Client{o}, std::invalid_argument);
+    Client c{options("ws://127.0.0.1:1/")};
+    EXPECT_THROW(c.join(""), std::invalid_argument);
+}
+
+TEST(Client, CredentialsAreAskedOnEveryConnectAndRefreshedAfter4004) {
+    std::atomic<int> valid_from{2};  // tokens "t0", "t1" are expired; t2+ are accepted
+    TestGateway gw{GatewayOptionsForTest{[&](std::string_view t, std::int64_t) {
+        const int n = std::atoi(std::string{t.substr(1)}.c_str());
+        if (n < valid_from) return AuthResult{false, {}, "expired"};
+        return AuthResult{true, "alice", {}};
+    }, {}, {}}};
+    auto o = options(gw.url());
+    std::mutex mu;
+    std::vector<bool> asked;  // the `refresh` flag of each request
+    int next = 1;
+    o.credentials = [&](bool refresh, CredentialsReply reply) {
+        std::lock_guard lk(mu);
+        asked.push_back(refresh);
+        // A real application would fetch a token over HTTP, on another thread.
+        std::thread([reply, t = "t" + std::to_string(next++)] { reply.ok(t); }).detach();
+    };
+    Client c{o};
+    ASSERT_TRUE(c.wait_connected(10s)) << c.status_line();
+    std::lock_guard lk(mu);
+    ASSERT_EQ(asked.size(), 2u);  // t1 (expired) -> 4004 -> refresh -> t2
+    EXPECT_FALSE(asked[0]);
+    EXPECT_TRUE(asked[1]);
+}
+
+TEST(Client, RejectedCredentialsStopRetryingUntilRetryNow) {
+    std::atomic<bool> accept{false};
+    std::atomic<int> tries{0};
+    TestGateway gw{GatewayOptionsForTest{[&](std::string_view, std::int64_t) {
+        ++tries;
+        return accept ? AuthResult{true, "alice", {}} : AuthResult{false, {}, "no"};
+    }, {}, {}}};
+    Client c{options(gw.url())};
+    EXPECT_FALSE(c.wait_connected(10s));  // returns early: the client stopped for good
+    auto s = c.status();
+    EXPECT_EQ(s.state, ConnState::error);
+    EXPECT_EQ(s.reason, StopReason::auth_failed);
+    EXPECT_EQ(s.close_code, 4004);
+    const int after_stop = tries.load();
+    EXPECT_EQ(after_stop, 2);  // the attempt and one re-identify, then nothing
+    accept = true;
+    c.retry_now();
+    ASSERT_TRUE(c.wait_connected(10s)) << c.status_line();
+}
+
+TEST(Client, ClosedAndReconnectedByTheApplication) {
+    TestGateway gw;
+    Client c{options(gw.url())};
+    ASSERT_TRUE(c.wait_connected(10s));
+    c.close();
+    ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) {
+        return s.state == ConnState::disconnected && s.reason == StopReason::manual;
+    }));
+    EXPECT_FALSE(c.wait_connected(100ms));
+    c.connect(true);
+    EXPECT_TRUE(c.wait_connected(10s));
+}
+
+TEST(Client, ProbeMustAnswerBeforeTheSocketOpens) {
+    TestGateway gw;
+    auto o = options(gw.url());
+    o.probe_url = "http://127.0.0.1:" + std::to_string(gw.port()) + "/healthz";
+    {
+        Client c{o};
+        EXPECT_TRUE(c.wait_connected(10s)) << c.status_line();
+    }
+    o.probe_url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/healthz";
+    Client c{o};
+    ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) {
+        return s.close_reason.find("probe failed") != std::string::npos;
+    })) << c.status_line();
+    EXPECT_EQ(c.metrics().connects, 0u);
+    o.probe_url = "http://127.0.0.1:" + std::to_string(gw.port()) + "/no-such-page";
+    Client d{o};
+    ASSERT_TRUE(wait_status(d, [](const ClientStatus& s) {
+        return s.close_reason.find("probe answered HTTP 404") != std::string::npos;
+    })) << d.status_line();
+}
+
+class TlsTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() /
+               ("tether-client-tls-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::create_directories(dir_);
+        cert_ = make_cert("local", "DNS:localhost,IP:127.0.0.1");
+        gw_ = std::make_unique<TestGateway>(GatewayOptionsForTest{{}, cert_, key_of(cert_)});
+    }
+    void TearDown() override {
+        gw_.reset();
+        fs::remove_all(dir_);
+    }
+    /// A self-signed certificate for `san`; returns the certificate's path.
+    std::string make_cert(const std::string& name, const std::string& san) {
+        const auto cert = (dir_ / (name + ".pem")).string();
+        const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " +
+                                key_of(cert) + " -out " + cert + " -days 1 -subj /CN=" + name +
+                                " -addext subjectAltName=" + san + " 2>/dev/null";
+        EXPECT_EQ(std::system(cmd.c_str()), 0);
+        return cert;
+    }
+    static std::string key_of(const std::string& cert) { return cert + ".key"; }
+    fs::path dir_;
+    std::string cert_;
+    std::unique_ptr<TestGateway> gw_;
+};
+
+TEST_F(TlsTest, VerifiedCertificateConnects) {
+    auto o = options(gw_->url("wss"));
+    o.ca_file = cert_;
+    Client c{o};
+    EXPECT_TRUE(c.wait_connected(10s)) << c.status_line();
+}
+
+TEST_F(TlsTest, UnknownIssuerIsRefused) {
+    Client c{options(gw_->url("wss"))};  // the system store does not know our CA
+    ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) {
+        return s.close_reason.find("certificate verify failed") != std::string::npos;
+    })) << c.status_line();
+    EXPECT_EQ(c.metrics().connects, 0u);
+}
+
+TEST_F(TlsTest, WrongHostNameIsRefused) {
+    // A trusted certificate, but for another name than the one we dial.
+    const auto other = make_cert("other", "DNS:other.example");
+    TestGateway gw{GatewayOptionsForTest{{}, other, key_of(other)}};
+    auto o = options(gw.url("wss"));
+    o.ca_file = other;
+    Client c{o};
+    ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) {
+        return s.close_reason.find("TLS") != std::string::npos;
+    })) << c.status_line();
+    EXPECT_EQ(c.metrics().connects, 0u);
+}
+
+TEST(Client, StateFileKeepsPendingMessagesAcrossARestart) {
+    const auto path = (fs::temp_directory_path() /
+                       ("tether-state-" + std::to_string(::getpid()) + ".json"))
+                          .string();
+    fs::remove(path);
+    TestGateway gw;
+    {
+        // The first process never reaches a server: everything stays pending.
+        auto o = options("ws://127.0.0.1:" + std::to_string(closed_port()) + "/");
+        o.state_file = path;
+        Client c{o};
+        auto room = c.join("orders");
+        for (int i = 0; i < 3; ++i)
+            room.publish(std::to_string(i));
+        ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) { return s.pending == 3; }));
+    }
+    ASSERT_TRUE(fs::exists(path));
+    auto o = options(gw.url());
+    o.state_file = path;
+    {
+        // The second process, same state file, reachable server.
+        Client sub{options(gw.url())};
+        Inbox<MessageReceived> got;
+        sub.join("orders", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
+        ASSERT_TRUE(sub.wait_connected(10s));
+        Client c{o};
+        // One state file, one client: a second one is refused.
+        EXPECT_THROW(Client{o}, std::invalid_argument);
+        Inbox<PublishOutcome> acks;
+        c.on_publish([&](const PublishOutcome& r) { acks.push(r); });
+        ASSERT_TRUE(acks.wait_size(3)) << c.status_line();
+        ASSERT_TRUE(got.wait_size(3));
+        auto m = got.items();
+        EXPECT_EQ(m[0].data, "0");
+        EXPECT_EQ(m[1].data, "1");
+        EXPECT_EQ(m[2].data, "2");
+        ASSERT_TRUE(wait_status(c, [](const ClientStatus& s) { return s.pending == 0; }));
+    }
+
+    // A corrupt state file is a clear error, not a silent fresh start.
+    {
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        std::fputs("{not json", f);
+        std::fclose(f);
+    }
+    try {
+        Client bad{o};
+        ADD_FAILURE() << "a corrupt state file was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string{e.what()}.find(path), std::string::npos);
+    }
+    fs::remove(path);
+    fs::remove(path + ".lock");
+}
+
+TEST(ReconnectingWebSocket, AuthFirstThenSubscriptionsAgainstARealServer) {
+    // The tether gateway as "any server": IDENTIFY is the auth message, READY
+    // the reply the validator wants, JOIN the subscription.
+    TestGateway gw;
+    ReconnectingWebSocketOptions o;
+    o.url = gw.url();
+    o.subprotocol = "tether.v1";
+    o.network_monitor = false;
+    o.backoff.initial = 50ms;
+    o.auth = [] {
+        return SocketMessage{R"({"op":"IDENTIFY","d":{"token":"bob","client":{"name":"raw","version":"1"}}})"};
+    };
+    o.auth_validator = [](const SocketMessage& m) -> std::optional<bool> {
+        if (m.data.find("\"HELLO\"") != std::string::npos) return std::nullopt;  // not the reply
+        return m.data.find("\"READY\"") != std::string::npos;
+    };
+    o.subscriptions = {SocketMessage{R"({"op":"JOIN","d":{"room":"raw"}})"}};
+    Inbox<std::string> got;
+    ReconnectingWebSocket ws{o};
+    ws.on_message([&](const SocketMessage& m) { got.push(m.data); });
+    ASSERT_TRUE(ws.wait_connected(10s)) << ws.status_line();
+    // The server's greeting (not the auth reply) is data; READY is consumed by
+    // the validator; the subscription's answer follows.
+    ASSERT_TRUE(got.wait_size(2));
+    EXPECT_NE(got.items()[0].find("HELLO"), std::string::npos) << got.items()[0];
+    EXPECT_NE(got.items()[1].find("JOINED"), std::string::npos) << got.items()[1];
+    // A PUBLISH through the raw socket comes back as an ACK and an EVENT.
+    ws.send(R"({"op":"PUBLISH","d":{"id":"r1","room":"raw","data":{"x":1}}})");
+    ASSERT_TRUE(got.wait_size(4));
+    EXPECT_EQ(ws.metrics().auth_failures, 0u);
+}
+
+TEST(ReconnectingWebSocket, RejectedAuthReplyStopsRetrying) {
+    TestGateway gw{GatewayOptionsForTest{[](std::string_view, std::int64_t) {
+        return AuthResult{false, {}, "no"};
+    }, {}, {}}};
+    ReconnectingWebSocketOptions o;
+    o.url = gw.url();
+    o.subprotocol = "tether.v1";
+    o.network_monitor = false;
+    o.auth = [] { return SocketMessage{R"({"op":"IDENTIFY","d":{"token":"x"}})"}; };
+    o.auth_validator = [](const SocketMessage& m) -> std::optional<bool> {
+        if (m.data.find("\"HELLO\"") != std::string::npos) return std::nullopt;
+        return m.data.find("\"READY\"") != std::string::npos;
+    };
+    ReconnectingWebSocket ws{o};
+    EXPECT_FALSE(ws.wait_connected(10s));
+    // The server answers a bad IDENTIFY by closing with 4004, a fatal code.
+    EXPECT_EQ(ws.status().reason, StopReason::fatal);
+    EXPECT_EQ(ws.status().close_code, 4004);
+    EXPECT_EQ(ws.metrics().attempts, 1u);
+}
+
+TEST(Client, RunsOnTheApplicationsExecutor) {
+    TestGateway gw;
+    boost::asio::io_context io;
+    std::promise<void> connected;
+    auto c = std::make_unique<Client>(io.get_executor(), options(gw.url()));
+    std::atomic<bool> done{false};
+    c->on_status([&](const ClientStatus& s) {
+        if (s.state == ConnState::connected && !done.exchange(true)) connected.set_value();
+    });
+    std::thread t([&] { io.run_for(10s); });
+    EXPECT_EQ(connected.get_future().wait_for(10s), std::future_status::ready);
+    c.reset();  // closes; no callback after this point
+    io.stop();
+    t.join();
+}
