@@ -42,6 +42,7 @@ struct ConnectArgs {
     bool json = false, raw = false;
     std::string ping_interval, pong_timeout;
     std::string fatal_codes;
+    std::vector<std::string> fatal_reasons;
     std::uint32_t max_attempts = 0;
     std::string state;
     std::string ca_file;
@@ -85,7 +86,9 @@ constexpr const char* kYellow = "33";
 constexpr const char* kGreen = "32";
 constexpr const char* kRed = "31";
 
-void emit_json(json::object o) { out_line(json::serialize(o)); }
+void emit_json(json::object o) {
+    out_line(json::serialize(o));
+}
 
 /// Raw JSON text as a JSON value (the data of tether events is always JSON).
 json::value as_json(const std::string& text) {
@@ -123,13 +126,56 @@ std::string fmt_seconds(std::int64_t ms) {
     return buf;
 }
 
+/// Stable identifiers for scripts (to_string() is for humans).
+std::string_view reason_id(StopReason r) {
+    switch (r) {
+        case StopReason::none:
+            return "none";
+        case StopReason::not_started:
+            return "not_started";
+        case StopReason::manual:
+            return "manual";
+        case StopReason::offline:
+            return "offline";
+        case StopReason::fatal:
+            return "fatal";
+        case StopReason::max_attempts:
+            return "max_attempts";
+        case StopReason::auth_failed:
+            return "auth_failed";
+    }
+    return "unknown";
+}
+
+std::string_view phase_id(Phase p) {
+    switch (p) {
+        case Phase::none:
+            return "none";
+        case Phase::fetching_credentials:
+            return "credentials";
+        case Phase::opening:
+            return "opening";
+        case Phase::authenticating:
+            return "authenticating";
+        case Phase::resuming:
+            return "resuming";
+        case Phase::joining:
+            return "joining";
+        case Phase::catching_up:
+            return "catching_up";
+        case Phase::sending:
+            return "sending";
+    }
+    return "unknown";
+}
+
 /// Status fields common to both modes.
 template <class Status>
 json::object status_json(const Status& s) {
     json::object o;
     o["type"] = "status";
     o["state"] = to_string(s.state);
-    o["reason"] = to_string(s.reason);
+    o["reason"] = reason_id(s.reason);
     o["attempt"] = s.attempt;
     if (s.next_retry_at)
         o["next_retry_ms"] = std::max<std::int64_t>(0, (*s.next_retry_at - Client::now()).count());
@@ -270,7 +316,8 @@ int stop_code(StopReason r) {
 
 bool terminal_stop(ConnState state, StopReason r) {
     return (state == ConnState::disconnected || state == ConnState::error) &&
-           (r == StopReason::fatal || r == StopReason::max_attempts || r == StopReason::auth_failed);
+           (r == StopReason::fatal || r == StopReason::max_attempts ||
+            r == StopReason::auth_failed);
 }
 
 std::optional<std::vector<std::uint16_t>> parse_codes(const std::string& text) {
@@ -278,7 +325,8 @@ std::optional<std::vector<std::uint16_t>> parse_codes(const std::string& text) {
     std::stringstream ss(text);
     std::string item;
     while (std::getline(ss, item, ',')) {
-        if (item.empty() || item.size() > 4 || item.find_first_not_of("0123456789") != std::string::npos)
+        if (item.empty() || item.size() > 4 ||
+            item.find_first_not_of("0123456789") != std::string::npos)
             return std::nullopt;
         const auto v = std::stoul(item);
         if (v < 1000 || v > 4999) return std::nullopt;
@@ -291,7 +339,8 @@ std::string read_token_file(const std::string& path) {
     std::ifstream in(path);
     std::string t;
     std::getline(in, t);
-    while (!t.empty() && (t.back() == '\r' || t.back() == ' ')) t.pop_back();
+    while (!t.empty() && (t.back() == '\r' || t.back() == ' '))
+        t.pop_back();
     return t;
 }
 
@@ -318,20 +367,22 @@ std::optional<int> common_options(const ConnectArgs& a, BackoffPolicy& b,
     if (auto e = b.validate()) return usage("backoff: " + *e);
     for (const auto& h : a.headers) {
         const auto colon = h.find(':');
-        if (colon == std::string::npos || colon == 0) return usage("--header must be 'Name: value'");
+        if (colon == std::string::npos || colon == 0)
+            return usage("--header must be 'Name: value'");
         std::string v = h.substr(colon + 1);
-        while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+        while (!v.empty() && v.front() == ' ')
+            v.erase(0, 1);
         headers.emplace_back(h.substr(0, colon), v);
     }
     return std::nullopt;
 }
 
-/// Waits for the loop; `handle_line` gets stdin lines; `pending` tells what is
-/// still unacknowledged at EOF.
-template <class HandleLine, class Pending>
-int run_loop(Loop& loop, const ConnectArgs& a, HandleLine handle_line, Pending pending) {
+/// Waits for the loop; `handle_line` gets stdin lines; at the end of stdin
+/// `flush(timeout)` waits for what is still unacknowledged (`pending` counts it).
+template <class HandleLine, class Flush, class Pending>
+int run_loop(Loop& loop, const ConnectArgs& a, HandleLine handle_line, Flush flush,
+             Pending pending) {
     const auto drain_ms = parse_duration_ms(a.drain_timeout).value_or(10'000);
-    std::optional<std::chrono::steady_clock::time_point> eof_deadline;
     std::unique_lock lk(loop.mu);
     for (;;) {
         if (loop.signal != 0) return exit_ok;
@@ -345,16 +396,14 @@ int run_loop(Loop& loop, const ConnectArgs& a, HandleLine handle_line, Pending p
             if (rc) return *rc;
         }
         if (loop.eof && !a.no_exit_on_eof) {
-            if (!eof_deadline)
-                eof_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms);
-            if (pending() == 0) return exit_ok;
-            if (std::chrono::steady_clock::now() >= *eof_deadline) {
-                err_line(std::to_string(pending()) + " message(s) not acknowledged before --drain-timeout",
-                         kRed);
-                return exit_unsent;
-            }
+            lk.unlock();
+            if (flush(std::chrono::milliseconds(drain_ms))) return exit_ok;
+            err_line(
+                std::to_string(pending()) + " message(s) not acknowledged before --drain-timeout",
+                kRed);
+            return exit_unsent;
         }
-        loop.cv.wait_for(lk, std::chrono::milliseconds(50));
+        loop.cv.wait(lk);
     }
 }
 
@@ -367,13 +416,34 @@ int run_tether(const ConnectArgs& a) {
     if (auto rc = common_options(a, o.backoff, o.headers)) return *rc;
     o.open_timeout = std::chrono::milliseconds(*parse_duration_ms(a.open_timeout));
     if (!a.token_file.empty()) {
-        const std::string path = a.token_file;
-        o.credentials = [path](bool, CredentialsReply reply) {
-            const std::string t = read_token_file(path);
-            if (t.empty())
-                reply.fail("token file " + path + " is empty or unreadable");
-            else
+        // Read before every connect. After a rejection (refresh) the same
+        // token is not offered again: wait for whoever refreshes the file
+        // (a sidecar, a projected service-account token), at most 9 s.
+        struct TokenFile {
+            std::string path;
+            std::mutex mu;
+            std::string last;
+        };
+        auto tf = std::make_shared<TokenFile>();
+        tf->path = a.token_file;
+        o.credentials = [tf](bool refresh, CredentialsReply reply) {
+            std::thread([tf, refresh, reply] {
+                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(9);
+                std::string t = read_token_file(tf->path);
+                std::unique_lock lk(tf->mu);
+                while (refresh && t == tf->last && std::chrono::steady_clock::now() < deadline) {
+                    lk.unlock();
+                    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // file polling
+                    t = read_token_file(tf->path);
+                    lk.lock();
+                }
+                if (t.empty())
+                    return reply.fail("token file " + tf->path + " is empty or unreadable");
+                if (refresh && t == tf->last)
+                    return reply.fail("token file " + tf->path + " was not refreshed");
+                tf->last = t;
                 reply.ok(t);
+            }).detach();
         };
     }
     if (!a.ping_interval.empty()) {
@@ -391,6 +461,7 @@ int run_tether(const ConnectArgs& a) {
         if (!c) return usage("--fatal-codes must be a comma-separated list of codes 1000-4999");
         o.fatal_codes = *c;
     }
+    o.fatal_reasons = a.fatal_reasons;
     if (!a.state.empty()) o.state_file = a.state;
     if (!a.ca_file.empty()) o.ca_file = a.ca_file;
     o.tls_verify = !a.insecure;
@@ -413,7 +484,7 @@ int run_tether(const ConnectArgs& a) {
     client->on_status([js, banner, last_sending, interactive, &loop](const ClientStatus& s) {
         if (js) {
             auto o2 = status_json(s);
-            o2["phase"] = to_string(s.phase);
+            o2["phase"] = phase_id(s.phase);
             o2["pending"] = s.pending;
             o2["sending_done"] = s.sending_done;
             o2["sending_total"] = s.sending_total;
@@ -436,17 +507,26 @@ int run_tether(const ConnectArgs& a) {
     });
     client->on_session([js](const SessionStarted& s) {
         if (js)
-            emit_json({{"type", "session"}, {"session_id", s.session_id}, {"user", s.user},
+            emit_json({{"type", "session"},
+                       {"session_id", s.session_id},
+                       {"user", s.user},
                        {"resumed", s.resumed}});
     });
     client->on_publish([js](const PublishOutcome& r) {
         if (js) {
             if (r.ok)
-                emit_json({{"type", "ack"}, {"id", r.id}, {"room", r.room}, {"epoch", r.position.epoch},
+                emit_json({{"type", "ack"},
+                           {"id", r.id},
+                           {"room", r.room},
+                           {"epoch", r.position.epoch},
                            {"offset", r.position.offset}});
             else
-                emit_json({{"type", "publish_failed"}, {"id", r.id}, {"room", r.room}, {"error", r.error},
-                           {"reason", r.reason}, {"possibly_delivered", r.possibly_delivered}});
+                emit_json({{"type", "publish_failed"},
+                           {"id", r.id},
+                           {"room", r.room},
+                           {"error", r.error},
+                           {"reason", r.reason},
+                           {"possibly_delivered", r.possibly_delivered}});
         } else if (!r.ok) {
             err_line("Message " + r.id + " failed: " + r.error + " " + r.reason, kRed);
         }
@@ -456,22 +536,28 @@ int run_tether(const ConnectArgs& a) {
         RoomOptions ro;
         ro.on_message = [js, one_room](const MessageReceived& m) {
             if (js)
-                emit_json({{"type", "message"}, {"room", m.room}, {"epoch", m.position.epoch},
-                           {"offset", m.position.offset}, {"data", as_json(m.data)},
+                emit_json({{"type", "message"},
+                           {"room", m.room},
+                           {"epoch", m.position.epoch},
+                           {"offset", m.position.offset},
+                           {"data", as_json(m.data)},
                            {"replayed", m.replayed}});
             else
                 out_line(one_room ? m.data : m.room + "\t" + m.data);
         };
         ro.on_status = [js](const RoomStatusChanged& r) {
             if (js)
-                emit_json({{"type", "room"}, {"room", r.room}, {"state", to_string(r.state)},
+                emit_json({{"type", "room"},
+                           {"room", r.room},
+                           {"state", to_string(r.state)},
                            {"reason", r.reason}});
             else if (r.state == RoomState::error)
                 err_line("Room " + r.room + ": " + r.reason, kRed);
         };
         ro.on_history_lost = [js](const HistoryLost& h) {
             if (js)
-                emit_json({{"type", "history_lost"}, {"room", h.room},
+                emit_json({{"type", "history_lost"},
+                           {"room", h.room},
                            {"last_offset", h.last_delivered.offset},
                            {"resumed_offset", h.resumed_at.offset}});
             else
@@ -496,12 +582,18 @@ int run_tether(const ConnectArgs& a) {
             std::string cmd, arg;
             ss >> cmd >> arg;
             if (cmd == "/quit") return exit_ok;
-            if (cmd == "/retry") client->retry_now();
-            else if (cmd == "/connect") client->connect(true);
-            else if (cmd == "/close") client->close();
-            else if (cmd == "/offline") client->set_online(false);
-            else if (cmd == "/online") client->set_online(true);
-            else if (cmd == "/status") err_line(client->status_line(), nullptr);
+            if (cmd == "/retry")
+                client->retry_now();
+            else if (cmd == "/connect")
+                client->connect(true);
+            else if (cmd == "/close")
+                client->close();
+            else if (cmd == "/offline")
+                client->set_online(false);
+            else if (cmd == "/online")
+                client->set_online(true);
+            else if (cmd == "/status")
+                err_line(client->status_line(), nullptr);
             else if (cmd == "/join" && !arg.empty()) {
                 try {
                     rooms.emplace(arg, client->join(arg, make_room_options(arg)));
@@ -540,7 +632,9 @@ int run_tether(const ConnectArgs& a) {
         it->second.publish(std::move(data));
         return std::nullopt;
     };
-    const int rc = run_loop(loop, a, handle, [&] { return client->pending(); });
+    const int rc = run_loop(
+        loop, a, handle, [&](std::chrono::milliseconds t) { return client->flush(t); },
+        [&] { return client->pending(); });
     client.reset();  // closes with 1000, bounded by the close timeout
     return rc;
 }
@@ -557,7 +651,8 @@ int run_raw(const ConnectArgs& a) {
     if (!a.auth_message.empty()) {
         o.auth = [m = a.auth_message] { return SocketMessage{m, false}; };
         if (!a.auth_expect.empty())
-            o.auth_validator = [want = a.auth_expect](const SocketMessage& m) -> std::optional<bool> {
+            o.auth_validator = [want =
+                                    a.auth_expect](const SocketMessage& m) -> std::optional<bool> {
                 return m.data.find(want) != std::string::npos;
             };
     }
@@ -601,6 +696,7 @@ int run_raw(const ConnectArgs& a) {
         if (!c) return usage("--fatal-codes must be a comma-separated list of codes 1000-4999");
         o.fatal_codes = *c;
     }
+    o.fatal_reasons = a.fatal_reasons;
     if (!a.ca_file.empty()) o.ca_file = a.ca_file;
     o.tls_verify = !a.insecure;
     if (!a.probe.empty()) o.probe_url = a.probe;
@@ -629,11 +725,13 @@ int run_raw(const ConnectArgs& a) {
     });
     ws->on_message([js](const SocketMessage& m) {
         if (js)
-            emit_json({{"type", "message"}, {"binary", m.binary},
+            emit_json({{"type", "message"},
+                       {"binary", m.binary},
                        {"data", m.binary ? base64(m.data) : m.data}});
         else
-            out_line(m.binary ? "<binary " + std::to_string(m.data.size()) + " bytes> " + base64(m.data)
-                              : m.data);
+            out_line(m.binary
+                         ? "<binary " + std::to_string(m.data.size()) + " bytes> " + base64(m.data)
+                         : m.data);
     });
     ws->on_latency([js](std::chrono::milliseconds rtt) {
         if (js) emit_json({{"type", "latency"}, {"rtt_ms", rtt.count()}});
@@ -647,16 +745,25 @@ int run_raw(const ConnectArgs& a) {
     start_stdin_thread(loop);
     auto handle = [&](const std::string& line) -> std::optional<int> {
         if (line == "/quit") return exit_ok;
-        if (line == "/retry") ws->retry_now();
-        else if (line == "/connect") ws->connect(true);
-        else if (line == "/close") ws->close();
-        else if (line == "/offline") ws->set_online(false);
-        else if (line == "/online") ws->set_online(true);
-        else if (line == "/status") err_line(ws->status_line(), nullptr);
-        else ws->send(line.rfind("//", 0) == 0 ? line.substr(1) : line);
+        if (line == "/retry")
+            ws->retry_now();
+        else if (line == "/connect")
+            ws->connect(true);
+        else if (line == "/close")
+            ws->close();
+        else if (line == "/offline")
+            ws->set_online(false);
+        else if (line == "/online")
+            ws->set_online(true);
+        else if (line == "/status")
+            err_line(ws->status_line(), nullptr);
+        else
+            ws->send(line.rfind("//", 0) == 0 ? line.substr(1) : line);
         return std::nullopt;
     };
-    const int rc = run_loop(loop, a, handle, [&] { return ws->status().queued; });
+    const int rc = run_loop(
+        loop, a, handle, [&](std::chrono::milliseconds t) { return ws->flush(t); },
+        [&] { return ws->status().queued; });
     ws.reset();
     return rc;
 }
@@ -678,14 +785,18 @@ Action add_connect_command(CLI::App& app) {
                     "Liveness ping interval (default: the server's, --raw: 15s)");
     cmd->add_option("--pong-timeout", a->pong_timeout,
                     "Close and reconnect when no pong arrives in time (default: ping interval)");
-    cmd->add_option("--fatal-codes", a->fatal_codes,
-                    "Close codes that stop retrying, comma-separated (default 4003,4004,4012,4013,4014; "
-                    "--raw: 1008,4003,4004)");
+    cmd->add_option(
+        "--fatal-codes", a->fatal_codes,
+        "Close codes that stop retrying, comma-separated (default 4003,4004,4012,4013,4014; "
+        "--raw: 1008,4003,4004)");
+    cmd->add_option("--fatal-reason", a->fatal_reasons,
+                    "A close reason containing this text stops retrying (repeatable)");
     cmd->add_option("--max-attempts", a->max_attempts, "Give up after N attempts (default: never)");
     cmd->add_option("--state", a->state,
                     "Keep pending messages and room positions in this file across restarts");
     cmd->add_option("--ca-file", a->ca_file, "Trust this CA file instead of the system store");
-    cmd->add_flag("--insecure", a->insecure, "Do not verify the server certificate (development only)");
+    cmd->add_flag("--insecure", a->insecure,
+                  "Do not verify the server certificate (development only)");
     cmd->add_option("--probe", a->probe, "HTTP(S) URL that must answer 2xx before each attempt");
     cmd->add_option("--header", a->headers, "Extra upgrade header 'Name: value' (repeatable)");
     cmd->add_option("--backoff", a->backoff,
@@ -696,19 +807,24 @@ Action add_connect_command(CLI::App& app) {
     cmd->add_flag("--no-network-monitor", a->no_network_monitor,
                   "Do not follow the host's network (netlink)");
     cmd->add_flag("-n,--no-exit-on-eof", a->no_exit_on_eof, "Keep running when stdin ends");
-    cmd->add_option("--open-timeout", a->open_timeout,
-                    "Give up an attempt whose TCP/TLS/WebSocket handshake takes longer (default 10s)");
+    cmd->add_option(
+        "--open-timeout", a->open_timeout,
+        "Give up an attempt whose TCP/TLS/WebSocket handshake takes longer (default 10s)");
     cmd->add_option("--drain-timeout", a->drain_timeout,
                     "At end of stdin, wait this long for acknowledgements (default 10s)");
     cmd->add_option("--auth-message", a->auth_message, "--raw: sent first on every connect");
     cmd->add_option("--auth-expect", a->auth_expect,
                     "--raw: the auth reply must contain this text, else stop (exit 5)");
-    cmd->add_option("--subscribe", a->subscribe, "--raw: sent after auth on every connect (repeatable)");
-    cmd->add_option("--ping-mode", a->ping_mode, "--raw: ws (RFC 6455 pings, default), app or none");
+    cmd->add_option("--subscribe", a->subscribe,
+                    "--raw: sent after auth on every connect (repeatable)");
+    cmd->add_option("--ping-mode", a->ping_mode,
+                    "--raw: ws (RFC 6455 pings, default), app or none");
     cmd->add_option("--ping-payload", a->ping_payload, "--raw: ping payload (default 'ping')");
-    cmd->add_option("--pong-match", a->pong_match, "--raw, app pings: the reply text (default 'pong')");
-    cmd->add_option("--answer", a->answer,
-                    "--raw: answer MESSAGE with REPLY, as MESSAGE=REPLY (server pings; repeatable)");
+    cmd->add_option("--pong-match", a->pong_match,
+                    "--raw, app pings: the reply text (default 'pong')");
+    cmd->add_option(
+        "--answer", a->answer,
+        "--raw: answer MESSAGE with REPLY, as MESSAGE=REPLY (server pings; repeatable)");
     cmd->add_option("--subprotocol", a->subprotocol, "--raw: Sec-WebSocket-Protocol to request");
     return [cmd, a]() -> int {
         if (!cmd->parsed()) return exit_usage;

@@ -109,7 +109,7 @@ struct ClientOptions {
 /// The outcome of Room::publish.
 struct PublishOutcome {
     bool ok = false;
-    std::string id;                  ///< publish id (also set on most failures)
+    std::string id;  ///< publish id (also set on most failures)
     std::string room;
     proto::StreamPosition position;  ///< where the server stored it (ok only)
     std::string error;   ///< "outbox_full", "too_large", "invalid_data", NACK code, "expired", ...
@@ -189,7 +189,11 @@ class Client {
     /// (which have no per-call callback).
     void on_publish(std::function<void(const PublishOutcome&)> f);
     ClientMetrics metrics() const;
+    /// Messages in the outbox (not yet acknowledged).
     std::size_t pending() const;
+    /// Blocks until every message published before the call was acknowledged
+    /// or failed (true), or the timeout passed (false).
+    bool flush(std::chrono::milliseconds timeout);
 
     /// Attempt now (leaves a fatal or error state too).
     void retry_now();

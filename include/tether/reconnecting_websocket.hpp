@@ -45,7 +45,7 @@
 namespace tether {
 
 struct ReconnectingWebSocketOptions {
-    std::string url;  ///< ws:// or wss://
+    std::string url;                                           ///< ws:// or wss://
     std::vector<std::pair<std::string, std::string>> headers;  ///< on the upgrade request
     std::string subprotocol;  ///< Sec-WebSocket-Protocol, required from the server when set
 
@@ -116,6 +116,9 @@ class ReconnectingWebSocket {
     SocketStatus status() const;
     std::string status_line() const;
     SocketMetrics metrics() const;
+    /// Blocks until every message sent before the call left the queue
+    /// (written to a socket) or was dropped (true), or the timeout passed.
+    bool flush(std::chrono::milliseconds timeout);
 
     void retry_now();
     void connect(bool reset_backoff = false);

@@ -173,6 +173,7 @@ std::optional<std::string> ClientConfig::validate() const {
     if (rooms_max == 0) return "rooms max must be >= 1";
     if (outbox.count_max == 0) return "outbox count max must be >= 1";
     if (outbox.bytes_max == 0) return "outbox bytes max must be >= 1";
+    if (outbox.inflight_max == 0) return "outbox inflight max must be >= 1";
     if (outbox.message_ttl && outbox.message_ttl->count() <= 0) return "message ttl must be > 0";
     if (limits.frame_bytes_max < 256) return "frame limit must be >= 256 bytes";
     if (limits.depth_max < 3) return "depth limit must be >= 3";
@@ -873,8 +874,13 @@ void ClientCore::note_established_lost(time_point now) {
 
 void ClientCore::flush_outbox(time_point now) {
     if (!established()) return;
+    std::size_t inflight = 0;
+    for (const auto& e : outbox_)
+        if (e.sent_on == conn_->id) ++inflight;
     for (auto& e : outbox_) {
         if (e.sent_on == conn_->id) continue;
+        if (inflight >= config_.outbox.inflight_max) break;
+        ++inflight;
         if (e.not_before && *e.not_before > now) break;  // keep order behind a held message
         e.not_before.reset();
         e.sent_on = conn_->id;
@@ -932,8 +938,7 @@ std::optional<std::string> ClientCore::restore(time_point now, const ClientSnaps
     if (snap.outbox.size() > config_.outbox.count_max) return "more messages than outbox.count_max";
     std::size_t bytes = 0;
     for (const auto& p : snap.outbox) {
-        if (p.id.empty() || p.id.size() > config_.limits.id_bytes_max)
-            return "invalid message id";
+        if (p.id.empty() || p.id.size() > config_.limits.id_bytes_max) return "invalid message id";
         if (!valid_room_name(p.room, config_.limits)) return "invalid room in outbox";
         if (proto::validate_data(p.data, config_.limits)) return "invalid data in outbox";
         bytes += p.data.size();

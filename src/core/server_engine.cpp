@@ -13,6 +13,10 @@ namespace {
 constexpr std::int64_t kHousekeepingMs = 1'000;
 constexpr std::size_t kQueueMax = 1u << 22;     // transmits between two polls
 constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row before closing 4008
+// How long a rate-limited publish holds the ones behind it beyond its
+// retry_after; after that the client has evidently dropped it.
+constexpr std::int64_t kHeldGraceMs = 5'000;
+constexpr std::size_t kHeldMax = 1024;  // NACKed ids remembered per connection (then 4008)
 
 bool equal_constant_time(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -351,13 +355,23 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
                     "payload above " + std::to_string(config_.message_bytes_max) + " bytes");
     if (config_.authorize && !config_.authorize(user, m.room, true))
         return nack(proto::codes::not_permitted, "not permitted to publish here");
-    std::int64_t retry = 0;
-    if (!take_token(now, c, retry)) {
-        if (++c.rate_limited_in_a_row > kRateLimitedMax)
+    if (!c.held.empty() && now >= c.held_until_ms) c.held.clear();
+    auto hold = [&](std::string reason, std::int64_t retry) {
+        if (++c.rate_limited_in_a_row > kRateLimitedMax || c.held.size() >= kHeldMax)
             return close(conn, close_code::rate_limited, "rate limited: publish flood");
-        return nack(proto::codes::rate_limited, "publish rate exceeded", retry);
+        if (std::find(c.held.begin(), c.held.end(), m.id) == c.held.end()) c.held.push_back(m.id);
+        c.held_until_ms = now + retry + kHeldGraceMs;
+        nack(proto::codes::rate_limited, std::move(reason), retry);
+    };
+    if (!c.held.empty() && c.held.front() != m.id) {
+        // Behind a held publish: accepting this one would overtake it.
+        return hold("held behind " + c.held.front(),
+                    std::max<std::int64_t>(1, c.held_until_ms - kHeldGraceMs - now));
     }
+    std::int64_t retry = 0;
+    if (!take_token(now, c, retry)) return hold("publish rate exceeded", retry);
     c.rate_limited_in_a_row = 0;
+    if (!c.held.empty()) c.held.pop_front();
     const auto res = append(now, m.room, m.data, user, m.id);
     remember(user, m.id, DedupeEntry{m.room, res.position, now, false});
     pending_.back().ack_to.emplace_back(conn, m.id);

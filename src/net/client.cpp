@@ -28,7 +28,10 @@ struct Room::Shared {
 
 struct Client::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::any_io_executor ex, ClientOptions o)
-        : opt(std::move(o)), strand(asio::make_strand(ex)), core(make_config(opt)), timer(strand),
+        : opt(std::move(o)),
+          strand(asio::make_strand(ex)),
+          core(make_config(opt)),
+          timer(strand),
           save_timer(strand) {
         auto u = net::detail::parse_url(opt.url);
         if (auto* e = std::get_if<std::string>(&u)) throw std::invalid_argument(*e);
@@ -79,8 +82,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // ---- runs on the strand ---------------------------------------------------------
     void start() {
         if (opt.network_monitor && !net::detail::is_loopback_host(url.host)) {
-            monitor = net::detail::make_network_monitor(
-                strand, [w = weak_from_this()](bool online) {
+            monitor =
+                net::detail::make_network_monitor(strand, [w = weak_from_this()](bool online) {
                     if (auto self = w.lock()) {
                         self->core.set_online(Client::now(), online);
                         self->pump();
@@ -228,13 +231,15 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     void on_event(RoomStatusChanged& e) {
         if (auto it = rooms.find(e.room); it != rooms.end()) {
             auto r = it->second;
-            if (e.state == RoomState::error || (e.state == RoomState::disconnected && e.reason == "left"))
+            if (e.state == RoomState::error ||
+                (e.state == RoomState::disconnected && e.reason == "left"))
                 rooms.erase(it);
             call(r->handlers.on_status, e);
         }
     }
     void on_event(MessageReceived& e) {
-        if (auto it = rooms.find(e.room); it != rooms.end()) call(it->second->handlers.on_message, e);
+        if (auto it = rooms.find(e.room); it != rooms.end())
+            call(it->second->handlers.on_message, e);
     }
     void on_event(HistoryLost& e) {
         if (auto it = rooms.find(e.room); it != rooms.end())
@@ -317,15 +322,20 @@ namespace {
 template <class F>
 void on_strand(const std::shared_ptr<Room::Shared>& s, F f) {
     if (!s) throw std::logic_error("tether::Room: empty handle");
-    if (auto c = s->client.lock()) asio::post(c->strand, [c, f = std::move(f)]() mutable { f(*c); });
+    if (auto c = s->client.lock())
+        asio::post(c->strand, [c, f = std::move(f)]() mutable { f(*c); });
 }
 }  // namespace
 
 void Room::on_message(std::function<void(const MessageReceived&)> f) const {
-    on_strand(s_, [s = s_, f = std::move(f)](Client::Impl&) mutable { s->handlers.on_message = std::move(f); });
+    on_strand(s_, [s = s_, f = std::move(f)](Client::Impl&) mutable {
+        s->handlers.on_message = std::move(f);
+    });
 }
 void Room::on_status(std::function<void(const RoomStatusChanged&)> f) const {
-    on_strand(s_, [s = s_, f = std::move(f)](Client::Impl&) mutable { s->handlers.on_status = std::move(f); });
+    on_strand(s_, [s = s_, f = std::move(f)](Client::Impl&) mutable {
+        s->handlers.on_status = std::move(f);
+    });
 }
 void Room::on_history_lost(std::function<void(const HistoryLost&)> f) const {
     on_strand(s_, [s = s_, f = std::move(f)](Client::Impl&) mutable {
@@ -333,7 +343,12 @@ void Room::on_history_lost(std::function<void(const HistoryLost&)> f) const {
     });
 }
 void Room::publish(std::string data, std::function<void(const PublishOutcome&)> done) const {
-    on_strand(s_, [name = name_, data = std::move(data), done = std::move(done)](Client::Impl& c) mutable {
+    if (!s_) throw std::logic_error("tether::Room: empty handle");
+    auto client = s_->client.lock();
+    if (!client) return;
+    const auto ticket = client->mirror.take_ticket();  // flush() called after this sees it
+    on_strand(s_, [ticket, name = name_, data = std::move(data),
+                   done = std::move(done)](Client::Impl& c) mutable {
         auto res = c.core.publish(Client::now(), name, std::move(data));
         if (!res.accepted) {
             PublishOutcome o;
@@ -344,6 +359,7 @@ void Room::publish(std::string data, std::function<void(const PublishOutcome&)> 
         } else if (done) {
             c.publish_cbs[res.id] = std::move(done);
         }
+        c.mirror.applied(ticket);
         c.pump();
     });
 }
@@ -383,10 +399,13 @@ Client::~Client() {
     }
 }
 
-Room Client::join(std::string room) { return join(std::move(room), RoomOptions{}); }
+Room Client::join(std::string room) {
+    return join(std::move(room), RoomOptions{});
+}
 
 Room Client::join(std::string room, RoomOptions handlers) {
-    if (room.empty() || room.size() > impl_->opt.limits.room_bytes_max || !proto::is_valid_utf8(room))
+    if (room.empty() || room.size() > impl_->opt.limits.room_bytes_max ||
+        !proto::is_valid_utf8(room))
         throw std::invalid_argument("tether::Client::join: invalid room name");
     auto shared = std::make_shared<Room::Shared>();
     shared->client = impl_;
@@ -418,22 +437,38 @@ bool Client::wait_connected(std::chrono::milliseconds timeout) {
     return s.state == ConnState::connected;
 }
 
-ClientStatus Client::status() const { return impl_->mirror.status(); }
-std::string Client::status_line() const { return describe(status(), now()); }
-ClientMetrics Client::metrics() const { return impl_->mirror.metrics(); }
-std::size_t Client::pending() const { return impl_->mirror.pending(); }
+ClientStatus Client::status() const {
+    return impl_->mirror.status();
+}
+std::string Client::status_line() const {
+    return describe(status(), now());
+}
+ClientMetrics Client::metrics() const {
+    return impl_->mirror.metrics();
+}
+std::size_t Client::pending() const {
+    return impl_->mirror.pending();
+}
+bool Client::flush(std::chrono::milliseconds timeout) {
+    if (impl_->strand.running_in_this_thread()) return impl_->core.pending() == 0;
+    return impl_->mirror.wait_pending_zero(timeout);
+}
 
 void Client::on_status(std::function<void(const ClientStatus&)> f) {
-    asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->on_status_cb = std::move(f); });
+    asio::post(impl_->strand,
+               [s = impl_, f = std::move(f)]() mutable { s->on_status_cb = std::move(f); });
 }
 void Client::on_latency(std::function<void(std::chrono::milliseconds)> f) {
-    asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->on_latency_cb = std::move(f); });
+    asio::post(impl_->strand,
+               [s = impl_, f = std::move(f)]() mutable { s->on_latency_cb = std::move(f); });
 }
 void Client::on_session(std::function<void(const SessionStarted&)> f) {
-    asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->on_session_cb = std::move(f); });
+    asio::post(impl_->strand,
+               [s = impl_, f = std::move(f)]() mutable { s->on_session_cb = std::move(f); });
 }
 void Client::on_publish(std::function<void(const PublishOutcome&)> f) {
-    asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->on_publish_cb = std::move(f); });
+    asio::post(impl_->strand,
+               [s = impl_, f = std::move(f)]() mutable { s->on_publish_cb = std::move(f); });
 }
 
 namespace {
@@ -453,7 +488,8 @@ void Client::retry_now() {
     command(impl_, [](ClientCore& c, time_point now) { c.retry_now(now); });
 }
 void Client::connect(bool reset_backoff) {
-    command(impl_, [reset_backoff](ClientCore& c, time_point now) { c.connect(now, reset_backoff); });
+    command(impl_,
+            [reset_backoff](ClientCore& c, time_point now) { c.connect(now, reset_backoff); });
 }
 void Client::close() {
     command(impl_, [](ClientCore& c, time_point now) { c.close(now); });
@@ -462,6 +498,8 @@ void Client::set_online(bool online) {
     command(impl_, [online](ClientCore& c, time_point now) { c.set_online(now, online); });
 }
 
-time_point Client::now() { return net::detail::steady_now(); }
+time_point Client::now() {
+    return net::detail::steady_now();
+}
 
 }  // namespace tether

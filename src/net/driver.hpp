@@ -26,8 +26,8 @@ namespace tether::net::detail {
 
 /// The core's clock: steady, in whole milliseconds.
 inline time_point steady_now() {
-    return time_point{std::chrono::duration_cast<duration>(
-        std::chrono::steady_clock::now().time_since_epoch())};
+    return time_point{
+        std::chrono::duration_cast<duration>(std::chrono::steady_clock::now().time_since_epoch())};
 }
 
 /// An io_context with one thread, for drivers that run on their own.
@@ -150,6 +150,12 @@ class Mirror {
         std::unique_lock lk(mu_);
         cv_.wait_for(lk, timeout, [&] { return applied_ >= need && done(status_); });
         return status_;
+    }
+    /// Like wait(), on the pending count.
+    bool wait_pending_zero(std::chrono::milliseconds timeout) const {
+        const std::uint64_t need = posted_.load();
+        std::unique_lock lk(mu_);
+        return cv_.wait_for(lk, timeout, [&] { return applied_ >= need && pending_ == 0; });
     }
     /// Waits (bounded) until the driver stopped and has no socket left.
     void wait_idle(std::chrono::milliseconds timeout) const {

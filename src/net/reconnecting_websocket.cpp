@@ -57,7 +57,8 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
         c.queue_bytes_max = o.queue_bytes_max;
         c.overflow = o.overflow;
         c.message_bytes_max = o.message_bytes_max;
-        if (auto e = c.validate()) throw std::invalid_argument("tether::ReconnectingWebSocket: " + *e);
+        if (auto e = c.validate())
+            throw std::invalid_argument("tether::ReconnectingWebSocket: " + *e);
         return c;
     }
 
@@ -199,9 +200,10 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
-    void send(SocketMessage m) {
+    void send(SocketMessage m, std::uint64_t ticket) {
         const auto err = core.send(steady_now(), m);
         if (!err.empty()) gate.call(on_dropped_cb, m, err);
+        mirror.applied(ticket);
         pump();
     }
 
@@ -256,11 +258,24 @@ void post_to(const std::shared_ptr<Impl>& impl, F f) {
 }
 }  // namespace
 
+namespace {
+void post_send(const std::shared_ptr<ReconnectingWebSocket::Impl>& impl, SocketMessage m) {
+    const auto ticket = impl->mirror.take_ticket();  // flush() called after this sees it
+    post_to(impl, [ticket, m = std::move(m)](ReconnectingWebSocket::Impl& s) mutable {
+        s.send(std::move(m), ticket);
+    });
+}
+}  // namespace
+
 void ReconnectingWebSocket::send(std::string text) {
-    post_to(impl_, [m = SocketMessage{std::move(text), false}](Impl& s) mutable { s.send(std::move(m)); });
+    post_send(impl_, {std::move(text), false});
 }
 void ReconnectingWebSocket::send_binary(std::string data) {
-    post_to(impl_, [m = SocketMessage{std::move(data), true}](Impl& s) mutable { s.send(std::move(m)); });
+    post_send(impl_, {std::move(data), true});
+}
+bool ReconnectingWebSocket::flush(std::chrono::milliseconds timeout) {
+    if (impl_->strand.running_in_this_thread()) return impl_->core.status().get().queued == 0;
+    return impl_->mirror.wait_pending_zero(timeout);
 }
 void ReconnectingWebSocket::on_message(std::function<void(const SocketMessage&)> f) {
     post_to(impl_, [f = std::move(f)](Impl& s) mutable { s.on_message_cb = std::move(f); });
@@ -283,9 +298,15 @@ bool ReconnectingWebSocket::wait_connected(std::chrono::milliseconds timeout) {
     return s.state == ConnState::connected;
 }
 
-SocketStatus ReconnectingWebSocket::status() const { return impl_->mirror.status(); }
-std::string ReconnectingWebSocket::status_line() const { return describe(status(), steady_now()); }
-SocketMetrics ReconnectingWebSocket::metrics() const { return impl_->mirror.metrics(); }
+SocketStatus ReconnectingWebSocket::status() const {
+    return impl_->mirror.status();
+}
+std::string ReconnectingWebSocket::status_line() const {
+    return describe(status(), steady_now());
+}
+SocketMetrics ReconnectingWebSocket::metrics() const {
+    return impl_->mirror.metrics();
+}
 
 namespace {
 template <class F>
@@ -303,7 +324,8 @@ void ReconnectingWebSocket::retry_now() {
     command(impl_, [](SocketCore& c, time_point now) { c.retry_now(now); });
 }
 void ReconnectingWebSocket::connect(bool reset_backoff) {
-    command(impl_, [reset_backoff](SocketCore& c, time_point now) { c.connect(now, reset_backoff); });
+    command(impl_,
+            [reset_backoff](SocketCore& c, time_point now) { c.connect(now, reset_backoff); });
 }
 void ReconnectingWebSocket::close() {
     command(impl_, [](SocketCore& c, time_point now) { c.close(now); });

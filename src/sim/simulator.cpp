@@ -54,7 +54,8 @@ class World {
           client_(client_config()) {
         // Members declared after client_ are initialised after it: derive here.
         cfg_ = client_.config();
-        if (tight_limits_) order_check_ = false;  // rate-limited pipelines may reorder
+        // Tight publish limits keep the order check: the engine holds publishes
+        // behind a rate-limited one (its order gate).
         Backoff b{cfg_.backoff};
         retry_lo_ = b.delay_bounds(1).lo;
         for (std::uint32_t n = 1; n <= 64; ++n)
@@ -320,6 +321,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             const auto id = t.conn;
             at(l.c2s_last, [this, id, text = std::move(t.text)] {
                 if (links_[id].state != Link::State::open) return;
+                if (std::getenv("SIMDBG")) trace("c2s %s", text.c_str());
                 server_->on_frame(now_, id, text);
                 drain_server();
             });
@@ -521,6 +523,7 @@ void World::drain_server() {
                 // Data sent before an orderly close still arrives (it precedes the FIN).
                 const Link& lk = links_[id];
                 if (lk.cut || lk.state == Link::State::half_open || !lk.client_alive) return;
+                if (std::getenv("SIMDBG")) trace("s2c %s", text.c_str());
                 client_input(Input::network, [&] { client_.handle_message(now_, id, text); });
             });
         } else {

@@ -199,6 +199,59 @@ TEST(ServerEngine, PublishFloodIsClosedWith4008) {
     EXPECT_EQ(d.out.back().code, close_code::rate_limited);
 }
 
+TEST(ServerEngine, RateLimitedPublishHoldsTheOnesBehindItSoOrderIsKept) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.publish_rate = 10;
+    cfg.publish_burst = 1;
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    d.identify(1, "alice");
+    // Pipelined: "a" takes the only token, "b" is rate limited, "c" must not overtake "b".
+    for (const char* id : {"a", "b", "c"})
+        e.handle_message(d.now, 1, p::encode(p::Publish{"r", id, "1"}));
+    d.drain();
+    auto nacks = d.of<p::Nack>(1);
+    ASSERT_EQ(nacks.size(), 2u);
+    EXPECT_EQ(nacks[0].id, "b");
+    EXPECT_EQ(nacks[1].id, "c");
+    EXPECT_EQ(nacks[1].reason, "held behind b");
+    ASSERT_TRUE(nacks[1].retry_after_ms);
+    d.now += 100;                          // a token again
+    d.send(1, p::Publish{"r", "c", "1"});  // still behind b
+    ASSERT_EQ(d.of<p::Nack>(1).size(), 1u);
+    d.send(1, p::Publish{"r", "b", "1"});
+    // "d" was pipelined before "c" came back: it must not overtake "c" either.
+    d.now += 100;
+    d.send(1, p::Publish{"r", "d", "1"});
+    d.send(1, p::Publish{"r", "c", "1"});
+    e.handle_timeout(d.now);
+    d.drain();
+    std::vector<p::Ack> acks;
+    std::vector<p::Nack> held;
+    for (auto& f : d.frames(1)) {
+        if (auto* a = std::get_if<p::Ack>(&f)) acks.push_back(*a);
+        if (auto* n = std::get_if<p::Nack>(&f)) held.push_back(*n);
+    }
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held[0].id, "d");
+    EXPECT_EQ(held[0].reason, "held behind c");
+    ASSERT_EQ(acks.size(), 2u);
+    EXPECT_EQ(acks[0].id, "b");
+    EXPECT_EQ(acks[1].id, "c");
+    EXPECT_EQ(acks[1].offset, acks[0].offset + 1);
+    // A client that dropped its held message is not stuck: the gate opens by itself.
+    e.handle_message(d.now, 1, p::encode(p::Publish{"r", "x", "1"}));
+    e.handle_message(d.now, 1, p::encode(p::Publish{"r", "y", "1"}));
+    d.drain();
+    ASSERT_EQ(d.of<p::Nack>(1).size(), 2u);  // x rate limited, y held behind it
+    d.now += 10'000;
+    d.send(1, p::Publish{"r", "z", "1"});
+    e.handle_timeout(d.now);
+    d.drain();
+    EXPECT_EQ(d.of<p::Ack>(1).size(), 1u);
+}
+
 TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
     store::MemoryStore store;
     ServerEngine e{config(), store, 1'000'000};

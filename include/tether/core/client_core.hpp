@@ -113,6 +113,9 @@ struct OutboxLimits {
     std::size_t bytes_max = 4u << 20;  ///< sum of payload sizes (4 MiB)
     OverflowPolicy overflow = OverflowPolicy::reject_new;
     std::optional<duration> message_ttl;  ///< unset: messages never expire
+    /// Publishes sent and not yet answered, at most (a window, like TCP's):
+    /// a reconnect flush of a long outbox never floods the server.
+    std::size_t inflight_max = 64;
 };
 
 struct ClientConfig {

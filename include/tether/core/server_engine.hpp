@@ -188,6 +188,12 @@ class ServerEngine {
         std::map<std::string, std::optional<Replay>, std::less<>> rooms;  ///< nullopt: live
         bool writable = true;
         std::uint32_t rate_limited_in_a_row = 0;
+        /// Order gate: the ids NACKed on this connection, oldest first. Only
+        /// the oldest may be accepted next (the client resends in order), so
+        /// pipelined publishes are never reordered by a rate limit.
+        std::deque<std::string> held;
+        std::int64_t held_until_ms =
+            0;  ///< the gate opens by itself then (the client dropped them)
     };
     struct Session {
         SessionRecord record;

@@ -45,13 +45,13 @@ def jwt(sub, exp_offset_s=3600, secret=SECRET, alg="HS256", nbf_offset_s=None, s
 class Server:
     """One `tether serve` process on a free port; stopped by stop()/kill()."""
 
-    def __init__(self, *extra, data_dir=None, memory=False):
+    def __init__(self, *extra, data_dir=None, memory=False, port=0):
         self.data_dir = data_dir
         self.own_dir = None
         if not memory and data_dir is None:
             self.own_dir = tempfile.mkdtemp(prefix="tether-it-")
             self.data_dir = self.own_dir
-        self.args = [TETHER, "serve", "--listen", "127.0.0.1:0", "--token-secret", SECRET,
+        self.args = [TETHER, "serve", "--listen", f"127.0.0.1:{port}", "--token-secret", SECRET,
                      "--admin-key", ADMIN_KEY] + (["--memory"] if memory else ["--data", self.data_dir]) + list(extra)
         self.proc = None
         self.port = None
@@ -112,6 +112,134 @@ class Server:
         self.stop()
         if self.own_dir:
             shutil.rmtree(self.own_dir, ignore_errors=True)
+
+    def restart(self):
+        """Starts again on the same port and data directory (after kill9/terminate)."""
+        self.stop()
+        self.args[self.args.index("--listen") + 1] = f"127.0.0.1:{self.port}"
+        return self.start()
+
+
+class Proxy:
+    """A `tether proxy` process in front of `upstream_port`, with its control API."""
+
+    def __init__(self, upstream_port):
+        self.proc = subprocess.Popen([TETHER, "proxy", "--listen", "127.0.0.1:0", "--upstream",
+                                      f"127.0.0.1:{upstream_port}"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+) .* control on http://127\.0\.0\.1:(\d+)/faults", line)
+        if not m:
+            raise RuntimeError("proxy did not start: " + line)
+        self.port, self.control = int(m.group(1)), int(m.group(2))
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control}{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
+class Connect:
+    """A `tether connect --json` process: stdin lines in, one JSON event per
+    stdout line out, collected by a thread; wait_for() blocks on a condition
+    variable until an event matches (no sleeps)."""
+
+    def __init__(self, url, *args, raw=False):
+        cmd = [TETHER, "connect", url, "--json", "--no-network-monitor"] + (["--raw"] if raw else []) + list(args)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.events = []
+        self.stderr = []
+        self.closed = False
+        self.cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: [self.stderr.append(l) for l in self.proc.stderr], daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            ev = json.loads(line)
+            ev["t"] = time.monotonic()
+            with self.cv:
+                self.events.append(ev)
+                self.cv.notify_all()
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def mark(self):
+        """The index of the next event: wait_for(..., since=mark) ignores older ones."""
+        with self.cv:
+            return len(self.events)
+
+    def wait_for(self, pred, timeout=15, since=0, what="event"):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for ev in self.events[since:]:
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(f"no {what} within {timeout} s; last events: {self.events[-5:]}; "
+                                         f"stderr: {''.join(self.stderr[-5:])}")
+                self.cv.wait(min(left, 0.5))
+
+    def wait_status(self, state, since=0, timeout=15, **fields):
+        return self.wait_for(lambda e: e["type"] == "status" and e["state"] == state and
+                             all(e.get(k) == v for k, v in fields.items()),
+                             timeout=timeout, since=since, what=f"status {state} {fields}")
+
+    def of(self, kind, since=0):
+        with self.cv:
+            return [e for e in self.events[since:] if e["type"] == kind]
+
+    def wait_count(self, kind, n, timeout=30, pred=lambda e: True):
+        def enough(_):
+            return len([e for e in self.events if e["type"] == kind and pred(e)]) >= n
+        with self.cv:
+            deadline = time.monotonic() + timeout
+            while not enough(None):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    got = len([e for e in self.events if e["type"] == kind and pred(e)])
+                    raise AssertionError(f"{got} of {n} {kind} events within {timeout} s; "
+                                         f"stderr: {''.join(self.stderr[-5:])}")
+                self.cv.wait(min(left, 0.5))
+
+    def exit_code(self, timeout=15):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Client:

@@ -16,35 +16,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import Client, Server  # noqa: E402
-
-
-class Proxy:
-    def __init__(self, upstream_port):
-        self.proc = subprocess.Popen([harness.TETHER, "proxy", "--listen", "127.0.0.1:0", "--upstream",
-                                      f"127.0.0.1:{upstream_port}"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+) .* control on http://127\.0\.0\.1:(\d+)/faults", line)
-        if not m:
-            raise RuntimeError("proxy did not start: " + line)
-        self.port, self.control = int(m.group(1)), int(m.group(2))
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-        self.url = f"ws://127.0.0.1:{self.port}/"
-
-    def call(self, method, path, body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.control}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+from harness import Client, Proxy, Server  # noqa: E402
 
 
 class ProxyTest(unittest.IsolatedAsyncioTestCase):
