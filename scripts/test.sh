@@ -2,11 +2,14 @@
 # README command 2 (and CI): install dependencies, build, and run every test:
 # 1. the whole suite in the dev build;
 # 2. the whole suite again under ASan + UBSan;
-# 3. the concurrent parts under TSan: the multi-threaded gateway (driven by
-#    the Python suites), the engine and store, the parallel simulator runner.
+# 3. the concurrent parts under TSan: the multi-threaded gateway and the
+#    client strands (driven by the Python suites and the client API tests),
+#    the engine and store, the parallel simulator runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Node `ws`, a third-party peer of the raw-socket tests (lockfile committed).
+npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
 
 run_suite() {
   local preset="$1"; shift
@@ -24,5 +27,5 @@ run_suite asan-ubsan
 ctest --preset asan-ubsan
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-run_suite tsan --target tether unit_server_engine unit_jwt
-ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.)'
+run_suite tsan --target tether unit_server_engine unit_jwt integration_client
+ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.|Client\.|TlsTest\.|ReconnectingWebSocket\.)'

@@ -11,10 +11,10 @@
 #include <gateway.hpp>
 #include <memory_store.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
 
 #include <atomic>
 #include <cstdio>
@@ -41,18 +41,20 @@ class TestGateway {
     explicit TestGateway(GatewayOptionsForTest o = {}) : store_(StoreLimits{}, 1) {
         ServerConfig cfg;
         cfg.random_bytes = net::secure_random;
-        cfg.authenticate = o.authenticate ? o.authenticate : [this](std::string_view t, std::int64_t) {
-            ++identifies;
-            return AuthResult{true, std::string{t.empty() ? "anon" : t}, {}};
-        };
+        cfg.authenticate =
+            o.authenticate ? o.authenticate : [this](std::string_view t, std::int64_t) {
+                ++identifies;
+                return AuthResult{true, std::string{t.empty() ? "anon" : t}, {}};
+            };
         net::GatewayOptions opt;
         opt.port = 0;
         opt.threads = 1;
         opt.tls_cert_file = o.cert;
         opt.tls_key_file = o.key;
-        gw_ = std::make_unique<net::Gateway>(opt, std::move(cfg), store_,
-                                             std::make_shared<spdlog::logger>(
-                                                 "test", std::make_shared<spdlog::sinks::null_sink_mt>()));
+        gw_ = std::make_unique<net::Gateway>(
+            opt, std::move(cfg), store_,
+            std::make_shared<spdlog::logger>("test",
+                                             std::make_shared<spdlog::sinks::null_sink_mt>()));
         thread_ = std::thread([this] { gw_->run(); });
     }
     ~TestGateway() {
@@ -168,10 +170,14 @@ TEST(Client, InvalidOptionsAndRoomNamesAreRefusedClearly) {
 TEST(Client, CredentialsAreAskedOnEveryConnectAndRefreshedAfter4004) {
     std::atomic<int> valid_from{2};  // tokens "t0", "t1" are expired; t2+ are accepted
     TestGateway gw{GatewayOptionsForTest{[&](std::string_view t, std::int64_t) {
-        const int n = std::atoi(std::string{t.substr(1)}.c_str());
-        if (n < valid_from) return AuthResult{false, {}, "expired"};
-        return AuthResult{true, "alice", {}};
-    }, {}, {}}};
+                                             const int n =
+                                                 std::atoi(std::string{t.substr(1)}.c_str());
+                                             if (n < valid_from)
+                                                 return AuthResult{false, {}, "expired"};
+                                             return AuthResult{true, "alice", {}};
+                                         },
+                                         {},
+                                         {}}};
     auto o = options(gw.url());
     std::mutex mu;
     std::vector<bool> asked;  // the `refresh` flag of each request
@@ -193,10 +199,13 @@ TEST(Client, CredentialsAreAskedOnEveryConnectAndRefreshedAfter4004) {
 TEST(Client, RejectedCredentialsStopRetryingUntilRetryNow) {
     std::atomic<bool> accept{false};
     std::atomic<int> tries{0};
-    TestGateway gw{GatewayOptionsForTest{[&](std::string_view, std::int64_t) {
-        ++tries;
-        return accept ? AuthResult{true, "alice", {}} : AuthResult{false, {}, "no"};
-    }, {}, {}}};
+    TestGateway gw{GatewayOptionsForTest{
+        [&](std::string_view, std::int64_t) {
+            ++tries;
+            return accept ? AuthResult{true, "alice", {}} : AuthResult{false, {}, "no"};
+        },
+        {},
+        {}}};
     Client c{options(gw.url())};
     EXPECT_FALSE(c.wait_connected(10s));  // returns early: the client stopped for good
     auto s = c.status();
@@ -302,9 +311,9 @@ TEST_F(TlsTest, WrongHostNameIsRefused) {
 }
 
 TEST(Client, StateFileKeepsPendingMessagesAcrossARestart) {
-    const auto path = (fs::temp_directory_path() /
-                       ("tether-state-" + std::to_string(::getpid()) + ".json"))
-                          .string();
+    const auto path =
+        (fs::temp_directory_path() / ("tether-state-" + std::to_string(::getpid()) + ".json"))
+            .string();
     fs::remove(path);
     TestGateway gw;
     {
@@ -366,7 +375,8 @@ TEST(ReconnectingWebSocket, AuthFirstThenSubscriptionsAgainstARealServer) {
     o.network_monitor = false;
     o.backoff.initial = 50ms;
     o.auth = [] {
-        return SocketMessage{R"({"op":"IDENTIFY","d":{"token":"bob","client":{"name":"raw","version":"1"}}})"};
+        return SocketMessage{
+            R"({"op":"IDENTIFY","d":{"token":"bob","client":{"name":"raw","version":"1"}}})"};
     };
     o.auth_validator = [](const SocketMessage& m) -> std::optional<bool> {
         if (m.data.find("\"HELLO\"") != std::string::npos) return std::nullopt;  // not the reply
@@ -390,8 +400,10 @@ TEST(ReconnectingWebSocket, AuthFirstThenSubscriptionsAgainstARealServer) {
 
 TEST(ReconnectingWebSocket, RejectedAuthReplyStopsRetrying) {
     TestGateway gw{GatewayOptionsForTest{[](std::string_view, std::int64_t) {
-        return AuthResult{false, {}, "no"};
-    }, {}, {}}};
+                                             return AuthResult{false, {}, "no"};
+                                         },
+                                         {},
+                                         {}}};
     ReconnectingWebSocketOptions o;
     o.url = gw.url();
     o.subprotocol = "tether.v1";
