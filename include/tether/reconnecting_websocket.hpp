@@ -126,6 +126,9 @@ class ReconnectingWebSocket {
     void close();
     void set_online(bool online);
 
+    /// The clock of status().next_retry_at.
+    static time_point now();
+
     struct Impl;  ///< implementation detail
 
   private:

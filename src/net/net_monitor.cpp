@@ -52,7 +52,8 @@ std::vector<InterfaceInfo> list_interfaces() {
         for (auto& i : out)
             if (i.name == p->ifa_name) info = &i;
         if (!info) {
-            out.push_back(InterfaceInfo{p->ifa_name, (p->ifa_flags & IFF_UP) != 0,
+            out.push_back(InterfaceInfo{p->ifa_name,
+                                        (p->ifa_flags & IFF_UP) != 0,
                                         (p->ifa_flags & IFF_RUNNING) != 0,
                                         (p->ifa_flags & IFF_LOOPBACK) != 0,
                                         {}});

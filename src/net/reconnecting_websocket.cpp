@@ -301,6 +301,9 @@ bool ReconnectingWebSocket::wait_connected(std::chrono::milliseconds timeout) {
 SocketStatus ReconnectingWebSocket::status() const {
     return impl_->mirror.status();
 }
+time_point ReconnectingWebSocket::now() {
+    return steady_now();
+}
 std::string ReconnectingWebSocket::status_line() const {
     return describe(status(), steady_now());
 }

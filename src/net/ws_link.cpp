@@ -70,8 +70,7 @@ std::string describe(const beast::error_code& ec) {
     std::string s = ec.message();
     if (ec.category() == asio::error::get_ssl_category()) {
         // OpenSSL's reason string names the real cause (certificate verify failed, ...).
-        if (const char* r = ERR_reason_error_string(static_cast<unsigned long>(ec.value())))
-            s = r;
+        if (const char* r = ERR_reason_error_string(static_cast<unsigned long>(ec.value()))) s = r;
         s = "TLS: " + s;
     }
     return s;
@@ -90,15 +89,19 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     static constexpr bool kTls = std::is_same_v<Ws, tls_ws>;
 
     LinkImpl(asio::any_io_executor ex, Url url, LinkOptions opt, LinkHandlers h)
-        : ex_(ex), url_(std::move(url)), opt_(std::move(opt)), h_(std::move(h)), resolver_(ex),
+        : ex_(ex),
+          url_(std::move(url)),
+          opt_(std::move(opt)),
+          h_(std::move(h)),
+          resolver_(ex),
           ws_(make_ws(ex)) {}
 
     void start() override {
-        resolver_.async_resolve(url_.host, url_.port,
-                                [self = this->shared_from_this()](beast::error_code ec,
-                                                                  tcp::resolver::results_type r) {
-                                    self->on_resolve(ec, std::move(r));
-                                });
+        resolver_.async_resolve(
+            url_.host, url_.port,
+            [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+                self->on_resolve(ec, std::move(r));
+            });
     }
 
     void send(std::string data, bool binary) override {
@@ -214,41 +217,41 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
         pr->req.set(http::field::host, p.host_header);
         pr->req.set(http::field::user_agent, opt_.user_agent);
         pr->res.body_limit(64u << 10);
-        http::async_write(pr->stream, pr->req,
-                          [self = this->shared_from_this(), pr](beast::error_code ec, std::size_t) {
-                              if (self->done_) return;
-                              if (ec) return self->fail("probe failed: " + describe(ec));
-                              http::async_read(
-                                  pr->stream, pr->buf, pr->res,
-                                  [self, pr](beast::error_code ec2, std::size_t) {
-                                      if (self->done_) return;
-                                      self->probe_.reset();
-                                      if (ec2) return self->fail("probe failed: " + describe(ec2));
-                                      const unsigned status = pr->res.get().result_int();
-                                      if (status < 200 || status >= 300)
-                                          return self->fail("probe answered HTTP " +
-                                                            std::to_string(status));
-                                      self->do_connect();
-                                  });
-                          });
+        http::async_write(
+            pr->stream, pr->req,
+            [self = this->shared_from_this(), pr](beast::error_code ec, std::size_t) {
+                if (self->done_) return;
+                if (ec) return self->fail("probe failed: " + describe(ec));
+                http::async_read(
+                    pr->stream, pr->buf, pr->res, [self, pr](beast::error_code ec2, std::size_t) {
+                        if (self->done_) return;
+                        self->probe_.reset();
+                        if (ec2) return self->fail("probe failed: " + describe(ec2));
+                        const unsigned status = pr->res.get().result_int();
+                        if (status < 200 || status >= 300)
+                            return self->fail("probe answered HTTP " + std::to_string(status));
+                        self->do_connect();
+                    });
+            });
     }
 
     void probe_http() {
         auto pr = std::make_shared<Probe<beast::tcp_stream>>(beast::tcp_stream{ex_});
         probe_ = pr;
-        resolver_.async_resolve(
-            opt_.probe->host, opt_.probe->port,
-            [self = this->shared_from_this(), pr](beast::error_code ec,
-                                                  tcp::resolver::results_type r) {
-                if (self->done_) return;
-                if (ec) return self->fail("probe: cannot resolve: " + ec.message());
-                pr->stream.async_connect(
-                    r, [self, pr](beast::error_code ec2, const tcp::endpoint&) {
-                        if (self->done_) return;
-                        if (ec2) return self->fail("probe failed: " + describe(ec2));
-                        self->probe_send(pr);
-                    });
-            });
+        resolver_.async_resolve(opt_.probe->host, opt_.probe->port,
+                                [self = this->shared_from_this(), pr](
+                                    beast::error_code ec, tcp::resolver::results_type r) {
+                                    if (self->done_) return;
+                                    if (ec)
+                                        return self->fail("probe: cannot resolve: " + ec.message());
+                                    pr->stream.async_connect(
+                                        r, [self, pr](beast::error_code ec2, const tcp::endpoint&) {
+                                            if (self->done_) return;
+                                            if (ec2)
+                                                return self->fail("probe failed: " + describe(ec2));
+                                            self->probe_send(pr);
+                                        });
+                                });
     }
 
     void probe_https() {
@@ -281,28 +284,26 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 
     // ---- the WebSocket connection -----------------------------------------------------
     void do_connect() {
-        beast::get_lowest_layer(ws_).async_connect(
-            endpoints_,
-            [self = this->shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
-                if (self->done_) return;
-                if (ec)
-                    return self->fail("cannot connect to " + self->url_.host + ":" +
-                                      self->url_.port + ": " + describe(ec));
-                beast::error_code ignored;
-                beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true),
-                                                                       ignored);
-                if constexpr (kTls)
-                    self->tls_handshake();
-                else
-                    self->ws_handshake();
-            });
+        beast::get_lowest_layer(ws_).async_connect(endpoints_, [self = this->shared_from_this()](
+                                                                   beast::error_code ec,
+                                                                   const tcp::endpoint&) {
+            if (self->done_) return;
+            if (ec)
+                return self->fail("cannot connect to " + self->url_.host + ":" + self->url_.port +
+                                  ": " + describe(ec));
+            beast::error_code ignored;
+            beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true), ignored);
+            if constexpr (kTls)
+                self->tls_handshake();
+            else
+                self->ws_handshake();
+        });
     }
 
     void tls_handshake() {
         if constexpr (kTls) {
             auto& s = ws_.next_layer();
-            if (!set_sni(s.native_handle(), url_.host))
-                return fail("cannot set TLS SNI");
+            if (!set_sni(s.native_handle(), url_.host)) return fail("cannot set TLS SNI");
             if (opt_.verify_host) s.set_verify_callback(ssl::host_name_verification(url_.host));
             s.async_handshake(ssl::stream_base::client,
                               [self = this->shared_from_this()](beast::error_code ec) {
@@ -315,26 +316,24 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 
     void ws_handshake() {
         ws_.set_option(websocket::stream_base::timeout{websocket::stream_base::none(),
-                                                        websocket::stream_base::none(), false});
+                                                       websocket::stream_base::none(), false});
         ws_.read_message_max(opt_.message_bytes_max);
-        ws_.set_option(websocket::stream_base::decorator(
-            [headers = opt_.headers, sub = opt_.subprotocol,
-             ua = opt_.user_agent](websocket::request_type& req) {
+        ws_.set_option(
+            websocket::stream_base::decorator([headers = opt_.headers, sub = opt_.subprotocol,
+                                               ua = opt_.user_agent](websocket::request_type& req) {
                 req.set(http::field::user_agent, ua);
                 if (!sub.empty()) req.set(http::field::sec_websocket_protocol, sub);
                 for (const auto& [k, v] : headers)
                     req.set(k, v);
             }));
-        ws_.control_callback(
-            [this](websocket::frame_type kind, beast::string_view payload) {
-                // Runs inside our own read operation, on our executor.
-                if (kind == websocket::frame_type::pong && !done_ && h_.on_pong)
-                    h_.on_pong(std::string_view{payload.data(), payload.size()});
-            });
-        ws_.async_handshake(response_, url_.host_header, url_.target,
-                            [self = this->shared_from_this()](beast::error_code ec) {
-                                self->on_handshake(ec);
-                            });
+        ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) {
+            // Runs inside our own read operation, on our executor.
+            if (kind == websocket::frame_type::pong && !done_ && h_.on_pong)
+                h_.on_pong(std::string_view{payload.data(), payload.size()});
+        });
+        ws_.async_handshake(
+            response_, url_.host_header, url_.target,
+            [self = this->shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
     }
 
     void on_handshake(beast::error_code ec) {
@@ -357,8 +356,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     }
 
     void do_read() {
-        ws_.async_read(rbuf_, [self = this->shared_from_this()](beast::error_code ec,
-                                                                std::size_t) {
+        ws_.async_read(rbuf_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_read(ec);
         });
     }

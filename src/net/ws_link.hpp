@@ -47,8 +47,8 @@ std::variant<Url, std::string> parse_url(std::string_view url);
 
 /// Builds the TLS client context: peer verification on, the system CA store
 /// or `ca_file`. Throws std::runtime_error with a clear message.
-std::shared_ptr<boost::asio::ssl::context> make_client_tls(const std::optional<std::string>& ca_file,
-                                                           bool verify);
+std::shared_ptr<boost::asio::ssl::context> make_client_tls(
+    const std::optional<std::string>& ca_file, bool verify);
 
 struct LinkOptions {
     std::vector<std::pair<std::string, std::string>> headers;
