@@ -34,4 +34,5 @@ echo "== the gateway keeps running on ws://$listen (Ctrl-C drains and stops it) 
 echo "   watch it:  curl -s http://$listen/metrics | grep ^tether_"
 echo "   history:   curl -s -H 'Authorization: Bearer $TETHER_ADMIN_KEY' http://$listen/api/rooms/lobby/history"
 echo "   a token:   TETHER_TOKEN_SECRET=$TETHER_TOKEN_SECRET $tether token --user you"
+echo "   a client:  $tether connect ws://$listen/ --room lobby --token $("$tether" token --user you)"
 wait $server

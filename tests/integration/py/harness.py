@@ -155,8 +155,9 @@ class Connect:
     stdout line out, collected by a thread; wait_for() blocks on a condition
     variable until an event matches (no sleeps)."""
 
-    def __init__(self, url, *args, raw=False):
-        cmd = [TETHER, "connect", url, "--json", "--no-network-monitor"] + (["--raw"] if raw else []) + list(args)
+    def __init__(self, url, *args, raw=False, prefix=(), network_monitor=False):
+        cmd = list(prefix) + [TETHER, "connect", url, "--json"] + \
+            ([] if network_monitor else ["--no-network-monitor"]) + (["--raw"] if raw else []) + list(args)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.events = []
