@@ -249,55 +249,52 @@ struct Loop {
     int signal = 0;
     std::optional<int> finish;  ///< set by callbacks: exit with this code
 
+    // Notified under the lock: the waiter may leave (and end the process) at once.
     void push_line(std::string l) {
-        {
-            std::lock_guard lk(mu);
-            lines.push_back(std::move(l));
-        }
+        std::lock_guard lk(mu);
+        lines.push_back(std::move(l));
         cv.notify_all();
     }
     void set_eof() {
-        {
-            std::lock_guard lk(mu);
-            eof = true;
-        }
+        std::lock_guard lk(mu);
+        eof = true;
         cv.notify_all();
     }
     void set_finish(int code) {
-        {
-            std::lock_guard lk(mu);
-            if (!finish) finish = code;
-        }
+        std::lock_guard lk(mu);
+        if (!finish) finish = code;
+        cv.notify_all();
+    }
+    void set_signal(int sig) {
+        std::lock_guard lk(mu);
+        signal = sig;
         cv.notify_all();
     }
 };
 
 /// SIGINT/SIGTERM are blocked in every thread and taken by sigwait here.
-void start_signal_thread(Loop& loop) {
+void start_signal_thread(const std::shared_ptr<Loop>& loop) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread([&loop, set] {
+    std::thread([loop, set] {  // detached: shares the loop instead of borrowing it
         int sig = 0;
         sigwait(&set, &sig);
-        {
-            std::lock_guard lk(loop.mu);
-            loop.signal = sig;
-        }
-        loop.cv.notify_all();
-    }).detach();
+        loop->set_signal(sig);
+    })
+        .detach();
 }
 
-void start_stdin_thread(Loop& loop) {
-    std::thread([&loop] {
+void start_stdin_thread(const std::shared_ptr<Loop>& loop) {
+    std::thread([loop] {
         std::string line;
         while (std::getline(std::cin, line)) {
             if (!line.empty() && line.back() == '\r') line.pop_back();
-            loop.push_line(std::move(line));
+            loop->push_line(std::move(line));
         }
-        loop.set_eof();
+        loop->set_eof();
     }).detach();
 }
 
@@ -469,8 +466,9 @@ int run_tether(const ConnectArgs& a) {
     o.network_monitor = !a.no_network_monitor;
 
     const bool interactive = ::isatty(0) != 0;
-    Loop loop;
-    start_signal_thread(loop);
+    auto loop_ptr = std::make_shared<Loop>();
+    Loop& loop = *loop_ptr;
+    start_signal_thread(loop_ptr);
     std::unique_ptr<Client> client;
     try {
         client = std::make_unique<Client>(o);
@@ -481,7 +479,7 @@ int run_tether(const ConnectArgs& a) {
     const bool one_room = a.rooms.size() == 1;
     auto banner = std::make_shared<Banner<ClientStatus>>();
     auto last_sending = std::make_shared<std::pair<std::size_t, std::size_t>>(0, 0);
-    client->on_status([js, banner, last_sending, interactive, &loop](const ClientStatus& s) {
+    client->on_status([js, banner, last_sending, interactive, loop_ptr](const ClientStatus& s) {
         if (js) {
             auto o2 = status_json(s);
             o2["phase"] = phase_id(s.phase);
@@ -500,7 +498,8 @@ int run_tether(const ConnectArgs& a) {
                          nullptr);
             *last_sending = {s.sending_done, s.sending_total};
         }
-        if (terminal_stop(s.state, s.reason) && !interactive) loop.set_finish(stop_code(s.reason));
+        if (terminal_stop(s.state, s.reason) && !interactive)
+            loop_ptr->set_finish(stop_code(s.reason));
     });
     client->on_latency([js](std::chrono::milliseconds rtt) {
         if (js) emit_json({{"type", "latency"}, {"rtt_ms", rtt.count()}});
@@ -574,7 +573,7 @@ int run_tether(const ConnectArgs& a) {
             return usage("--room " + r + ": " + e.what());
         }
     }
-    start_stdin_thread(loop);
+    start_stdin_thread(loop_ptr);
     auto handle = [&](const std::string& line) -> std::optional<int> {
         if (line.empty()) return std::nullopt;
         if (line[0] == '/' && line.rfind("//", 0) != 0) {
@@ -703,8 +702,9 @@ int run_raw(const ConnectArgs& a) {
     o.network_monitor = !a.no_network_monitor;
 
     const bool interactive = ::isatty(0) != 0;
-    Loop loop;
-    start_signal_thread(loop);
+    auto loop_ptr = std::make_shared<Loop>();
+    Loop& loop = *loop_ptr;
+    start_signal_thread(loop_ptr);
     std::unique_ptr<ReconnectingWebSocket> ws;
     try {
         ws = std::make_unique<ReconnectingWebSocket>(o);
@@ -713,7 +713,7 @@ int run_raw(const ConnectArgs& a) {
     }
     const bool js = a.json;
     auto banner = std::make_shared<Banner<SocketStatus>>();
-    ws->on_status([js, banner, interactive, &loop](const SocketStatus& s) {
+    ws->on_status([js, banner, interactive, loop_ptr](const SocketStatus& s) {
         if (js) {
             auto o2 = status_json(s);
             o2["queued"] = s.queued;
@@ -721,7 +721,8 @@ int run_raw(const ConnectArgs& a) {
         } else {
             banner->show(s, interactive);
         }
-        if (terminal_stop(s.state, s.reason) && !interactive) loop.set_finish(stop_code(s.reason));
+        if (terminal_stop(s.state, s.reason) && !interactive)
+            loop_ptr->set_finish(stop_code(s.reason));
     });
     ws->on_message([js](const SocketMessage& m) {
         if (js)
@@ -742,7 +743,7 @@ int run_raw(const ConnectArgs& a) {
         else
             err_line("Message not sent: " + code, kRed);
     });
-    start_stdin_thread(loop);
+    start_stdin_thread(loop_ptr);
     auto handle = [&](const std::string& line) -> std::optional<int> {
         if (line == "/quit") return exit_ok;
         if (line == "/retry")

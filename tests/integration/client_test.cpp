@@ -88,10 +88,8 @@ template <class T>
 class Inbox {
   public:
     void push(T v) {
-        {
-            std::lock_guard lk(mu_);
-            items_.push_back(std::move(v));
-        }
+        std::lock_guard lk(mu_);
+        items_.push_back(std::move(v));
         cv_.notify_all();
     }
     bool wait_size(std::size_t n, std::chrono::milliseconds timeout = 10s) {
@@ -130,14 +128,14 @@ std::uint16_t closed_port() {
 
 TEST(Client, PublishesAreAckedAndDeliveredExactlyOnceInOrder) {
     TestGateway gw;
+    Inbox<MessageReceived> got;  // outlives the clients that feed it
+    Inbox<PublishOutcome> acks;
     Client sub{options(gw.url())};
-    Inbox<MessageReceived> got;
     sub.join("lobby", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
     ASSERT_TRUE(sub.wait_connected(10s)) << sub.status_line();
 
     Client pub{options(gw.url())};
     auto room = pub.join("lobby");
-    Inbox<PublishOutcome> acks;
     for (int i = 0; i < 50; ++i)
         room.publish(std::to_string(i), [&](const PublishOutcome& r) { acks.push(r); });
     ASSERT_TRUE(acks.wait_size(50));
@@ -331,14 +329,14 @@ TEST(Client, StateFileKeepsPendingMessagesAcrossARestart) {
     o.state_file = path;
     {
         // The second process, same state file, reachable server.
-        Client sub{options(gw.url())};
         Inbox<MessageReceived> got;
+        Inbox<PublishOutcome> acks;
+        Client sub{options(gw.url())};
         sub.join("orders", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
         ASSERT_TRUE(sub.wait_connected(10s));
         Client c{o};
         // One state file, one client: a second one is refused.
         EXPECT_THROW(Client{o}, std::invalid_argument);
-        Inbox<PublishOutcome> acks;
         c.on_publish([&](const PublishOutcome& r) { acks.push(r); });
         ASSERT_TRUE(acks.wait_size(3)) << c.status_line();
         ASSERT_TRUE(got.wait_size(3));
@@ -383,7 +381,7 @@ TEST(ReconnectingWebSocket, AuthFirstThenSubscriptionsAgainstARealServer) {
         return m.data.find("\"READY\"") != std::string::npos;
     };
     o.subscriptions = {SocketMessage{R"({"op":"JOIN","d":{"room":"raw"}})"}};
-    Inbox<std::string> got;
+    Inbox<std::string> got;  // declared first: outlives the socket
     ReconnectingWebSocket ws{o};
     ws.on_message([&](const SocketMessage& m) { got.push(m.data); });
     ASSERT_TRUE(ws.wait_connected(10s)) << ws.status_line();
