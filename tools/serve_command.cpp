@@ -41,6 +41,7 @@ struct ServeArgs {
     std::string log_level = "info";
     std::string node_id = "node-1";
     std::string drain_timeout = "5s";
+    std::string handshake_timeout = "10s";
 };
 
 int usage_error(const std::string& msg) {
@@ -111,6 +112,8 @@ Action add_serve_command(CLI::App& app) {
                     "Heartbeat interval announced in HELLO (default 30s)");
     cmd->add_option("--session-ttl", a->session_ttl,
                     "How long a disconnected session is kept (default 5m)");
+    cmd->add_option("--handshake-timeout", a->handshake_timeout,
+                    "Time to send the HTTP upgrade, and then to IDENTIFY or RESUME (default 10s)");
     cmd->add_option("--history-size", a->history_size, "Events kept per room (default 10000)");
     cmd->add_option("--history-ttl", a->history_ttl,
                     "Age after which events are dropped (default 24h)");
@@ -153,7 +156,8 @@ Action add_serve_command(CLI::App& app) {
         D durations[] = {{"--heartbeat", a->heartbeat, 1'000},
                          {"--session-ttl", a->session_ttl, 0},
                          {"--history-ttl", a->history_ttl, 1'000},
-                         {"--drain-timeout", a->drain_timeout, 100}};
+                         {"--drain-timeout", a->drain_timeout, 100},
+                         {"--handshake-timeout", a->handshake_timeout, 100}};
         for (auto& d : durations) {
             auto v = parse_duration_ms(d.text);
             if (!v || *v < d.min_ms)
@@ -219,6 +223,7 @@ Action add_serve_command(CLI::App& app) {
         cfg.node_id = a->node_id;
         cfg.heartbeat = duration{durations[0].value};
         cfg.session_ttl = duration{durations[1].value};
+        cfg.handshake_timeout = duration{durations[4].value};
         cfg.message_bytes_max = *message;
         cfg.publish_rate = a->publish_rate;
         cfg.publish_burst = a->publish_burst;
@@ -248,6 +253,7 @@ Action add_serve_command(CLI::App& app) {
         opt.connections_max = a->max_connections;
         opt.outbound_bytes_max = *outbound;
         opt.drain_timeout = duration{durations[3].value};
+        opt.handshake_timeout = duration{durations[4].value};
         if (!a->admin_key.empty()) opt.admin_key = a->admin_key;
         if (!a->tls_cert.empty()) opt.tls_cert_file = a->tls_cert;
         if (!a->tls_key.empty()) opt.tls_key_file = a->tls_key;

@@ -184,6 +184,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         mirror.update(core.status().get(), core.metrics(), core.pending(), links.empty());
         while (auto e = core.poll_event())
             std::visit([this](auto& ev) { on_event(ev); }, *e);
+        mirror.settled(core.pending());
         timer.arm(core.poll_timeout(), [w = weak_from_this()](time_point at) {
             auto self = w.lock();
             if (!self || !self->timer.take(at)) return;
@@ -359,8 +360,8 @@ void Room::publish(std::string data, std::function<void(const PublishOutcome&)> 
         } else if (done) {
             c.publish_cbs[res.id] = std::move(done);
         }
-        c.mirror.applied(ticket);
         c.pump();
+        c.mirror.applied(ticket);
     });
 }
 void Room::leave() const {
@@ -478,8 +479,8 @@ void command(const std::shared_ptr<Client::Impl>& impl, F f) {
     const auto ticket = impl->mirror.take_ticket();
     asio::post(impl->strand, [impl, ticket, f = std::move(f)] {
         f(impl->core, Client::now());
-        impl->mirror.applied(ticket);
         impl->pump();
+        impl->mirror.applied(ticket);
     });
 }
 }  // namespace

@@ -137,10 +137,14 @@ class Mirror {
     /// A command (connect, retry_now, close, ...) is about to be posted: its
     /// ticket. Waits started after the post see the command's effect.
     std::uint64_t take_ticket() { return ++posted_; }
-    /// The strand applied the command with `ticket` (call before update()).
+    /// The strand applied the command with `ticket` and pumped its effects
+    /// (call after the pump, so waiters never see a stale state).
     void applied(std::uint64_t ticket) {
-        std::lock_guard lk(mu_);
-        if (ticket > applied_) applied_ = ticket;
+        {
+            std::lock_guard lk(mu_);
+            if (ticket > applied_) applied_ = ticket;
+        }
+        cv_.notify_all();
     }
     /// Waits until every command posted before this call was applied and
     /// `done(status)` holds, or the timeout passes; returns the status then.
@@ -151,11 +155,20 @@ class Mirror {
         cv_.wait_for(lk, timeout, [&] { return applied_ >= need && done(status_); });
         return status_;
     }
-    /// Like wait(), on the pending count.
+    /// The pending count once the callbacks of a pump ran (flush() waits on it,
+    /// so that the acknowledgement callbacks have run when it returns).
+    void settled(std::size_t pending) {
+        {
+            std::lock_guard lk(mu_);
+            settled_pending_ = pending;
+        }
+        cv_.notify_all();
+    }
+    /// Like wait(), on the settled pending count.
     bool wait_pending_zero(std::chrono::milliseconds timeout) const {
         const std::uint64_t need = posted_.load();
         std::unique_lock lk(mu_);
-        return cv_.wait_for(lk, timeout, [&] { return applied_ >= need && pending_ == 0; });
+        return cv_.wait_for(lk, timeout, [&] { return applied_ >= need && settled_pending_ == 0; });
     }
     /// Waits (bounded) until the driver stopped and has no socket left.
     void wait_idle(std::chrono::milliseconds timeout) const {
@@ -169,6 +182,7 @@ class Mirror {
     Status status_{};
     Metrics metrics_{};
     std::size_t pending_ = 0;
+    std::size_t settled_pending_ = 0;
     bool idle_ = true;
     bool stopped_ = false;
     std::atomic<std::uint64_t> posted_{0};

@@ -1,4 +1,5 @@
 #include "gateway.hpp"
+#include "http_route.hpp"
 
 #include <tether/core/close_codes.hpp>
 
@@ -150,6 +151,7 @@ struct Gateway::Impl {
     std::int64_t admin_tokens_at = 0;
 
     std::size_t engine_message_bytes_max = 0;
+    std::size_t engine_room_bytes_max = 128;
     std::atomic<std::uint64_t> next_conn{1};
     std::atomic<std::size_t> live_ws{0};
     std::atomic<std::size_t> live_sockets{0};
@@ -251,8 +253,7 @@ struct Gateway::Impl {
 
     std::string metrics_text() const;
     void route(http::request<http::string_body>&& req, std::function<void(Response)> respond);
-    void route_admin(const http::request<http::string_body>& req,
-                     const std::vector<std::string>& seg, boost::urls::params_view params,
+    void route_admin(const http::request<http::string_body>& req, const HttpRoute& r,
                      std::function<void(Response)> respond);
     void accept();
 };
@@ -600,146 +601,104 @@ void Gateway::Impl::route(http::request<http::string_body>&& req,
                           std::function<void(Response)> respond) {
     on_engine([this, req = std::move(req), respond = std::move(respond)]() mutable {
         ++counters.http_requests;
-        auto parsed = boost::urls::parse_origin_form(
-            std::string_view{req.target().data(), req.target().size()});
-        if (!parsed)
-            return respond(
-                make_response(http::status::bad_request, error_body("malformed target"), false));
-        std::vector<std::string> seg;
-        for (auto s : parsed->segments()) {
-            if (seg.size() >= 8)
+        HttpRouteLimits rl;
+        rl.room_bytes_max = engine_room_bytes_max;
+        rl.id_bytes_max = limits.id_bytes_max;
+        const auto target = req.target();
+        const HttpRoute r =
+            parse_http_route(req.method() == http::verb::get, req.method() == http::verb::post,
+                             std::string_view{target.data(), target.size()}, rl);
+        if (r.admin) {
+            // The key and the rate limit come first: an unauthenticated
+            // caller learns nothing about the routes.
+            if (!opt.admin_key)
                 return respond(
-                    make_response(http::status::not_found, error_body("not found"), true));
-            seg.push_back(s);
+                    make_response(http::status::forbidden,
+                                  error_body("admin API disabled: start with --admin-key"), true));
+            const auto auth = req[http::field::authorization];
+            const std::string_view header{auth.data(), auth.size()};
+            constexpr std::string_view kBearer = "Bearer ";
+            if (header.substr(0, kBearer.size()) != kBearer ||
+                !equal_secret(header.substr(kBearer.size()), *opt.admin_key)) {
+                ++counters.admin_unauthorized;
+                auto res = make_response(http::status::unauthorized,
+                                         error_body("missing or wrong admin key"), true);
+                res.set(http::field::www_authenticate, "Bearer");
+                return respond(std::move(res));
+            }
+            if (!take_admin_token()) {
+                ++counters.admin_rate_limited;
+                auto res = make_response(http::status::too_many_requests,
+                                         error_body("admin API rate limit"), true);
+                res.set(http::field::retry_after, "1");
+                return respond(std::move(res));
+            }
         }
-        const bool get = req.method() == http::verb::get;
-        if (seg.size() == 1 && seg[0] == "healthz") {
-            if (!get)
+        using Kind = HttpRoute::Kind;
+        switch (r.kind) {
+            case Kind::not_found:
+                return respond(make_response(http::status::not_found, error_body(r.error), true));
+            case Kind::bad_request:
                 return respond(
-                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            return respond(
-                make_response(draining ? http::status::service_unavailable : http::status::ok,
-                              draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
-        }
-        if (seg.size() == 1 && seg[0] == "metrics") {
-            if (!get)
+                    make_response(http::status::bad_request, error_body(r.error), r.admin));
+            case Kind::method_not_allowed:
                 return respond(
-                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            return respond(
-                make_response(http::status::ok, metrics_text(), true, "text/plain; version=0.0.4"));
+                    make_response(http::status::method_not_allowed, error_body(r.error), true));
+            case Kind::healthz:
+                return respond(make_response(
+                    draining ? http::status::service_unavailable : http::status::ok,
+                    draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
+            case Kind::metrics:
+                return respond(make_response(http::status::ok, metrics_text(), true,
+                                             "text/plain; version=0.0.4"));
+            default:
+                return route_admin(req, r, std::move(respond));
         }
-        if (!seg.empty() && seg[0] == "api")
-            return route_admin(req, seg, parsed->params(), std::move(respond));
-        respond(make_response(http::status::not_found, error_body("not found"), true));
     });
 }
 
-void Gateway::Impl::route_admin(const http::request<http::string_body>& req,
-                                const std::vector<std::string>& seg,
-                                boost::urls::params_view params,
+void Gateway::Impl::route_admin(const http::request<http::string_body>& req, const HttpRoute& r,
                                 std::function<void(Response)> respond) {
-    if (!opt.admin_key)
-        return respond(make_response(http::status::forbidden,
-                                     error_body("admin API disabled: start with --admin-key"),
-                                     true));
-    const auto auth = req[http::field::authorization];
-    const std::string_view header{auth.data(), auth.size()};
-    constexpr std::string_view kBearer = "Bearer ";
-    if (header.substr(0, kBearer.size()) != kBearer ||
-        !equal_secret(header.substr(kBearer.size()), *opt.admin_key)) {
-        ++counters.admin_unauthorized;
-        auto res = make_response(http::status::unauthorized,
-                                 error_body("missing or wrong admin key"), true);
-        res.set(http::field::www_authenticate, "Bearer");
-        return respond(std::move(res));
-    }
-    if (!take_admin_token()) {
-        ++counters.admin_rate_limited;
-        auto res = make_response(http::status::too_many_requests,
-                                 error_body("admin API rate limit"), true);
-        res.set(http::field::retry_after, "1");
-        return respond(std::move(res));
-    }
-    const bool get = req.method() == http::verb::get;
-    const bool post = req.method() == http::verb::post;
-    auto number_param = [&](std::string_view key, std::uint64_t dflt, std::uint64_t max,
-                            std::optional<std::uint64_t>& out) -> bool {
-        auto it = params.find(key);
-        if (it == params.end()) return out = dflt, true;
-        const std::string v = (*it).value;
-        if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos)
-            return false;
-        out = std::min<std::uint64_t>(std::stoull(v), max);
-        return true;
-    };
+    using Kind = HttpRoute::Kind;
     auto session_json = [](const SessionInfo& s) {
         json::object o;
         o["id"] = s.id;
         o["user"] = s.user;
         json::array rooms;
-        for (const auto& r : s.rooms)
-            rooms.emplace_back(r);
+        for (const auto& room : s.rooms)
+            rooms.emplace_back(room);
         o["rooms"] = std::move(rooms);
         o["connected"] = s.connected;
         if (!s.connected) o["expires_at_ms"] = s.expires_at_ms;
         return o;
     };
-    // /api/sessions
-    if (seg.size() == 2 && seg[1] == "sessions") {
-        if (!get)
-            return respond(
-                make_response(http::status::method_not_allowed, error_body("use GET"), true));
-        std::optional<std::uint64_t> limit;
-        if (!number_param("limit", 1000, 10'000, limit))
-            return respond(make_response(http::status::bad_request,
-                                         error_body("limit must be a number"), true));
-        json::array list;
-        for (const auto& s : engine.sessions()) {
-            if (list.size() >= *limit) break;
-            list.push_back(session_json(s));
+    switch (r.kind) {
+        case Kind::sessions: {
+            json::array list;
+            for (const auto& s : engine.sessions()) {
+                if (list.size() >= r.limit) break;
+                list.push_back(session_json(s));
+            }
+            json::object o;
+            o["sessions"] = std::move(list);
+            o["total"] = engine.session_count();
+            return respond(make_response(http::status::ok, json::serialize(o), true));
         }
-        json::object o;
-        o["sessions"] = std::move(list);
-        o["total"] = engine.session_count();
-        return respond(make_response(http::status::ok, json::serialize(o), true));
-    }
-    // /api/sessions/{id} and /api/sessions/{id}/disconnect
-    if ((seg.size() == 3 || seg.size() == 4) && seg[1] == "sessions") {
-        if (seg[2].size() > proto::Limits{}.id_bytes_max)
-            return respond(
-                make_response(http::status::not_found, error_body("no such session"), true));
-        if (seg.size() == 3) {
-            if (!get)
-                return respond(
-                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            auto s = engine.session(seg[2]);
+        case Kind::session: {
+            auto s = engine.session(r.session_id);
             if (!s)
                 return respond(
                     make_response(http::status::not_found, error_body("no such session"), true));
             return respond(
                 make_response(http::status::ok, json::serialize(session_json(*s)), true));
         }
-        if (seg[3] != "disconnect")
-            return respond(make_response(http::status::not_found, error_body("not found"), true));
-        if (!post)
-            return respond(
-                make_response(http::status::method_not_allowed, error_body("use POST"), true));
-        if (!engine.disconnect_session(wall_ms(), seg[2]))
-            return respond(
-                make_response(http::status::not_found, error_body("no such session"), true));
-        flush();
-        return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
-    }
-    // /api/rooms/{room}/publish and /api/rooms/{room}/history
-    if (seg.size() == 4 && seg[1] == "rooms") {
-        const std::string& room = seg[2];
-        if (room.empty() || room.size() > limits.room_bytes_max || !proto::is_valid_utf8(room))
-            return respond(
-                make_response(http::status::bad_request, error_body("invalid room name"), true));
-        if (seg[3] == "publish") {
-            if (!post)
+        case Kind::disconnect:
+            if (!engine.disconnect_session(wall_ms(), r.session_id))
                 return respond(
-                    make_response(http::status::method_not_allowed, error_body("use POST"), true));
+                    make_response(http::status::not_found, error_body("no such session"), true));
+            flush();
+            return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
+        case Kind::publish: {
             if (req.body().size() > engine_message_bytes_max)
                 return respond(make_response(http::status::payload_too_large,
                                              error_body("payload too large"), true));
@@ -747,8 +706,8 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req,
                 return respond(make_response(
                     http::status::bad_request,
                     error_body("body must be one JSON value: " + err->message()), true));
-            const auto res = engine.publish(wall_ms(), room, req.body());
-            auto answer = [respond, room, pos = res.position] {
+            const auto res = engine.publish(wall_ms(), r.room, req.body());
+            auto answer = [respond, room = r.room, pos = res.position] {
                 json::object o;
                 o["room"] = room;
                 o["epoch"] = pos.epoch;
@@ -762,24 +721,15 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req,
             flush();
             return;
         }
-        if (seg[3] == "history") {
-            if (!get)
-                return respond(
-                    make_response(http::status::method_not_allowed, error_body("use GET"), true));
-            std::optional<std::uint64_t> since, limit;
-            if (!number_param("since", 0, UINT64_MAX - 1, since) ||
-                !number_param("limit", 100, 1000, limit))
-                return respond(make_response(
-                    http::status::bad_request,
-                    error_body("since and limit must be non-negative integers"), true));
-            const auto info = engine.stream_info(room);
+        case Kind::history: {
+            const auto info = engine.stream_info(r.room);
             json::object o;
-            o["room"] = room;
+            o["room"] = r.room;
             o["epoch"] = info.epoch;
             o["head"] = info.head;
             o["first"] = info.first;
             std::string events = "[";
-            for (const auto& e : engine.history(room, *since, *limit, 1u << 20)) {
+            for (const auto& e : engine.history(r.room, r.since, r.limit, 1u << 20)) {
                 if (events.size() > 1) events += ',';
                 events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
                           std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
@@ -790,8 +740,9 @@ void Gateway::Impl::route_admin(const http::request<http::string_body>& req,
             body += R"(,"events":)" + events + "}";
             return respond(make_response(http::status::ok, std::move(body), true));
         }
+        default:
+            respond(make_response(http::status::not_found, error_body("not found"), true));
     }
-    respond(make_response(http::status::not_found, error_body("not found"), true));
 }
 
 void Gateway::Impl::accept() {
@@ -821,10 +772,12 @@ void Gateway::Impl::accept() {
 Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
                  std::shared_ptr<spdlog::logger> log) {
     const auto message_max = engine_config.message_bytes_max;
+    const auto room_max = engine_config.room_name_bytes_max;
     impl_ =
         std::make_unique<Impl>(std::move(options), std::move(engine_config), store, std::move(log));
     Impl& g = *impl_;
     g.engine_message_bytes_max = message_max;
+    g.engine_room_bytes_max = room_max;
     if (g.opt.tls_cert_file || g.opt.tls_key_file) {
         if (!g.opt.tls_cert_file || !g.opt.tls_key_file)
             throw std::runtime_error("TLS needs both --tls-cert and --tls-key");

@@ -192,6 +192,7 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
                 gate.call(on_latency_cb, l->rtt);
             }
         }
+        mirror.settled(core.status().get().queued);
         timer.arm(core.poll_timeout(), [w = weak_from_this()](time_point at) {
             auto s = w.lock();
             if (!s || !s->timer.take(at)) return;
@@ -203,8 +204,8 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
     void send(SocketMessage m, std::uint64_t ticket) {
         const auto err = core.send(steady_now(), m);
         if (!err.empty()) gate.call(on_dropped_cb, m, err);
-        mirror.applied(ticket);
         pump();
+        mirror.applied(ticket);
     }
 
     ReconnectingWebSocketOptions opt;
@@ -317,8 +318,8 @@ void command(const std::shared_ptr<ReconnectingWebSocket::Impl>& impl, F f) {
     const auto ticket = impl->mirror.take_ticket();
     asio::post(impl->strand, [impl, ticket, f = std::move(f)] {
         f(impl->core, steady_now());
-        impl->mirror.applied(ticket);
         impl->pump();
+        impl->mirror.applied(ticket);
     });
 }
 }  // namespace

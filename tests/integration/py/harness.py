@@ -196,7 +196,8 @@ class Connect:
                         return ev
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    raise AssertionError(f"no {what} within {timeout} s; last events: {self.events[-5:]}; "
+                    notable = [e for e in self.events if e["type"] != "latency"]
+                    raise AssertionError(f"no {what} within {timeout} s; last events: {notable[-8:]}; "
                                          f"stderr: {''.join(self.stderr[-5:])}")
                 self.cv.wait(min(left, 0.5))
 

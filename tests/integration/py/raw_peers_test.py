@@ -93,6 +93,8 @@ class RawPeerTests:
         c.wait_for(lambda e: e["type"] == "message" and e["data"] == "first", what="echo")
         conn1 = self.peer.connections()[0]
         self.assertEqual(conn1["headers"].get("x-client") or conn1["headers"].get("X-Client"), "tether-test")
+        # The peer logs a message before answering it, but its log is read by another thread.
+        self.peer.wait_for(lambda: len(self.peer.messages(conn1["conn"])) >= 4, what="4 messages")
         self.assertEqual(self.peer.messages(conn1["conn"]), [AUTH, "sub trades", "sub orders", "echo first"])
 
         # The link drops; messages sent meanwhile are queued and go out after auth and subscriptions.
@@ -102,6 +104,7 @@ class RawPeerTests:
         c.send("echo queued")
         c.wait_for(lambda e: e["type"] == "message" and e["data"] == "queued", since=since, what="queued echo")
         conn2 = self.peer.connections()[1]["conn"]
+        self.peer.wait_for(lambda: len(self.peer.messages(conn2)) >= 4, what="4 messages")
         self.assertEqual(self.peer.messages(conn2), [AUTH, "sub trades", "sub orders", "echo queued"])
         # The auth reply was consumed by the validator, not printed.
         self.assertFalse(any(e["type"] == "message" and '"auth"' in e["data"] for e in c.events))

@@ -1,0 +1,157 @@
+// The server engine driven by fuzzer bytes: connections open and close,
+// frames arrive (raw bytes or well-formed messages with fuzzed fields,
+// including RESUMEs of real and forged sessions), time passes. Whatever
+// happens, the engine's own assertions hold, every frame it sends decodes,
+// every close code is a documented one, and nothing is acknowledged that the
+// store does not hold at that offset.
+#include "fuzz_input.hpp"
+
+#include <tether/core/assert.hpp>
+#include <tether/core/close_codes.hpp>
+#include <tether/core/protocol.hpp>
+#include <tether/core/server_engine.hpp>
+
+#include <memory_store.hpp>
+
+#include <cstring>
+#include <map>
+#include <set>
+
+namespace {
+
+using namespace tether;
+namespace p = tether::proto;
+
+std::string data_value(fuzz::Input& in) {
+    return in.pick({"1", R"({"a":1})", "\"text\"", "[1,2,3]", "null", "{", "", "\"\\ud800\""});
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    fuzz::Input in{data, size};
+    store::MemoryStore store{StoreLimits{}, 1};
+    ServerConfig cfg;
+    cfg.publish_rate = 5;
+    cfg.publish_burst = 3;
+    cfg.replay_page_events = 2;
+    cfg.dedupe_per_user_max = 8;
+    cfg.authenticate = [](std::string_view token, std::int64_t) {
+        if (token.empty() || token == "bad") return AuthResult{false, {}, "refused"};
+        return AuthResult{true, std::string{token.substr(0, 8)}, {}};
+    };
+    std::uint64_t counter = 0;
+    cfg.random_bytes = [&counter](std::span<std::uint8_t> out) {
+        for (auto& b : out)
+            b = static_cast<std::uint8_t>(++counter * 131);
+    };
+    ServerEngine engine{cfg, store, 1'000'000};
+    std::int64_t now = 1'000'000;
+    std::set<std::uint64_t> open;
+    std::vector<p::Ready> readies;  // real sessions, for RESUMEs
+
+    auto drain = [&] {
+        while (auto t = engine.poll_transmit()) {
+            if (t->kind == ServerTransmit::Kind::close) {
+                TETHER_ASSERT(close_code::info(t->code).name != "unknown");
+                open.erase(t->conn);
+                continue;
+            }
+            auto r = p::decode(t->text);
+            TETHER_ASSERT(r);  // the server never sends a frame it could not read itself
+            if (auto* ready = std::get_if<p::Ready>(&r.message())) readies.push_back(*ready);
+            if (auto* ack = std::get_if<p::Ack>(&r.message())) {
+                auto h = engine.history(ack->room, ack->offset - 1, 1, 1u << 20);
+                TETHER_ASSERT(!h.empty() && h.front().offset == ack->offset);
+            }
+        }
+    };
+
+    for (int steps = 0; steps < 400 && !in.empty(); ++steps) {
+        const std::uint8_t op = in.byte();
+        const std::uint64_t conn = 1 + op % 4;
+        switch (op >> 4) {
+            case 0:
+                if (!open.count(conn)) {
+                    engine.handle_open(now, conn);
+                    open.insert(conn);
+                }
+                break;
+            case 1:
+                if (open.count(conn)) {
+                    engine.handle_close(now, conn);
+                    open.erase(conn);
+                }
+                break;
+            case 2:
+                now += in.u16() * 10;
+                engine.handle_timeout(now);
+                break;
+            case 3:
+                if (open.count(conn)) engine.handle_message(now, conn, in.str());
+                break;
+            case 4:
+                if (open.count(conn))
+                    engine.handle_message(
+                        now, conn,
+                        p::encode(p::Identify{in.pick({"alice", "bob", "bad", ""}),
+                                              {in.str(16), in.str(16)}}));
+                break;
+            case 5: {
+                if (!open.count(conn)) break;
+                p::Resume r;
+                if (!readies.empty() && in.byte() % 4 != 0) {
+                    const auto& real = readies[in.byte() % readies.size()];
+                    r.session_id = real.session_id;
+                    // Right token, or a forged one for a real session.
+                    r.resume_token = in.byte() % 3 == 0 ? in.str(64) : real.resume_token;
+                } else {
+                    r.session_id = in.str(40);
+                    r.resume_token = in.str(64);
+                }
+                if (in.byte() % 2)
+                    r.rooms.push_back({in.pick({"a", "b"}),
+                                       p::StreamPosition{in.byte() % 3 == 0 ? 7 : 1, in.byte()}});
+                engine.handle_message(now, conn, p::encode(r));
+                break;
+            }
+            case 6:
+                if (open.count(conn)) {
+                    std::optional<p::StreamPosition> since;
+                    if (in.byte() % 2) since = p::StreamPosition{1, in.byte()};
+                    engine.handle_message(
+                        now, conn, p::encode(p::Join{in.pick({"a", "b", "", "x\x01"}), since}));
+                }
+                break;
+            case 7:
+                if (open.count(conn))
+                    engine.handle_message(now, conn, p::encode(p::Leave{in.pick({"a", "b"})}));
+                break;
+            case 8:
+            case 9:
+            case 10:
+                if (open.count(conn))
+                    engine.handle_message(
+                        now, conn,
+                        p::encode(p::Publish{in.pick({"a", "b"}), in.pick({"id1", "id2", "id3"}),
+                                             data_value(in)}));
+                break;
+            case 11:
+                if (open.count(conn))
+                    engine.handle_message(
+                        now, conn, p::encode(p::Heartbeat{static_cast<std::int64_t>(in.u16())}));
+                break;
+            case 12:
+                if (open.count(conn)) engine.handle_writable(now, conn);
+                break;
+            case 13:
+                engine.publish(now, in.pick({"a", "b"}), "1");
+                break;
+            default:
+                engine.handle_timeout(now);
+                break;
+        }
+        drain();
+    }
+    return 0;
+}
