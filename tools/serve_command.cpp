@@ -2,6 +2,8 @@
 #include "commands.hpp"
 #include "options.hpp"
 
+#include <tether/core/protocol.hpp>
+
 #include <gateway.hpp>
 #include <jwt.hpp>
 #include <memory_store.hpp>
@@ -231,8 +233,10 @@ Action add_serve_command(CLI::App& app) {
         cfg.random_bytes = net::secure_random;
         if (a->allow_anonymous) {
             cfg.authenticate = [](std::string_view token, std::int64_t) {
-                std::string user{token.substr(0, 64)};
-                return AuthResult{true, user.empty() ? "anonymous" : user, {}};
+                // The token is the user name: at most 64 bytes of UTF-8.
+                if (token.size() > 64 || !proto::is_valid_utf8(token))
+                    return AuthResult{false, {}, "anonymous user names are 1..64 bytes of UTF-8"};
+                return AuthResult{true, token.empty() ? "anonymous" : std::string{token}, {}};
             };
         } else {
             cfg.authenticate = [secret = a->token_secret, log](std::string_view token,

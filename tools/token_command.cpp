@@ -1,5 +1,7 @@
 // `tether token`: mints an HS256 access token for IDENTIFY.
 #include "commands.hpp"
+
+#include <tether/core/protocol.hpp>
 #include "options.hpp"
 
 #include <jwt.hpp>
@@ -35,8 +37,8 @@ Action add_token_command(CLI::App& app) {
                 args->ttl.c_str());
             return exit_usage;
         }
-        if (args->user.size() > 256) {
-            std::fprintf(stderr, "tether token: --user is limited to 256 bytes\n");
+        if (args->user.empty() || args->user.size() > 256 || !proto::is_valid_utf8(args->user)) {
+            std::fprintf(stderr, "tether token: --user must be 1..256 bytes of UTF-8\n");
             return exit_usage;
         }
         const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(

@@ -174,6 +174,9 @@ std::optional<std::string> ClientConfig::validate() const {
     if (outbox.count_max == 0) return "outbox count max must be >= 1";
     if (outbox.bytes_max == 0) return "outbox bytes max must be >= 1";
     if (outbox.inflight_max == 0) return "outbox inflight max must be >= 1";
+    if (token.size() > limits.token_bytes_max || !proto::is_valid_utf8(token))
+        return "token must be UTF-8 text of at most " + std::to_string(limits.token_bytes_max) +
+               " bytes";
     if (outbox.message_ttl && outbox.message_ttl->count() <= 0) return "message ttl must be > 0";
     if (limits.frame_bytes_max < 256) return "frame limit must be >= 256 bytes";
     if (limits.depth_max < 3) return "depth limit must be >= 3";
@@ -243,6 +246,13 @@ void ClientCore::set_online(time_point now, bool online) {
 
 void ClientCore::provide_credentials(time_point now, std::string token) {
     if (!conn_ || conn_->stage != Stage::credentials) return;  // late answer: ignore
+    if (token.size() > config_.limits.token_bytes_max || !proto::is_valid_utf8(token)) {
+        // Never put a frame on the wire that the server must refuse (found by fuzzing).
+        fail_link(now, close_code::abnormal,
+                  "credentials unavailable: the token is not UTF-8 text of at most " +
+                      std::to_string(config_.limits.token_bytes_max) + " bytes");
+        return refresh(now);
+    }
     pending_token_ = std::move(token);
     need_refresh_ = false;
     conn_->stage = Stage::opening;

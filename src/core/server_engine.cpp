@@ -218,7 +218,12 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
     ++metrics_.identifies;
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     const AuthResult auth = config_.authenticate(m.token, now);
-    if (!auth.ok) {
+    // The user id goes back in READY and into the store: an authenticator
+    // that returns something no client could decode is refused too (found by
+    // fuzz_server_engine: a name cut in the middle of a UTF-8 sequence).
+    const bool user_ok = !auth.user.empty() && auth.user.size() <= config_.limits.text_bytes_max &&
+                         proto::is_valid_utf8(auth.user);
+    if (!auth.ok || !user_ok) {
         ++metrics_.auth_failures;
         return close(conn, close_code::authentication_failed, "authentication failed");
     }

@@ -10,6 +10,7 @@
 #include <tether/core/client_core.hpp>
 #include <tether/core/protocol.hpp>
 
+#include <cstdio>
 #include <map>
 
 namespace {
@@ -35,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (t->kind == Transmit::Kind::open) conn = t->conn;
             if (t->kind == Transmit::Kind::send) {
                 auto r = p::decode(t->text);
+                if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text.c_str());
                 TETHER_ASSERT(r);
                 if (auto* pub = std::get_if<p::Publish>(&r.message()))
                     publish_ids.push_back(pub->id);

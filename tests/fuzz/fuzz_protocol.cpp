@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -25,6 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string again = p::encode(r.message());
         auto r2 = p::decode(again, p::Limits{});
         TETHER_ASSERT(r2);
+        if (!(r2.message() == r.message()))
+            std::fprintf(stderr, "round trip changed the message:\n  %s\n  %s\n", again.c_str(),
+                         p::encode(r2.message()).c_str());
         TETHER_ASSERT(r2.message() == r.message());
     }
     return 0;

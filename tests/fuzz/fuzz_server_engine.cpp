@@ -13,6 +13,7 @@
 
 #include <memory_store.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <set>
@@ -38,6 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     cfg.dedupe_per_user_max = 8;
     cfg.authenticate = [](std::string_view token, std::int64_t) {
         if (token.empty() || token == "bad") return AuthResult{false, {}, "refused"};
+        // Cuts names anywhere, as a careless authenticator might: the engine
+        // must refuse what it could not send back.
         return AuthResult{true, std::string{token.substr(0, 8)}, {}};
     };
     std::uint64_t counter = 0;
@@ -58,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 continue;
             }
             auto r = p::decode(t->text);
+            if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text.c_str());
             TETHER_ASSERT(r);  // the server never sends a frame it could not read itself
             if (auto* ready = std::get_if<p::Ready>(&r.message())) readies.push_back(*ready);
             if (auto* ack = std::get_if<p::Ack>(&r.message())) {
@@ -111,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 }
                 if (in.byte() % 2)
                     r.rooms.push_back({in.pick({"a", "b"}),
-                                       p::StreamPosition{in.byte() % 3 == 0 ? 7 : 1, in.byte()}});
+                                       p::StreamPosition{in.byte() % 3 == 0 ? 7u : 1u, in.byte()}});
                 engine.handle_message(now, conn, p::encode(r));
                 break;
             }

@@ -636,6 +636,26 @@ TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPosition
     EXPECT_TRUE(d.core.rooms().empty());
 }
 
+TEST(ClientCore, InvalidTokensNeverReachTheWire) {
+    // Found by fuzz_client_core: a token that is not UTF-8 made an IDENTIFY
+    // the server could only refuse with 4002.
+    ClientConfig bad;
+    bad.token = "\xff\xfe";
+    EXPECT_THROW(ClientCore{bad}, std::invalid_argument);
+    ClientConfig cfg;
+    cfg.dynamic_credentials = true;
+    cfg.backoff.jitter_ratio = 0;
+    Harness h(cfg);
+    h.core.connect(h.now);
+    h.drain();
+    h.core.provide_credentials(h.now, "\xff\xfe");
+    h.drain();
+    for (const auto& t : h.tx)
+        EXPECT_NE(t.kind, Transmit::Kind::open);
+    EXPECT_EQ(h.status().state, ConnState::reconnecting);
+    EXPECT_NE(h.status().close_reason.find("not UTF-8"), std::string::npos);
+}
+
 TEST(ClientCore, StaleConnectionsAreIgnoredAndAborted) {
     Harness h;
     h.core.connect(h.now);

@@ -252,6 +252,24 @@ TEST(ServerEngine, RateLimitedPublishHoldsTheOnesBehindItSoOrderIsKept) {
     EXPECT_EQ(d.of<p::Ack>(1).size(), 1u);
 }
 
+TEST(ServerEngine, AUserIdNoClientCouldDecodeIsRefused) {
+    // Found by fuzz_server_engine: an authenticator that cut a name in the
+    // middle of a UTF-8 sequence made the engine send an undecodable READY.
+    store::MemoryStore store;
+    ServerEngine e{config(), store, 1'000'000};
+    Driver d{e};
+    for (std::string user : {std::string{"\xc3"}, std::string{}, std::string(2000, 'u')}) {
+        e.handle_open(d.now, 1);
+        d.send(1, p::Identify{user, {}});
+        ASSERT_FALSE(d.out.empty());
+        EXPECT_EQ(d.out.back().kind, ServerTransmit::Kind::close);
+        EXPECT_EQ(d.out.back().code, close_code::authentication_failed);
+        d.out.clear();
+        e.handle_close(d.now, 1);
+    }
+    EXPECT_EQ(e.session_count(), 0u);
+}
+
 TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
     store::MemoryStore store;
     ServerEngine e{config(), store, 1'000'000};
