@@ -10,6 +10,10 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake ninja-build ccache git pkg-config clang-format
+  # fuzzing: clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
+  # the network-monitor test builds network namespaces
+  iproute2
   # libraries
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsqlite3-dev libhiredis-dev libspdlog-dev libfmt-dev

@@ -4,7 +4,9 @@
 # 2. the whole suite again under ASan + UBSan;
 # 3. the concurrent parts under TSan: the multi-threaded gateway and the
 #    client strands (driven by the Python suites and the client API tests),
-#    the engine and store, the parallel simulator runner.
+#    the engine and store, the parallel simulator runner;
+# 4. a fuzz smoke: every libFuzzer target for 30 s from its seed corpus
+#    (scripts/fuzz.sh; the longer run is manual).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -29,3 +31,6 @@ ctest --preset asan-ubsan
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 run_suite tsan --target tether unit_server_engine unit_jwt integration_client
 ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.|Client\.|TlsTest\.|ReconnectingWebSocket\.)'
+
+echo "== fuzz smoke (30 s per target)"
+scripts/fuzz.sh 30
