@@ -649,9 +649,10 @@ void ClientCore::on_message(time_point now, proto::Message& msg) {
                 session_ = Session{m.session_id, m.resume_token, m.user};
                 on_session(now, false, m.user);
             },
-            [&](proto::Resumed&) {
+            [&](proto::Resumed& m) {
                 if (stage != Stage::authenticating || !conn_->resuming || !session_)
                     return violation("without RESUME");
+                if (!m.resume_token.empty()) session_->resume_token = std::move(m.resume_token);
                 ++metrics_.resumes_ok;
                 on_session(now, true, session_->user);
             },

@@ -249,7 +249,8 @@ std::optional<Message> decode_payload(Op op, Reader& r) {
                          r.name("resume_token", L.token_bytes_max),
                          r.str("user", L.text_bytes_max)};
         case Op::resumed:
-            return Resumed{r.name("session_id", L.id_bytes_max)};
+            return Resumed{r.name("session_id", L.id_bytes_max),
+                           r.str("resume_token", L.token_bytes_max, false)};
         case Op::invalid_session:
             return InvalidSession{r.boolean("resumable")};
         case Op::heartbeat:
@@ -637,7 +638,10 @@ std::string encode(const Message& msg) {
                     .str("user", m.user)
                     .finish();
             } else if constexpr (std::is_same_v<T, Resumed>) {
-                return Writer{Op::resumed}.str("session_id", m.session_id).finish();
+                Writer w{Op::resumed};
+                w.str("session_id", m.session_id);
+                if (!m.resume_token.empty()) w.str("resume_token", m.resume_token);
+                return w.finish();
             } else if constexpr (std::is_same_v<T, InvalidSession>) {
                 return Writer{Op::invalid_session}.boolean("resumable", m.resumable).finish();
             } else if constexpr (std::is_same_v<T, Heartbeat>) {

@@ -260,8 +260,11 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     s.conn = conn;
     s.record.expires_at_ms = 0;
     s.record.rooms.clear();
+    // One use per resume token: a copy replayed later (from a log, a stolen
+    // backup) no longer resumes anything.
+    s.record.resume_token = random_hex(32);  // persisted below, with the rooms
     c.session = s.record.id;
-    send(conn, proto::Resumed{s.record.id});
+    send(conn, proto::Resumed{s.record.id, s.record.resume_token});
     for (const auto& rp : m.rooms) {
         proto::Join j{rp.room, rp.position};
         on_join(now, conn, c, j);

@@ -180,7 +180,7 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
         }
         attach(now, conn, r->session_id);
         it->second.rooms.clear();
-        send(conn, proto::Resumed{r->session_id});
+        send(conn, proto::Resumed{r->session_id, {}});  // no rotation: the older-server path
         for (const auto& rp : r->rooms)
             join(conn, rp.room, rp.position);
     } else if (auto* h = std::get_if<proto::Heartbeat>(&msg)) {

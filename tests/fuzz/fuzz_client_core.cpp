@@ -100,7 +100,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                     p::encode(p::Ready{in.pick({"s1", "s2"}), in.str(8), "alice"}));
                 break;
             case 6:
-                core.handle_message(now, target(), p::encode(p::Resumed{in.pick({"s1", "s2"})}));
+                core.handle_message(
+                    now, target(),
+                    p::encode(p::Resumed{in.pick({"s1", "s2"}), in.pick({"", "rt-2"})}));
                 break;
             case 7:
                 core.handle_message(now, target(),

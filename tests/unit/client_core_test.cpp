@@ -109,7 +109,7 @@ class Harness {
         auto r = p::decode(t.text);
         EXPECT_TRUE(r) << t.text;
         if (r && std::holds_alternative<p::Resume>(r.message()))
-            recv(c, p::Resumed{std::get<p::Resume>(r.message()).session_id});
+            recv(c, p::Resumed{std::get<p::Resume>(r.message()).session_id, {}});
         else
             recv(c, p::Ready{session, "rt-" + session, "alice"});
         return c;
@@ -174,7 +174,7 @@ TEST(ClientCore, ReconnectOrderAuthThenRejoinThenReplayThenOutbox) {
     EXPECT_EQ(resume.session_id, "s1");
     ASSERT_EQ(resume.rooms.size(), 1u);
     EXPECT_EQ(resume.rooms[0].position, (p::StreamPosition{1, 2}));
-    h.recv(c2, p::Resumed{"s1"});
+    h.recv(c2, p::Resumed{"s1", {}});
     h.recv(c2, p::Joined{"lobby", {1, 4}, true});
     EXPECT_EQ(h.status().phase, Phase::catching_up);
     EXPECT_TRUE(h.tx.empty());
@@ -438,7 +438,7 @@ TEST(ClientCore, JoinInFlightWhenLinkDropsIsRetried) {
     h.recv(c, p::Hello{10'000, 60'000, "", "", ""});
     auto resume = h.expect_sent<p::Resume>();
     EXPECT_TRUE(resume.rooms.empty());  // never joined: no position to resume
-    h.recv(c, p::Resumed{"s1"});
+    h.recv(c, p::Resumed{"s1", {}});
     EXPECT_EQ(h.expect_sent<p::Join>().room, "r");
     h.recv(c, p::Joined{"r", {1, 0}, true});
     EXPECT_EQ(h.core.rooms().at(0).state, RoomState::joined);
@@ -576,7 +576,7 @@ TEST(ClientCore, RetriedPublishKeepsItsIdAcrossReconnects) {
     h.open(c);
     h.recv(c, p::Hello{10'000, 60'000, "", "", ""});
     h.expect_sent<p::Resume>();
-    h.recv(c, p::Resumed{"s1"});
+    h.recv(c, p::Resumed{"s1", {}});
     EXPECT_EQ(h.expect_sent<p::Publish>().id, id);  // same id: the server dedupes
     h.recv(c, p::Ack{id, "r", 1, 9});
     h.recv(c, p::Ack{id, "r", 1, 9});  // a duplicate ack changes nothing
@@ -634,6 +634,31 @@ TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPosition
     EXPECT_TRUE(d.core.restore(d.now, bad));
     EXPECT_EQ(d.core.pending(), 0u);
     EXPECT_TRUE(d.core.rooms().empty());
+}
+
+TEST(ClientCore, ResumeTokensAreUsedOnceAndReplacedByTheServer) {
+    Harness h;
+    h.core.connect(h.now);
+    h.drain();
+    auto c = h.establish("s1");  // READY: resume token "rt-s1"
+    h.closed(c, 1006);
+    c = h.expect_open();
+    h.open(c);
+    h.recv(c, p::Hello{10'000, 60'000, "srv", "1", "n1"});
+    EXPECT_EQ(h.expect_sent<p::Resume>().resume_token, "rt-s1");
+    h.recv(c, p::Resumed{"s1", "rt-fresh"});
+    h.closed(c, 1006);
+    c = h.expect_open();
+    h.open(c);
+    h.recv(c, p::Hello{10'000, 60'000, "srv", "1", "n1"});
+    EXPECT_EQ(h.expect_sent<p::Resume>().resume_token, "rt-fresh");
+    // A server that sends no new token (older servers): the old one stays.
+    h.recv(c, p::Resumed{"s1", {}});
+    h.closed(c, 1006);
+    c = h.expect_open();
+    h.open(c);
+    h.recv(c, p::Hello{10'000, 60'000, "srv", "1", "n1"});
+    EXPECT_EQ(h.expect_sent<p::Resume>().resume_token, "rt-fresh");
 }
 
 TEST(ClientCore, InvalidTokensNeverReachTheWire) {

@@ -256,14 +256,20 @@ TEST(ServerEngine, AUserIdNoClientCouldDecodeIsRefused) {
     // Found by fuzz_server_engine: an authenticator that cut a name in the
     // middle of a UTF-8 sequence made the engine send an undecodable READY.
     store::MemoryStore store;
-    ServerEngine e{config(), store, 1'000'000};
+    auto cfg = config();
+    cfg.authenticate = [](std::string_view token, std::int64_t) {
+        if (token == "cut") return AuthResult{true, "\xc3", {}};
+        if (token == "empty") return AuthResult{true, "", {}};
+        return AuthResult{true, std::string(2000, 'u'), {}};
+    };
+    ServerEngine e{cfg, store, 1'000'000};
     Driver d{e};
-    for (std::string user : {std::string{"\xc3"}, std::string{}, std::string(2000, 'u')}) {
+    for (const char* token : {"cut", "empty", "long"}) {
         e.handle_open(d.now, 1);
-        d.send(1, p::Identify{user, {}});
+        d.send(1, p::Identify{token, {}});
         ASSERT_FALSE(d.out.empty());
-        EXPECT_EQ(d.out.back().kind, ServerTransmit::Kind::close);
-        EXPECT_EQ(d.out.back().code, close_code::authentication_failed);
+        EXPECT_EQ(d.out.back().kind, ServerTransmit::Kind::close) << token;
+        EXPECT_EQ(d.out.back().code, close_code::authentication_failed) << token;
         d.out.clear();
         e.handle_close(d.now, 1);
     }

@@ -87,6 +87,10 @@ struct Ready {
 };
 struct Resumed {
     std::string session_id;
+    /// A fresh resume token replacing the one just used (one use per token:
+    /// a replayed token is refused). Empty: the old one stays valid (older
+    /// servers).
+    std::string resume_token;
     friend bool operator==(const Resumed&, const Resumed&) = default;
 };
 struct InvalidSession {

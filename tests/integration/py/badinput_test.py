@@ -264,6 +264,24 @@ class BadInputMatrix(unittest.IsolatedAsyncioTestCase):
                 self.assertFalse(m["d"]["resumable"])
                 return "INVALID_SESSION (not resumable), same answer as for an unknown session"
             await self.case(name, attack)
+        # A resume token works once: a legitimate RESUME gets a fresh one, and
+        # the old one replayed later (a copied log, a stolen backup) is refused.
+        owner = await Client.open(self.server)
+        _, first = await owner.identify("owner")
+        await owner.abort()
+        again = await Client.open(self.server)
+        await again.expect("HELLO")
+        await again.send("RESUME", session_id=first["session_id"], resume_token=first["resume_token"], rooms=[])
+        resumed = await again.expect("RESUMED")
+        self.assertTrue(resumed["resume_token"] and resumed["resume_token"] != first["resume_token"])
+
+        async def replayed():
+            m = await resume(first["session_id"], first["resume_token"])
+            self.assertEqual(m["op"], "INVALID_SESSION")
+            return "INVALID_SESSION: each RESUMED carries a new token, the used one is dead"
+        await self.case("RESUME with a replayed (already used) resume token", replayed)
+        await again.close()
+
         # The victim was never disturbed.
         await victim.send("HEARTBEAT", ts=5)
         while True:  # expect() skips acks of the bystander's kind; read it directly
