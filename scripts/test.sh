@@ -29,7 +29,8 @@ run_suite asan-ubsan
 ctest --preset asan-ubsan
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-run_suite tsan --target tether unit_server_engine unit_jwt integration_client
+run_suite tsan --target tether unit_server_engine unit_jwt integration_client \
+  example_minimal example_chat example_generic_socket
 ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.|Client\.|TlsTest\.|ReconnectingWebSocket\.)'
 
 echo "== fuzz smoke (30 s per target)"
