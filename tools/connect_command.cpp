@@ -469,17 +469,13 @@ int run_tether(const ConnectArgs& a) {
     auto loop_ptr = std::make_shared<Loop>();
     Loop& loop = *loop_ptr;
     start_signal_thread(loop_ptr);
-    std::unique_ptr<Client> client;
-    try {
-        client = std::make_unique<Client>(o);
-    } catch (const std::exception& e) {
-        return usage(e.what());
-    }
     const bool js = a.json;
     const bool one_room = a.rooms.size() == 1;
     auto banner = std::make_shared<Banner<ClientStatus>>();
     auto last_sending = std::make_shared<std::pair<std::size_t, std::size_t>>(0, 0);
-    client->on_status([js, banner, last_sending, interactive, loop_ptr](const ClientStatus& s) {
+    // Handlers go into the options: installed before the client starts, they
+    // see every event from the first one.
+    o.on_status = [js, banner, last_sending, interactive, loop_ptr](const ClientStatus& s) {
         if (js) {
             auto o2 = status_json(s);
             o2["phase"] = phase_id(s.phase);
@@ -500,18 +496,18 @@ int run_tether(const ConnectArgs& a) {
         }
         if (terminal_stop(s.state, s.reason) && !interactive)
             loop_ptr->set_finish(stop_code(s.reason));
-    });
-    client->on_latency([js](std::chrono::milliseconds rtt) {
+    };
+    o.on_latency = [js](std::chrono::milliseconds rtt) {
         if (js) emit_json({{"type", "latency"}, {"rtt_ms", rtt.count()}});
-    });
-    client->on_session([js](const SessionStarted& s) {
+    };
+    o.on_session = [js](const SessionStarted& s) {
         if (js)
             emit_json({{"type", "session"},
                        {"session_id", s.session_id},
                        {"user", s.user},
                        {"resumed", s.resumed}});
-    });
-    client->on_publish([js](const PublishOutcome& r) {
+    };
+    o.on_publish = [js](const PublishOutcome& r) {
         if (js) {
             if (r.ok)
                 emit_json({{"type", "ack"},
@@ -529,7 +525,13 @@ int run_tether(const ConnectArgs& a) {
         } else if (!r.ok) {
             err_line("Message " + r.id + " failed: " + r.error + " " + r.reason, kRed);
         }
-    });
+    };
+    std::unique_ptr<Client> client;
+    try {
+        client = std::make_unique<Client>(o);
+    } catch (const std::exception& e) {
+        return usage(e.what());
+    }
     std::map<std::string, Room> rooms;
     auto make_room_options = [js, one_room](const std::string&) {
         RoomOptions ro;
@@ -705,15 +707,9 @@ int run_raw(const ConnectArgs& a) {
     auto loop_ptr = std::make_shared<Loop>();
     Loop& loop = *loop_ptr;
     start_signal_thread(loop_ptr);
-    std::unique_ptr<ReconnectingWebSocket> ws;
-    try {
-        ws = std::make_unique<ReconnectingWebSocket>(o);
-    } catch (const std::exception& e) {
-        return usage(e.what());
-    }
     const bool js = a.json;
     auto banner = std::make_shared<Banner<SocketStatus>>();
-    ws->on_status([js, banner, interactive, loop_ptr](const SocketStatus& s) {
+    o.on_status = [js, banner, interactive, loop_ptr](const SocketStatus& s) {
         if (js) {
             auto o2 = status_json(s);
             o2["queued"] = s.queued;
@@ -723,8 +719,8 @@ int run_raw(const ConnectArgs& a) {
         }
         if (terminal_stop(s.state, s.reason) && !interactive)
             loop_ptr->set_finish(stop_code(s.reason));
-    });
-    ws->on_message([js](const SocketMessage& m) {
+    };
+    o.on_message = [js](const SocketMessage& m) {
         if (js)
             emit_json({{"type", "message"},
                        {"binary", m.binary},
@@ -733,16 +729,22 @@ int run_raw(const ConnectArgs& a) {
             out_line(m.binary
                          ? "<binary " + std::to_string(m.data.size()) + " bytes> " + base64(m.data)
                          : m.data);
-    });
-    ws->on_latency([js](std::chrono::milliseconds rtt) {
+    };
+    o.on_latency = [js](std::chrono::milliseconds rtt) {
         if (js) emit_json({{"type", "latency"}, {"rtt_ms", rtt.count()}});
-    });
-    ws->on_dropped([js](const SocketMessage& m, const std::string& code) {
+    };
+    o.on_dropped = [js](const SocketMessage& m, const std::string& code) {
         if (js)
             emit_json({{"type", "dropped"}, {"error", code}, {"bytes", m.data.size()}});
         else
             err_line("Message not sent: " + code, kRed);
-    });
+    };
+    std::unique_ptr<ReconnectingWebSocket> ws;
+    try {
+        ws = std::make_unique<ReconnectingWebSocket>(o);
+    } catch (const std::exception& e) {
+        return usage(e.what());
+    }
     start_stdin_thread(loop_ptr);
     auto handle = [&](const std::string& line) -> std::optional<int> {
         if (line == "/quit") return exit_ok;

@@ -104,6 +104,13 @@ struct ClientOptions {
     /// Extra headers on the upgrade request.
     std::vector<std::pair<std::string, std::string>> headers;
     std::uint64_t seed = 0;  ///< jitter seed; 0 draws one from the OS
+
+    /// Handlers installed before the client starts, so that none misses the
+    /// first events (the on_*() setters may: the client connects at once).
+    std::function<void(const ClientStatus&)> on_status;
+    std::function<void(std::chrono::milliseconds rtt)> on_latency;
+    std::function<void(const SessionStarted&)> on_session;
+    std::function<void(const struct PublishOutcome&)> on_publish;
 };
 
 /// The outcome of Room::publish.
@@ -181,7 +188,8 @@ class Client {
     ClientStatus status() const;
     /// "connected (sending 3 of 10)", "reconnecting (attempt 2, next in 1.4 s)".
     std::string status_line() const;
-    /// Called on every status change (retry countdown, sending x of y, ...).
+    /// Called at once with the current status, then on every change (retry
+    /// countdown, sending x of y, ...).
     void on_status(std::function<void(const ClientStatus&)> f);
     void on_latency(std::function<void(std::chrono::milliseconds rtt)> f);
     void on_session(std::function<void(const SessionStarted&)> f);

@@ -87,6 +87,13 @@ struct ReconnectingWebSocketOptions {
     bool tls_verify = true;
     bool network_monitor = true;
     std::uint64_t seed = 0;  ///< jitter seed; 0 draws one from the OS
+
+    /// Handlers installed before the socket starts, so that none misses the
+    /// first events (the on_*() setters may: the socket connects at once).
+    std::function<void(const SocketMessage&)> on_message;
+    std::function<void(const SocketStatus&)> on_status;
+    std::function<void(std::chrono::milliseconds rtt)> on_latency;
+    std::function<void(const SocketMessage&, const std::string& code)> on_dropped;
 };
 
 class ReconnectingWebSocket {
@@ -106,6 +113,7 @@ class ReconnectingWebSocket {
     void send_binary(std::string data);
 
     void on_message(std::function<void(const SocketMessage&)> f);
+    /// Called at once with the current status, then on every change.
     void on_status(std::function<void(const SocketStatus&)> f);
     void on_latency(std::function<void(std::chrono::milliseconds)> f);
     void on_dropped(std::function<void(const SocketMessage&, const std::string& code)> f);

@@ -46,6 +46,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                 throw std::invalid_argument("probe_url: " + *e);
             probe = std::get<net::detail::Url>(p);
         }
+        on_status_cb = opt.on_status;
+        on_latency_cb = opt.on_latency;
+        on_session_cb = opt.on_session;
+        on_publish_cb = opt.on_publish;
         if (opt.state_file) {
             state_lock = std::make_unique<net::detail::StateLock>(*opt.state_file);
             auto snap = net::detail::load_state(*opt.state_file);  // throws on a corrupt file
@@ -456,8 +460,10 @@ bool Client::flush(std::chrono::milliseconds timeout) {
 }
 
 void Client::on_status(std::function<void(const ClientStatus&)> f) {
-    asio::post(impl_->strand,
-               [s = impl_, f = std::move(f)]() mutable { s->on_status_cb = std::move(f); });
+    asio::post(impl_->strand, [s = impl_, f = std::move(f)]() mutable {
+        s->on_status_cb = std::move(f);
+        s->call(s->on_status_cb, s->core.status().get());  // the current value first
+    });
 }
 void Client::on_latency(std::function<void(std::chrono::milliseconds)> f) {
     asio::post(impl_->strand,

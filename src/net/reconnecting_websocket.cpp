@@ -34,6 +34,10 @@ struct ReconnectingWebSocket::Impl : std::enable_shared_from_this<Impl> {
         }
         if (url.tls || (probe && probe->tls))
             tls = net::detail::make_client_tls(opt.ca_file, opt.tls_verify);
+        on_message_cb = opt.on_message;
+        on_status_cb = opt.on_status;
+        on_latency_cb = opt.on_latency;
+        on_dropped_cb = opt.on_dropped;
         if (!opt.pong_matcher)
             opt.pong_matcher = [](const SocketMessage& m) { return !m.binary && m.data == "pong"; };
     }
@@ -282,7 +286,10 @@ void ReconnectingWebSocket::on_message(std::function<void(const SocketMessage&)>
     post_to(impl_, [f = std::move(f)](Impl& s) mutable { s.on_message_cb = std::move(f); });
 }
 void ReconnectingWebSocket::on_status(std::function<void(const SocketStatus&)> f) {
-    post_to(impl_, [f = std::move(f)](Impl& s) mutable { s.on_status_cb = std::move(f); });
+    post_to(impl_, [f = std::move(f)](Impl& s) mutable {
+        s.on_status_cb = std::move(f);
+        s.gate.call(s.on_status_cb, s.core.status().get());  // the current value first
+    });
 }
 void ReconnectingWebSocket::on_latency(std::function<void(std::chrono::milliseconds)> f) {
     post_to(impl_, [f = std::move(f)](Impl& s) mutable { s.on_latency_cb = std::move(f); });

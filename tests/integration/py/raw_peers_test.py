@@ -62,6 +62,11 @@ class Peer:
         with self.cv:
             return [e for e in self.events if e["event"] == "connection"]
 
+    def conn(self, i):
+        """The id of connection i, once the peer's log (read by another thread) shows it."""
+        self.wait_for(lambda: len(self.connections()) > i, what=f"connection {i}")
+        return self.connections()[i]["conn"]
+
     def stop(self):
         self.proc.kill()
         self.proc.wait(timeout=10)
@@ -91,6 +96,7 @@ class RawPeerTests:
         c.wait_status("connected")
         c.send("echo first")
         c.wait_for(lambda e: e["type"] == "message" and e["data"] == "first", what="echo")
+        self.peer.wait_for(lambda: len(self.peer.connections()) >= 1, what="the connection")
         conn1 = self.peer.connections()[0]
         self.assertEqual(conn1["headers"].get("x-client") or conn1["headers"].get("X-Client"), "tether-test")
         # The peer logs a message before answering it, but its log is read by another thread.
@@ -103,6 +109,7 @@ class RawPeerTests:
         c.wait_for(lambda e: e["type"] == "status" and e["state"] == "reconnecting", since=since)
         c.send("echo queued")
         c.wait_for(lambda e: e["type"] == "message" and e["data"] == "queued", since=since, what="queued echo")
+        self.peer.wait_for(lambda: len(self.peer.connections()) >= 2, what="the second connection")
         conn2 = self.peer.connections()[1]["conn"]
         self.peer.wait_for(lambda: len(self.peer.messages(conn2)) >= 4, what="4 messages")
         self.assertEqual(self.peer.messages(conn2), [AUTH, "sub trades", "sub orders", "echo queued"])
@@ -112,6 +119,7 @@ class RawPeerTests:
     def test_rejected_auth_stops_with_exit_5(self):
         c = self.connect("--auth-message", '{"op":"auth","key":"wrong"}', "--auth-expect", "true")
         self.assertEqual(c.exit_code(), 5)
+        self.peer.conn(0)
         self.assertEqual(len(self.peer.connections()), 1, "no retry after a rejected auth")
 
     def test_fatal_close_code_stops_with_exit_3(self):
@@ -135,7 +143,7 @@ class RawPeerTests:
         c = self.connect("--auth-message", AUTH, "--answer", "hb=hb-ack")
         c.wait_status("connected")
         self.peer.command("send hb")
-        conn = self.peer.connections()[0]["conn"]
+        conn = self.peer.conn(0)
         self.peer.wait_for(lambda: "hb-ack" in self.peer.messages(conn), what="hb-ack")
         self.peer.command("send data")
         c.wait_for(lambda e: e["type"] == "message" and e["data"] == "data")
@@ -145,7 +153,7 @@ class RawPeerTests:
         c = self.connect("--auth-message", AUTH, "--ping-mode", "app", "--ping-payload", "ping", "--pong-match",
                          "pong", "--ping-interval", "300ms", "--pong-timeout", "1s")
         c.wait_for(lambda e: e["type"] == "latency", what="a pong matched")
-        conn = self.peer.connections()[0]["conn"]
+        conn = self.peer.conn(0)
         self.assertIn("ping", self.peer.messages(conn))
         self.assertFalse(any(e["type"] == "message" and e["data"] == "pong" for e in c.events))
 
