@@ -154,7 +154,7 @@ class RawPeerTests:
                          "pong", "--ping-interval", "300ms", "--pong-timeout", "1s")
         c.wait_for(lambda e: e["type"] == "latency", what="a pong matched")
         conn = self.peer.conn(0)
-        self.assertIn("ping", self.peer.messages(conn))
+        self.peer.wait_for(lambda: "ping" in self.peer.messages(conn), what="the app ping")
         self.assertFalse(any(e["type"] == "message" and e["data"] == "pong" for e in c.events))
 
 
