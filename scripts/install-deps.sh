@@ -20,6 +20,8 @@ packages=(
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # servers and third-party peers used by integration tests
   redis-server nginx python3 python3-websockets openssl curl
+  # benchmarks: the plots of docs/BENCHMARKS.md
+  gnuplot-nox
 )
 # Node.js: any install that provides both `node` and `npm` is fine (a machine
 # may carry a newer vendor build whose nodejs package already bundles npm and

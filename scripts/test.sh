@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # Node `ws`, a third-party peer of the raw-socket tests (lockfile committed).
 npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
+# Node `ws` and Socket.IO, the peers of the benchmark smoke (bench_smoke).
+npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 
 run_suite() {
   local preset="$1"; shift

@@ -204,8 +204,14 @@ void SocketCore::fail_link(time_point now, std::uint16_t code, std::string reaso
         transmits_.push_back(SocketTransmit{SocketTransmit::Kind::abort, lost.id, {}, 0, {}});
     } else {
         abort_closing();
-        transmits_.push_back(
-            SocketTransmit{SocketTransmit::Kind::close, lost.id, {}, code, reason});
+        // Built member by member: GCC 12 at -O3 reports the aggregate's
+        // defaulted string as maybe-uninitialized (a false positive).
+        SocketTransmit t;
+        t.kind = SocketTransmit::Kind::close;
+        t.conn = lost.id;
+        t.code = code;
+        t.reason = reason;
+        transmits_.push_back(std::move(t));
         closing_ = Closing{lost.id, now + config_.close_timeout};
     }
     if (lost.stage == Stage::established) {

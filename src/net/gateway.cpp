@@ -749,6 +749,12 @@ void Gateway::Impl::accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
         if (!ec) {
+            // Small frames go out at once: with Nagle on, a frame written while
+            // the previous one is unacknowledged waits for the peer's delayed
+            // ACK (40 ms on Linux) -- measured as a 44 ms floor on every
+            // request/answer exchange before this (docs/BENCHMARKS.md).
+            beast::error_code nodelay_ec;
+            socket.set_option(tcp::no_delay(true), nodelay_ec);
             // Bound sockets that have not upgraded yet too (slowloris, half-open handshakes).
             if (live_sockets.load() >= opt.connections_max + 1024) {
                 beast::error_code ignored;

@@ -142,6 +142,10 @@ void Pair::start() {
     tcp::endpoint ep{asio::ip::make_address(p_.opt.upstream_host), p_.opt.upstream_port};
     upstream_.async_connect(ep, [self](beast::error_code ec) {
         if (ec) return self->finish();
+        // No Nagle on either side: the proxy adds only the delays it is told to.
+        beast::error_code ignored;
+        self->upstream_.set_option(tcp::no_delay(true), ignored);
+        self->client_.set_option(tcp::no_delay(true), ignored);
         self->read(0);
         self->read(1);
     });
