@@ -16,7 +16,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p build/fuzz/artifacts
 printf '%-16s %12s %10s %8s %8s\n' target executions exec/s cov features
-for t in protocol server_engine client_core jwt admin; do
+for t in protocol server_engine client_core jwt admin ws_frame; do
   mkdir -p "$work/$t"
   cp tests/fuzz/corpus/"$t"/* "$work/$t/"
   log="$work/$t.log"

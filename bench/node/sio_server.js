@@ -1,5 +1,7 @@
 // Socket.IO 4.8 peer of the benchmarks, with connectionStateRecovery on:
-// event "m" is broadcast to every other socket, event "e" is echoed.
+// event "m" is broadcast to every other socket, event "e" is echoed; for the
+// reconnect storm (sio_storm.js), "join" enters a room and "pm" {room, s} is
+// broadcast to the room, then acknowledged.
 // WebSocket transport only (the load generator speaks Engine.IO v4 over it).
 // Usage: node sio_server.js PORT
 'use strict';
@@ -15,6 +17,14 @@ const io = new Server({
 io.on('connection', (socket) => {
   socket.on('m', (data) => socket.broadcast.emit('m', data));
   socket.on('e', (data) => socket.emit('e', data));
+  socket.on('join', (room, ack) => {
+    socket.join(room);
+    if (typeof ack === 'function') ack();
+  });
+  socket.on('pm', (data, ack) => {
+    io.to(data.room).emit('pm', data);
+    if (typeof ack === 'function') ack();
+  });
 });
 const httpServer = http.createServer();
 io.attach(httpServer);

@@ -83,8 +83,12 @@ ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_m
 // ---- helpers ---------------------------------------------------------------------------
 
 void ServerEngine::send(std::uint64_t conn, const proto::Message& m) {
+    send_frame(conn, std::make_shared<const std::string>(proto::encode(m)));
+}
+
+void ServerEngine::send_frame(std::uint64_t conn, std::shared_ptr<const std::string> frame) {
     TETHER_ASSERT(transmits_.size() < kQueueMax);
-    transmits_.push_back(ServerTransmit{ServerTransmit::Kind::send, conn, proto::encode(m), 0, {}});
+    transmits_.push_back(ServerTransmit{ServerTransmit::Kind::send, conn, std::move(frame), 0, {}});
 }
 
 void ServerEngine::close(std::uint64_t conn, std::uint16_t code, std::string reason) {
@@ -423,11 +427,15 @@ void ServerEngine::handle_durable(std::int64_t) {
         }
         auto sub = subscribers_.find(p.room);
         if (sub == subscribers_.end()) continue;
+        std::shared_ptr<const std::string> frame;  // encoded once for every live subscriber
         for (auto conn : sub->second) {
             auto& c = conns_.at(conn);
             auto r = c.rooms.find(p.room);
             if (r == c.rooms.end() || r->second) continue;  // replaying: the cursor will read it
-            send(conn, proto::Event{p.room, p.position, p.data});
+            if (!frame)
+                frame = std::make_shared<const std::string>(
+                    proto::encode(proto::Event{p.room, p.position, p.data}));
+            send_frame(conn, frame);
             ++metrics_.deliveries;
         }
     }
@@ -445,12 +453,16 @@ void ServerEngine::handle_remote_append(std::int64_t, const RemoteAppend& a) {
     dh.head = a.position.offset;
     auto sub = subscribers_.find(a.room);
     if (sub == subscribers_.end()) return;
+    std::shared_ptr<const std::string> frame;  // encoded once for every live subscriber
     for (auto conn : sub->second) {
         auto& c = conns_.at(conn);
         auto r = c.rooms.find(a.room);
         if (r == c.rooms.end() || r->second) continue;  // replaying: its cursor reads the store
         if (contiguous) {
-            send(conn, proto::Event{a.room, a.position, a.data});
+            if (!frame)
+                frame = std::make_shared<const std::string>(
+                    proto::encode(proto::Event{a.room, a.position, a.data}));
+            send_frame(conn, frame);
             ++metrics_.deliveries;
         } else {
             r->second =

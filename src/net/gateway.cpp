@@ -1,9 +1,11 @@
 #include "gateway.hpp"
 #include "http_route.hpp"
+#include "ws_frame.hpp"
 
 #include <tether/core/close_codes.hpp>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
@@ -20,6 +22,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -63,6 +66,21 @@ bool offers_v1(const http::request<http::string_body>& req) {
         h.remove_prefix(comma + 1);
     }
     return false;
+}
+
+/// Sec-WebSocket-Accept: base64(SHA-1(key + the RFC 6455 GUID)).
+std::string ws_accept_key(std::string_view key) {
+    std::string in{key};
+    in += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(in.data(), in.size(), digest, &len, EVP_sha1(), nullptr) != 1 || len != 20) {
+        std::fprintf(stderr, "tether: SHA-1 unavailable\n");
+        std::abort();
+    }
+    unsigned char out[32] = {};
+    const int n = EVP_EncodeBlock(out, digest, static_cast<int>(len));
+    return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(n));
 }
 
 bool equal_secret(std::string_view a, std::string_view b) {
@@ -167,7 +185,7 @@ struct Gateway::Impl {
             auto it = conns.find(t->conn);
             if (it == conns.end()) continue;
             if (t->kind == ServerTransmit::Kind::send) {
-                it->second->send(std::make_shared<const std::string>(std::move(t->text)));
+                it->second->send(std::move(t->frame));
             } else {
                 it->second->close(t->code, std::move(t->reason));
                 conns.erase(it);
@@ -262,54 +280,122 @@ struct Gateway::Impl {
 
 template <class Stream>
 class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession<Stream>> {
+    static constexpr bool kPlain = std::is_same_v<Stream, beast::tcp_stream>;
+    static constexpr std::size_t kReadChunk = 64u << 10;
+    static constexpr std::size_t kTlsReadBytes = 16u << 10;
+    static constexpr auto kCloseTimeout = std::chrono::seconds(2);
+
   public:
-    WsSession(Stream&& s, Gateway::Impl& gw) : ws_(std::move(s)), gw_(gw) {}
+    WsSession(Stream&& s, Gateway::Impl& gw, std::string leftover)
+        : stream_(std::move(s)),
+          gw_(gw),
+          parser_(gw.limits.frame_bytes_max),
+          leftover_(std::move(leftover)) {}
     ~WsSession() override {
         if (!finished_) --gw_.live_ws;
     }
 
-    void start(http::request<http::string_body> req) {
+    /// Answers the upgrade request (101, or 400/426 for a malformed one).
+    void start(const http::request<http::string_body>& req) {
         version_ok_ = offers_v1(req);
-        websocket::stream_base::timeout t{};
-        t.handshake_timeout = std::chrono::milliseconds(gw_.opt.handshake_timeout.count());
-        t.idle_timeout =
-            websocket::stream_base::none();  // liveness is the engine's job (HEARTBEAT)
-        t.keep_alive_pings = false;
-        ws_.set_option(t);
-        ws_.set_option(
-            websocket::stream_base::decorator([ok = version_ok_](websocket::response_type& res) {
-                res.set(http::field::server, "tether/0.1.0");
-                if (ok) res.set(http::field::sec_websocket_protocol, proto::subprotocol);
-            }));
-        ws_.read_message_max(gw_.limits.frame_bytes_max);
-        ws_.async_accept(
-            req, beast::bind_front_handler(&WsSession::on_accept, this->shared_from_this()));
+        const auto key = req[http::field::sec_websocket_key];
+        const auto version = req[http::field::sec_websocket_version];
+        bool ok = false;
+        if (version != "13") {
+            res_ = std::make_shared<Response>(
+                make_response(http::status::upgrade_required,
+                              error_body("WebSocket version 13 required"), false));
+            res_->set(http::field::sec_websocket_version, "13");
+        } else if (key.size() != 24) {
+            res_ = std::make_shared<Response>(
+                make_response(http::status::bad_request,
+                              error_body("missing or malformed Sec-WebSocket-Key"), false));
+        } else {
+            ok = true;
+            res_ = std::make_shared<Response>(http::status::switching_protocols, 11);
+            res_->set(http::field::server, "tether/0.1.0");
+            res_->set(http::field::upgrade, "websocket");
+            res_->set(http::field::connection, "Upgrade");
+            res_->set(http::field::sec_websocket_accept,
+                      ws_accept_key(std::string_view{key.data(), key.size()}));
+            if (version_ok_) res_->set(http::field::sec_websocket_protocol, proto::subprotocol);
+        }
+        beast::get_lowest_layer(stream_).expires_after(
+            std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        http::async_write(stream_, *res_,
+                          [self = this->shared_from_this(), ok](beast::error_code ec, std::size_t) {
+                              beast::get_lowest_layer(self->stream_).expires_never();
+                              self->res_.reset();
+                              if (ec || !ok) return self->finish();
+                              self->on_open();
+                          });
     }
 
+    /// Engine strand. Frames are appended under a small lock and written by
+    /// the connection's strand, all queued frames in one write.
     void send(std::shared_ptr<const std::string> text) override {
-        asio::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] {
-            self->enqueue(text);
-        });
+        const auto size = text->size();
+        bool kick = false;
+        {
+            std::lock_guard lock{out_mu_};
+            if (out_closed_) return;
+            if (out_bytes_ + size > gw_.opt.outbound_bytes_max) {
+                // Slow consumer: drop what is queued and close; the session stays.
+                // The engine forgets the connection now, so it stops queueing.
+                out_closed_ = true;
+                engine_closed_ = true;
+                for (const auto& o : out_pending_)
+                    out_bytes_ -= o.payload->size();
+                out_pending_.clear();
+                gw_.on_engine([gw = &gw_, id = id_] {
+                    ++gw->counters.slow_consumer_closes;
+                    gw->conns.erase(id);
+                    gw->engine.handle_close(wall_ms(), id);
+                    gw->flush();
+                });
+                asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+                    self->queue_close(close_code::slow_consumer,
+                                      "slow consumer: outbound queue full", true);
+                });
+                return;
+            }
+            out_bytes_ += size;
+            out_pending_.push_back(Out{std::move(text), ws::Opcode::text});
+            kick = !writer_active_;
+            writer_active_ = true;
+        }
+        if (kick)
+            asio::post(stream_.get_executor(),
+                       [self = this->shared_from_this()] { self->do_write(); });
     }
 
     void close(std::uint16_t code, std::string reason) override {
-        asio::post(ws_.get_executor(),
+        engine_closed_ = true;
+        asio::post(stream_.get_executor(),
                    [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
-                       self->engine_closed_ = true;
                        self->close_when_flushed(code, std::move(reason));
                    });
     }
 
   private:
-    void on_accept(beast::error_code ec) {
-        if (ec) return finish();  // handshake failed: nothing was registered
+    struct Out {
+        std::shared_ptr<const std::string> payload;
+        ws::Opcode op;
+    };
+
+    auto& socket() { return beast::get_lowest_layer(stream_).socket(); }
+
+    void on_open() {
+        if constexpr (kPlain) {
+            beast::error_code ignored;
+            socket().non_blocking(true, ignored);  // read_now() must never block the strand
+        }
         if (!version_ok_) {
             gw_.on_engine([gw = &gw_] { ++gw->counters.invalid_version; });
             engine_closed_ = true;
-            return do_close(close_code::invalid_version,
-                            "invalid version: offer subprotocol tether.v1");
+            return close_when_flushed(close_code::invalid_version,
+                                      "invalid version: offer subprotocol tether.v1");
         }
-        ws_.text(true);
         id_ = gw_.next_conn.fetch_add(1);
         gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_] {
             if (gw->draining) {
@@ -319,128 +405,247 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
             gw->conns[id] = self;
             gw->engine.handle_open(wall_ms(), id);
             gw->flush();
-            self->resume_reading();
+            asio::post(self->stream_.get_executor(), [self] { self->do_read(); });
         });
     }
 
-    // One inbound message at a time per connection: the next read starts only
-    // after the engine handled the previous one. That bounds inbound memory
-    // and keeps a flooding client from starving everyone else's outbound.
-    void resume_reading() {
-        asio::post(ws_.get_executor(), [self = this->shared_from_this()] { self->do_read(); });
-    }
+    // ---- reading: one chunk at a time; the next read starts only after the
+    // engine handled every message of the previous one. That bounds inbound
+    // memory and keeps a flooding client from starving everyone else.
 
     void do_read() {
-        if (closing_) return;
-        ws_.async_read(buf_,
-                       beast::bind_front_handler(&WsSession::on_read, this->shared_from_this()));
+        if (finished_) return;
+        if (!leftover_.empty()) {  // frames that arrived with the upgrade request
+            const std::string bytes = std::exchange(leftover_, {});
+            return on_bytes(bytes);
+        }
+        if constexpr (kPlain) {
+            // Wait for readability, then read into a per-thread buffer: an idle
+            // connection holds no read buffer at all.
+            socket().async_wait(tcp::socket::wait_read,
+                                [self = this->shared_from_this()](beast::error_code ec) {
+                                    if (ec) return self->finish();
+                                    self->read_now();
+                                });
+        } else {
+            if (!tls_buf_) tls_buf_ = std::make_unique<char[]>(kTlsReadBytes);
+            stream_.async_read_some(
+                asio::buffer(tls_buf_.get(), kTlsReadBytes),
+                [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                    if (ec) return self->finish();
+                    self->on_bytes(std::string_view{self->tls_buf_.get(), n});
+                });
+        }
     }
 
-    void on_read(beast::error_code ec, std::size_t) {
-        if (ec)
-            return finish();  // peer closed, reset, or a frame above the limit (Beast sent 1009)
-        if (!ws_.got_text()) {
-            gw_.on_engine([gw = &gw_] { ++gw->counters.binary_frames; });
-            return close_when_flushed(close_code::decode_error,
-                                      "binary frames are not part of tether.v1");
-        }
-        auto text = beast::buffers_to_string(buf_.data());
-        buf_.consume(buf_.size());
-        gw_.on_engine(
-            [self = this->shared_from_this(), gw = &gw_, id = id_, text = std::move(text)] {
-                gw->engine.handle_message(wall_ms(), id, text);
-                gw->flush();
-                if (gw->conns.count(id)) self->resume_reading();
-            });
+    void read_now() {
+        thread_local std::unique_ptr<char[]> scratch{new char[kReadChunk]};
+        beast::error_code ec;
+        const auto n = socket().read_some(asio::buffer(scratch.get(), kReadChunk), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return do_read();
+        if (ec) return finish();  // EOF or reset: the peer left
+        on_bytes(std::string_view{scratch.get(), n});
     }
 
-    void enqueue(std::shared_ptr<const std::string> text) {
-        if (closing_ || close_after_) return;
-        if (queued_bytes_ + text->size() > gw_.opt.outbound_bytes_max) {
-            // Slow consumer: drop what is queued and close; the session stays.
-            // Tell the engine now, so it stops queueing frames for this socket.
-            engine_closed_ = true;
-            gw_.on_engine([gw = &gw_, id = id_] {
-                ++gw->counters.slow_consumer_closes;
-                gw->conns.erase(id);
-                gw->engine.handle_close(wall_ms(), id);
-                gw->flush();
-            });
-            queue_.erase(queue_.begin() + (writing_ ? 1 : 0), queue_.end());
-            return close_when_flushed(close_code::slow_consumer,
-                                      "slow consumer: outbound queue full");
+    void on_bytes(std::string_view bytes) {
+        inbox_.clear();
+        inbox_at_ = 0;
+        parser_.feed(bytes, inbox_);
+        pump();
+    }
+
+    /// Hands the parsed messages to the engine in order (consecutive text
+    /// messages in one batch), handles control frames, then reads on.
+    void pump() {
+        if (finished_) return;
+        std::vector<std::string> batch;
+        while (inbox_at_ < inbox_.size()) {
+            auto& e = inbox_[inbox_at_];
+            if (e.kind == ws::Event::Kind::text) {
+                if (!closing_) batch.push_back(std::move(e.data));
+                ++inbox_at_;
+                continue;
+            }
+            if (!batch.empty()) break;  // the texts before it go first
+            ++inbox_at_;
+            switch (e.kind) {
+                case ws::Event::Kind::ping:
+                    enqueue(std::make_shared<const std::string>(std::move(e.data)),
+                            ws::Opcode::pong);
+                    break;
+                case ws::Event::Kind::pong:
+                    break;
+                case ws::Event::Kind::binary:
+                    if (closing_) break;
+                    gw_.on_engine([gw = &gw_] { ++gw->counters.binary_frames; });
+                    close_when_flushed(close_code::decode_error,
+                                       "binary frames are not part of tether.v1");
+                    break;
+                case ws::Event::Kind::close:
+                    if (close_queued_) return finish();  // the answer to our close
+                    queue_close(e.code == 0 ? ws::kCloseNormal : e.code, {}, true);
+                    return;
+                case ws::Event::Kind::error:
+                    queue_close(e.code, std::move(e.data), true);
+                    return;
+                case ws::Event::Kind::text:
+                    break;
+            }
         }
-        queued_bytes_ += text->size();
-        queue_.push_back(std::move(text));
-        if (!writing_) do_write();
+        if (!batch.empty()) {
+            gw_.on_engine(
+                [self = this->shared_from_this(), gw = &gw_, id = id_, batch = std::move(batch)] {
+                    for (const auto& text : batch) {
+                        if (!gw->conns.count(id)) break;  // closed by the engine meanwhile
+                        gw->engine.handle_message(wall_ms(), id, text);
+                        gw->flush();
+                    }
+                    // Read on either way: a closing connection still reads the
+                    // peer's close frame (its close() was posted before this).
+                    asio::post(self->stream_.get_executor(), [self] { self->pump(); });
+                });
+            return;
+        }
+        do_read();
+    }
+
+    // ---- writing
+
+    void enqueue(std::shared_ptr<const std::string> payload, ws::Opcode op) {
+        bool kick = false;
+        {
+            std::lock_guard lock{out_mu_};
+            if (out_closed_) return;
+            out_bytes_ += payload->size();
+            out_pending_.push_back(Out{std::move(payload), op});
+            kick = !writer_active_;
+            writer_active_ = true;
+        }
+        if (kick) do_write();
     }
 
     void do_write() {
-        writing_ = true;
-        ws_.async_write(asio::buffer(*queue_.front()),
-                        beast::bind_front_handler(&WsSession::on_write, this->shared_from_this()));
-    }
-
-    void on_write(beast::error_code ec, std::size_t) {
-        queued_bytes_ -= queue_.front()->size();
-        queue_.pop_front();
-        if (ec) return finish();
-        if (!queue_.empty()) return do_write();
-        writing_ = false;
-        if (close_after_) {
-            auto [code, reason] = std::move(*close_after_);
-            close_after_.reset();
-            return do_close(code, std::move(reason));
+        if (finished_) return;
+        {
+            std::lock_guard lock{out_mu_};
+            if (out_pending_.empty()) {
+                writer_active_ = false;
+            } else {
+                out_writing_.swap(out_pending_);
+            }
         }
-        gw_.on_engine([gw = &gw_, id = id_] {
-            gw->engine.handle_writable(wall_ms(), id);
-            gw->flush();
-        });
-    }
-
-    void close_when_flushed(std::uint16_t code, std::string reason) {
-        if (closing_) return;
-        if (writing_) {
-            close_after_ = std::make_pair(code, std::move(reason));
+        if (out_writing_.empty()) {
+            if (id_ != 0 && !closing_)
+                gw_.on_engine([gw = &gw_, id = id_] {
+                    gw->engine.handle_writable(wall_ms(), id);
+                    gw->flush();
+                });
             return;
         }
-        do_close(code, std::move(reason));
+        headers_.resize(out_writing_.size());
+        bufs_.clear();
+        for (std::size_t i = 0; i < out_writing_.size(); ++i) {
+            const auto& o = out_writing_[i];
+            const auto n = ws::write_header(headers_[i].bytes, o.op, o.payload->size());
+            bufs_.emplace_back(headers_[i].bytes, n);
+            bufs_.emplace_back(o.payload->data(), o.payload->size());
+        }
+        asio::async_write(stream_, bufs_,
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_write(ec);
+                          });
     }
 
-    void do_close(std::uint16_t code, std::string reason) {
-        if (closing_) return;
+    void on_write(beast::error_code ec) {
+        std::size_t bytes = 0;
+        bool wrote_close = false;
+        for (const auto& o : out_writing_) {
+            bytes += o.payload->size();
+            wrote_close = wrote_close || o.op == ws::Opcode::close;
+        }
+        out_writing_.clear();
+        {
+            std::lock_guard lock{out_mu_};
+            out_bytes_ -= bytes;
+        }
+        if (ec) return finish();
+        if (wrote_close) {
+            if (finish_after_close_) return finish();
+            // Wait for the peer's close frame (reads go on), at most kCloseTimeout.
+            return;
+        }
+        do_write();
+    }
+
+    /// Queues a close frame behind everything already queued; nothing after it.
+    void close_when_flushed(std::uint16_t code, std::string reason) {
+        queue_close(code, std::move(reason), false);
+    }
+
+    void queue_close(std::uint16_t code, std::string reason, bool finish_after) {
+        if (close_queued_ || finished_) return;
+        close_queued_ = true;
         closing_ = true;
-        if (reason.size() > kCloseReasonMax) reason.resize(kCloseReasonMax);
-        websocket::close_reason cr;
-        cr.code = code;  // application codes (4000-4999) are not in Beast's enum
-        cr.reason = beast::string_view{reason.data(), reason.size()};
-        ws_.async_close(cr,
-                        [self = this->shared_from_this()](beast::error_code) { self->finish(); });
+        finish_after_close_ = finish_after;
+        bool kick = false;
+        {
+            std::lock_guard lock{out_mu_};
+            out_closed_ = true;
+            auto payload = std::make_shared<const std::string>(ws::close_payload(code, reason));
+            out_bytes_ += payload->size();
+            out_pending_.push_back(Out{std::move(payload), ws::Opcode::close});
+            kick = !writer_active_;
+            writer_active_ = true;
+        }
+        close_timer_.emplace(stream_.get_executor());
+        close_timer_->expires_after(kCloseTimeout);
+        close_timer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+            if (!ec) self->finish();
+        });
+        if (kick) do_write();
     }
 
     void finish() {
         if (finished_) return;
         finished_ = true;
         closing_ = true;
+        if (close_timer_) close_timer_->cancel();
         beast::error_code ec;
-        beast::get_lowest_layer(ws_).socket().close(ec);
+        socket().close(ec);
         --gw_.live_ws;
         if (id_ != 0 && !engine_closed_) gw_.connection_closed(id_);
         gw_.on_engine([gw = &gw_] { gw->maybe_finish_drain(); });
     }
 
-    websocket::stream<Stream> ws_;
-    beast::flat_buffer buf_;
+    struct Header {
+        unsigned char bytes[10];
+    };
+
+    Stream stream_;
     Gateway::Impl& gw_;
+    ws::ServerParser parser_;
+    std::string leftover_;
+    std::shared_ptr<Response> res_;  // the upgrade answer while it is written
+    std::unique_ptr<char[]> tls_buf_;
+    std::vector<ws::Event> inbox_;  // parsed, not yet handled (one read chunk at most)
+    std::size_t inbox_at_ = 0;
     std::uint64_t id_ = 0;
     bool version_ok_ = false;
-    std::deque<std::shared_ptr<const std::string>> queue_;
-    std::size_t queued_bytes_ = 0;
-    bool writing_ = false;
-    bool closing_ = false;
+    // Outbound: appended by the engine strand under out_mu_, written by ours.
+    std::mutex out_mu_;
+    std::vector<Out> out_pending_;  // guarded
+    std::size_t out_bytes_ = 0;     // guarded: queued and being written
+    bool writer_active_ = false;    // guarded: a do_write is scheduled or running
+    bool out_closed_ = false;       // guarded: a close frame is queued, nothing after it
+    std::vector<Out> out_writing_;
+    std::vector<Header> headers_;
+    std::vector<asio::const_buffer> bufs_;
+    std::optional<asio::steady_timer> close_timer_;
+    bool closing_ = false;  // no more inbound messages go to the engine
+    bool close_queued_ = false;
+    bool finish_after_close_ = false;  // error / answer to the peer's close: no wait
     bool finished_ = false;
-    bool engine_closed_ = false;  // the engine already forgot this connection
-    std::optional<std::pair<std::uint16_t, std::string>> close_after_;
+    std::atomic<bool> engine_closed_{false};  // the engine already forgot this connection
 };
 
 // ---- HTTP connection (and the WebSocket upgrade)
@@ -494,7 +699,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
             }
             ++gw_.live_ws;
             beast::get_lowest_layer(stream_).expires_never();
-            std::make_shared<WsSession<Stream>>(std::move(stream_), gw_)->start(std::move(req));
+            std::make_shared<WsSession<Stream>>(std::move(stream_), gw_,
+                                                beast::buffers_to_string(buf_.data()))
+                ->start(req);
             return;
         }
         const bool keep = req.keep_alive();

@@ -9,7 +9,11 @@
 namespace tether::sim {
 
 void SimServer::send(std::uint64_t conn, const proto::Message& m) {
-    out_.push_back(ServerOutput{ServerOutput::Kind::send, conn, proto::encode(m), 0, {}});
+    out_.push_back(ServerOutput{ServerOutput::Kind::send,
+                                conn,
+                                std::make_shared<const std::string>(proto::encode(m)),
+                                0,
+                                {}});
 }
 
 void SimServer::close(std::uint64_t conn, std::uint16_t code, std::string reason) {

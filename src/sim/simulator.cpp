@@ -519,7 +519,7 @@ void World::drain_server() {
         const auto id = o.conn;
         if (o.kind == ServerOutput::Kind::send) {
             wrote.insert(id);
-            at(l.s2c_last, [this, id, text = std::move(o.text)] {
+            at(l.s2c_last, [this, id, text = o.text()] {
                 // Data sent before an orderly close still arrives (it precedes the FIN).
                 const Link& lk = links_[id];
                 if (lk.cut || lk.state == Link::State::half_open || !lk.client_alive) return;

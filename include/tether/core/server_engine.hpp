@@ -40,6 +40,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -92,9 +93,16 @@ struct ServerTransmit {
     enum class Kind : std::uint8_t { send, close };
     Kind kind = Kind::send;
     std::uint64_t conn = 0;
-    std::string text;
+    /// send: the encoded frame. One event fanned out to N subscribers is
+    /// encoded once and the N transmits share it.
+    std::shared_ptr<const std::string> frame;
     std::uint16_t code = 0;
     std::string reason;
+    /// The frame's text (empty for a close).
+    const std::string& text() const noexcept {
+        static const std::string none;
+        return frame ? *frame : none;
+    }
 };
 
 struct ServerMetrics {
@@ -220,6 +228,8 @@ class ServerEngine {
     };
 
     void send(std::uint64_t conn, const proto::Message& m);
+
+    void send_frame(std::uint64_t conn, std::shared_ptr<const std::string> frame);
     void close(std::uint64_t conn, std::uint16_t code, std::string reason);
     void on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m);
     void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);
