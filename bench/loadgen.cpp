@@ -1157,25 +1157,6 @@ class Storm {
             }
         }
         std::sort(back_ms.begin(), back_ms.end());
-        // Timelines in 100 ms buckets from the kill.
-        auto buckets = [this](const std::vector<std::int64_t>& at) {
-            std::vector<std::uint32_t> v;
-            for (auto t : at) {
-                const auto b =
-                    static_cast<std::size_t>(std::max<std::int64_t>(0, t - killed_at_) / 100);
-                if (v.size() <= b) v.resize(b + 1, 0);
-                ++v[b];
-            }
-            return v;
-        };
-        const auto handshakes = buckets(session_at_);
-        const auto attempts = buckets(attempt_at_);
-        auto peak = [](const std::vector<std::uint32_t>& v) {
-            std::uint32_t m = 0;
-            for (auto x : v)
-                m = std::max(m, x);
-            return static_cast<double>(m) * 10.0;  // 100 ms buckets -> per second
-        };
         json::object o;
         o["scenario"] = "storm";
         o["proto"] = "tether";
@@ -1200,15 +1181,14 @@ class Storm {
         o["lost"] = lost + behind;
         o["duplicated"] = dups;
         o["restart_after_kill_ms"] = restarted_at_ - killed_at_;
-        o["peak_handshakes_per_s"] = peak(handshakes);
-        o["peak_attempts_per_s"] = peak(attempts);
+        // Raw timelines (ms after the kill); bench/run.py derives the peak rates.
         json::array h, at;
-        for (auto x : handshakes)
-            h.push_back(x);
-        for (auto x : attempts)
-            at.push_back(x);
-        o["handshakes_per_100ms"] = std::move(h);
-        o["attempts_per_100ms"] = std::move(at);
+        for (auto t : session_at_)
+            h.push_back(t - killed_at_);
+        for (auto t : attempt_at_)
+            at.push_back(t - killed_at_);
+        o["handshake_ms"] = std::move(h);
+        o["attempt_ms"] = std::move(at);
         print(std::move(o));
         std::_Exit(0);
     }

@@ -21,7 +21,7 @@ const SETTLE_MS = Number(settleArg || 60) * 1000;
 
 const state = [];
 let joined = 0, killedAt = 0, restartedAt = 0, back = 0, recovered = 0, down = 0;
-const connectAt = [];
+const connectAt = [], attemptAt = [];
 const ackedSet = Array.from({ length: ROOMS }, () => new Set());
 let published = 0, ackCount = 0, stopped = false, reported = false;
 const t0 = Date.now();
@@ -38,16 +38,6 @@ function report(complete) {
     if (st.backAt) backMs.push(st.backAt - restartedAt);
   }
   backMs.sort((a, b) => a - b);
-  const buckets = (arr) => {
-    const v = [];
-    for (const t of arr) {
-      const b = Math.floor(Math.max(0, t - killedAt) / 100);
-      while (v.length <= b) v.push(0);
-      v[b]++;
-    }
-    return v;
-  };
-  const hs = buckets(connectAt);
   process.stdout.write(JSON.stringify({
     scenario: 'storm', proto: 'sio', jitter: 'socket.io default (±50 %)', clients: N, rooms: ROOMS,
     rate: RATE, complete, down, back, resumed_sessions: recovered, new_sessions: back - recovered,
@@ -55,8 +45,8 @@ function report(complete) {
     median_back_ms: backMs.length ? backMs[Math.floor(backMs.length / 2)] : -1,
     published, acked: ackCount, lost, duplicated: dups,
     restart_after_kill_ms: restartedAt - killedAt,
-    peak_handshakes_per_s: Math.max(0, ...hs) * 10, peak_attempts_per_s: null,
-    handshakes_per_100ms: hs, backoff_cap_ms: 5000,
+    handshake_ms: connectAt.map((t) => t - killedAt),
+    attempt_ms: attemptAt.map((t) => t - killedAt), backoff_cap_ms: 5000,
   }) + '\n', () => process.exit(0));
 }
 
@@ -100,6 +90,9 @@ for (let i = 0; i < N; i++) {
       back++;
       checkDone();
     }
+  });
+  socket.io.on('reconnect_attempt', () => {
+    if (killedAt) attemptAt.push(Date.now());
   });
   socket.on('disconnect', () => {
     if (killedAt && !st.down) {

@@ -383,7 +383,7 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
     std::int64_t retry = 0;
     if (!take_token(now, c, retry)) return hold("publish rate exceeded", retry);
     c.rate_limited_in_a_row = 0;
-    if (!c.held.empty()) c.held.pop_front();
+    if (!c.held.empty()) c.held.erase(c.held.begin());
     const auto res = append(now, m.room, m.data, user, m.id);
     remember(user, m.id, DedupeEntry{m.room, res.position, now, false});
     pending_.back().ack_to.emplace_back(conn, m.id);

@@ -280,7 +280,9 @@ struct Gateway::Impl {
 
 template <class Stream>
 class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession<Stream>> {
-    static constexpr bool kPlain = std::is_same_v<Stream, beast::tcp_stream>;
+    // Plain connections keep the bare socket after the upgrade (not Beast's
+    // tcp_stream: its timer state is ~500 bytes per idle connection).
+    static constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
     static constexpr std::size_t kReadChunk = 64u << 10;
     static constexpr std::size_t kTlsReadBytes = 16u << 10;
     static constexpr auto kCloseTimeout = std::chrono::seconds(2);
@@ -320,11 +322,16 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
                       ws_accept_key(std::string_view{key.data(), key.size()}));
             if (version_ok_) res_->set(http::field::sec_websocket_protocol, proto::subprotocol);
         }
-        beast::get_lowest_layer(stream_).expires_after(
-            std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
+        // TLS: the write is bounded by the handshake timeout. Plain TCP: the
+        // answer fits in the socket buffer; a client that then never sends
+        // IDENTIFY is closed by the engine's handshake timeout.
+        if constexpr (!kPlain)
+            beast::get_lowest_layer(stream_).expires_after(
+                std::chrono::milliseconds(gw_.opt.handshake_timeout.count()));
         http::async_write(stream_, *res_,
                           [self = this->shared_from_this(), ok](beast::error_code ec, std::size_t) {
-                              beast::get_lowest_layer(self->stream_).expires_never();
+                              if constexpr (!kPlain)
+                                  beast::get_lowest_layer(self->stream_).expires_never();
                               self->res_.reset();
                               if (ec || !ok) return self->finish();
                               self->on_open();
@@ -383,7 +390,12 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
         ws::Opcode op;
     };
 
-    auto& socket() { return beast::get_lowest_layer(stream_).socket(); }
+    tcp::socket& socket() {
+        if constexpr (kPlain)
+            return stream_;
+        else
+            return beast::get_lowest_layer(stream_).socket();
+    }
 
     void on_open() {
         if constexpr (kPlain) {
@@ -597,7 +609,7 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
             kick = !writer_active_;
             writer_active_ = true;
         }
-        close_timer_.emplace(stream_.get_executor());
+        close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
         close_timer_->expires_after(kCloseTimeout);
         close_timer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
             if (!ec) self->finish();
@@ -640,8 +652,8 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
     std::vector<Out> out_writing_;
     std::vector<Header> headers_;
     std::vector<asio::const_buffer> bufs_;
-    std::optional<asio::steady_timer> close_timer_;
-    bool closing_ = false;  // no more inbound messages go to the engine
+    std::unique_ptr<asio::steady_timer> close_timer_;  // only while closing
+    bool closing_ = false;                             // no more inbound messages go to the engine
     bool close_queued_ = false;
     bool finish_after_close_ = false;  // error / answer to the peer's close: no wait
     bool finished_ = false;
@@ -699,9 +711,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
             }
             ++gw_.live_ws;
             beast::get_lowest_layer(stream_).expires_never();
-            std::make_shared<WsSession<Stream>>(std::move(stream_), gw_,
-                                                beast::buffers_to_string(buf_.data()))
-                ->start(req);
+            auto leftover = beast::buffers_to_string(buf_.data());
+            if constexpr (std::is_same_v<Stream, beast::tcp_stream>)
+                std::make_shared<WsSession<tcp::socket>>(stream_.release_socket(), gw_,
+                                                         std::move(leftover))
+                    ->start(req);
+            else
+                std::make_shared<WsSession<Stream>>(std::move(stream_), gw_, std::move(leftover))
+                    ->start(req);
             return;
         }
         const bool keep = req.keep_alive();
