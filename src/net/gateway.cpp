@@ -285,6 +285,10 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
     static constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
     static constexpr std::size_t kReadChunk = 64u << 10;
     static constexpr std::size_t kTlsReadBytes = 16u << 10;
+    // A close waits at most kCloseFlushTimeout for the frames queued before it
+    // to reach the socket (a slow reader), then kCloseTimeout for the peer's
+    // close frame; then the socket is closed regardless.
+    static constexpr auto kCloseFlushTimeout = std::chrono::seconds(30);
     static constexpr auto kCloseTimeout = std::chrono::seconds(2);
 
   public:
@@ -584,6 +588,7 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
         if (wrote_close) {
             if (finish_after_close_) return finish();
             // Wait for the peer's close frame (reads go on), at most kCloseTimeout.
+            arm_close_timer(kCloseTimeout);
             return;
         }
         do_write();
@@ -609,12 +614,17 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
             kick = !writer_active_;
             writer_active_ = true;
         }
-        close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
-        close_timer_->expires_after(kCloseTimeout);
+        arm_close_timer(kCloseFlushTimeout);
+        if (kick) do_write();
+    }
+
+    void arm_close_timer(std::chrono::seconds after) {
+        if (!close_timer_)
+            close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
+        close_timer_->expires_after(after);  // cancels an earlier wait
         close_timer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
             if (!ec) self->finish();
         });
-        if (kick) do_write();
     }
 
     void finish() {
