@@ -154,8 +154,19 @@ def median_of(runs, key):
 # ---- scenarios ------------------------------------------------------------------------------
 
 def bench_fanout(cfg, work):
+    """Per N: saturation of every server, then latency at half of each server's own
+    saturated message rate (what the issue asks), then latency of every server at one
+    common rate (half the slowest server's saturated rate: the like-for-like view)."""
     rows = []
+
+    def lat_runs(s, n, rate):
+        return [loadgen(["fanout", "--url", s.url("fanout"), "--proto", s.proto(),
+                         "--subscribers", n, "--duration", cfg.duration,
+                         "--warmup", cfg.warmup, "--rate", f"{rate:.1f}"], cfg)
+                for _ in range(cfg.reps)]
+
     for n in cfg.fanout_n:
+        by_kind = {}
         for kind in PEERS:
             with Server(kind, cfg.build, work, ["--memory"] if kind == "tether" else None) as s:
                 sat = [loadgen(["fanout", "--url", s.url("fanout"), "--proto", s.proto(),
@@ -164,15 +175,20 @@ def bench_fanout(cfg, work):
                        for _ in range(cfg.reps)]
                 dps = median_of(sat, "deliveries_per_s")
                 half = max(1.0, dps / n / 2)
-                lat = [loadgen(["fanout", "--url", s.url("fanout"), "--proto", s.proto(),
-                                "--subscribers", n, "--duration", cfg.duration,
-                                "--warmup", cfg.warmup, "--rate", f"{half:.1f}"], cfg)
-                       for _ in range(cfg.reps)]
-                row = {"server": kind, "subscribers": n, "deliveries_per_s": dps,
-                       "runs": [r["deliveries_per_s"] for r in sat], "rate": half,
-                       "p50_us": median_of(lat, "p50_us"), "p99_us": median_of(lat, "p99_us")}
-                log("fanout", row)
-                rows.append(row)
+                lat = lat_runs(s, n, half)
+                by_kind[kind] = {"server": kind, "subscribers": n, "deliveries_per_s": dps,
+                                 "runs": [r["deliveries_per_s"] for r in sat], "rate": half,
+                                 "p50_us": median_of(lat, "p50_us"),
+                                 "p99_us": median_of(lat, "p99_us")}
+        common = min(r["rate"] for r in by_kind.values())
+        for kind in PEERS:
+            with Server(kind, cfg.build, work, ["--memory"] if kind == "tether" else None) as s:
+                lat = lat_runs(s, n, common)
+            row = by_kind[kind]
+            row.update({"common_rate": common, "common_p50_us": median_of(lat, "p50_us"),
+                        "common_p99_us": median_of(lat, "p99_us")})
+            log("fanout", row)
+            rows.append(row)
     return rows
 
 
@@ -252,10 +268,13 @@ def storm_once(cfg, work, server, argv):
         if steady.get("event") != "steady":
             raise RuntimeError(f"storm: no steady state ({steady}); see {work}")
         time.sleep(cfg.storm_flow)  # the steady flow runs for a while before the crash
+        # Tell the clients first: a disconnect they see before the "kill" line
+        # would not count as part of the storm.
         kill_ms = int(time.time() * 1000)
-        server.kill9()
         p.stdin.write(f"kill {kill_ms}\n")
         p.stdin.flush()
+        time.sleep(0.2)  # the line reaches the clients' event loop before the crash
+        server.kill9()
         server.start()  # same port (and data directory)
         p.stdin.write(f"restarted {int(time.time() * 1000)}\n")
         p.stdin.flush()
@@ -522,20 +541,23 @@ def report(res, out_path, plot_rel):
     w("## 1. Fan-out")
     w("")
     w("One publisher, N subscribers in one room. Saturation: the publisher keeps at most "
-      f"{cfg['window']} messages not yet delivered to every subscriber. Latency: publisher paced at "
-      f"half the saturated message rate, publish → deliver measured in the load generator "
-      f"(one clock). {cfg['size']}-byte payloads.")
+      f"{cfg['window']} messages not yet delivered to every subscriber. Latency, publish → deliver "
+      "measured in the load generator (one clock), with the publisher paced at half of each "
+      "server's own saturated message rate, and again with every server at one common rate "
+      f"(half the slowest server's). {cfg['size']}-byte payloads.")
     w("")
     w(f"![fan-out]({plot_rel}/fanout.png)")
     w("")
-    w("| N | server | deliveries/s | vs tether | p50 at half rate | p99 at half rate |")
-    w("|---|---|---|---|---|---|")
+    w("| N | server | deliveries/s | tether ÷ this | half rate (msg/s) | p50 | p99 | common rate (msg/s) | p50 | p99 |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for n in cfg["fanout_n"]:
         t = next(r for r in res["fanout"] if r["server"] == "tether" and r["subscribers"] == n)
         for r in (r for r in res["fanout"] if r["subscribers"] == n):
             w(f"| {n:,} | {NAMES[r['server']]} | {fmt(r['deliveries_per_s'])} | "
-              f"{ratio(t['deliveries_per_s'], r['deliveries_per_s']):.2f}× | "
-              f"{fmt(r['p50_us'] / 1000, 2)} ms | {fmt(r['p99_us'] / 1000, 2)} ms |")
+              f"{ratio(t['deliveries_per_s'], r['deliveries_per_s']):.2f}× | {fmt(r['rate'])} | "
+              f"{fmt(r['p50_us'] / 1000, 2)} ms | {fmt(r['p99_us'] / 1000, 2)} ms | "
+              f"{fmt(r['common_rate'])} | {fmt(r['common_p50_us'] / 1000, 2)} ms | "
+              f"{fmt(r['common_p99_us'] / 1000, 2)} ms |")
     w("")
     w("## 2. Echo / round trip")
     w("")
@@ -659,8 +681,20 @@ def main():
     ap.add_argument("--notes", default=os.path.join(ROOT, "bench", "NOTES.md"),
                     help="hand-written reading of the figures, copied into the report")
     ap.add_argument("--only", default="", help="comma-separated scenarios (debugging)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the page and plots from docs/bench/results.json (after editing NOTES.md)")
     cfg = ap.parse_args()
     cfg.build = os.path.abspath(cfg.build)
+    if cfg.render_only:
+        out_dir = os.path.dirname(os.path.abspath(cfg.out))
+        with open(os.path.join(out_dir, "bench", "results.json")) as f:
+            res = json.load(f)
+        COMMANDS.extend(res.get("commands", []))
+        with open(cfg.notes) as f:
+            res["notes"] = f.read()
+        plots(res, os.path.join(out_dir, "bench"))
+        report(res, cfg.out, "bench")
+        return
     if cfg.smoke:
         cfg.reps, cfg.duration, cfg.warmup, cfg.window, cfg.size = 1, 0.5, 0.2, 16, 100
         cfg.fanout_n, cfg.echo_m, cfg.idle_n, cfg.idle_settle = [5, 20], 5, 50, 0.2
@@ -706,6 +740,7 @@ def main():
         log(f"failed; server logs kept in {work}")
         raise
     res["elapsed_min"] = (time.monotonic() - started) / 60
+    res["commands"] = list(COMMANDS)
     out_dir = os.path.dirname(os.path.abspath(cfg.out))
     os.makedirs(os.path.join(out_dir, "bench"), exist_ok=True)
     with open(os.path.join(out_dir, "bench", "results.json"), "w") as f:
