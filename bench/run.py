@@ -395,7 +395,6 @@ def gnuplot(script, cwd):
 def plots(res, plot_dir):
     os.makedirs(plot_dir, exist_ok=True)
     with open(os.path.join(plot_dir, "fanout.dat"), "w") as f:
-        f.write("server " + " ".join(f"N{n}" for n in res["cfg"]["fanout_n"]) + "\n")
         for kind in PEERS:
             vals = [next(r["deliveries_per_s"] for r in res["fanout"]
                          if r["server"] == kind and r["subscribers"] == n)
@@ -403,12 +402,13 @@ def plots(res, plot_dir):
             f.write(f'"{NAMES[kind]}" ' + " ".join(f"{v:.0f}" for v in vals) + "\n")
     cols = " , ".join(f"'fanout.dat' using {i + 2}:xtic(1) title 'N = {n}'"
                       for i, n in enumerate(res["cfg"]["fanout_n"]))
-    gnuplot(f"""set terminal pngcairo size 800,420 noenhanced
+    gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
 set output 'fanout.png'
 set title 'Fan-out: deliveries per second at saturation (median)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
+set xrange [-0.6:3.6]
 set key top right
 set grid ytics
 set yrange [0:*]
@@ -418,15 +418,15 @@ plot {cols}
     with open(os.path.join(plot_dir, "idle.dat"), "w") as f:
         for r in res["idle"]:
             f.write(f'"{NAMES[r["server"]]}" {r["bytes_per_connection"]:.0f}\n')
-    gnuplot(f"""set terminal pngcairo size 800,420 noenhanced
+    gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
 set output 'idle.png'
 set title 'Server memory per idle connection at {res["cfg"]["idle_n"]} connections (bytes, RSS growth)'
 set style data histograms
 set style fill solid 0.8 border -1
 set grid ytics
 set yrange [0:*]
-set key off
-plot 'idle.dat' using 2:xtic(1)
+set key top left
+plot 'idle.dat' using 2:xtic(1) title 'bytes per connection', 2048 with lines lw 2 dt 2 title 'target: 2 KiB'
 """, plot_dir)
     lines = []
     for r in res["storm"]:
@@ -534,9 +534,11 @@ def report(res, out_path, plot_rel):
       "the load generator speaks Engine.IO v4 / Socket.IO v5 framing over the WebSocket "
       "(`40` connect, `42[...]` events, ping/pong).")
     w("")
-    w("The load generator (`bench/loadgen.cpp`, one thread, Beast) drives all four for scenarios 1–3. "
-      "Scenarios 4–7 are tether-only: the peers have no resumable sessions that survive a restart "
-      "(Socket.IO's recovery state lives in the server's memory, so a `kill -9` loses it by design).")
+    w("The load generator (`bench/loadgen.cpp`: one thread, Asio, its own WebSocket framing so "
+      "that it costs less per message than the servers it measures) drives all four for scenarios "
+      "1–3. Scenario 4 runs tether with `tether::Client` and Socket.IO with its own client; Node "
+      "`ws` has no sessions to resume. Scenarios 5–7 are tether's own (resume, durable stores, the "
+      "client library).")
     w("")
     w("## 1. Fan-out")
     w("")
@@ -597,7 +599,7 @@ def report(res, out_path, plot_rel):
     w("")
     w(f"![storm]({plot_rel}/storm.png)")
     w("")
-    w("| client | all back after | median | median | peak handshakes/s | peak attempts/s | resumed sessions | "
+    w("| client | all back after | median | peak handshakes/s | peak attempts/s | resumed sessions | "
       "new sessions | published / acked | lost | duplicated |")
     w("|---|---|---|---|---|---|---|---|---|---|")
     for r in res["storm"]:
