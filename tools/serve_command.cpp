@@ -205,8 +205,9 @@ Action add_serve_command(CLI::App& app) {
         std::string store_desc;
         try {
             if (a->memory) {
-                store =
-                    std::make_unique<store::MemoryStore>(limits, static_cast<std::uint64_t>(now));
+                // One engine per process: nothing reads sessions back.
+                store = std::make_unique<store::MemoryStore>(
+                    limits, static_cast<std::uint64_t>(now), store::MemoryStore::Sessions::discard);
                 store_desc = "memory (nothing survives a restart)";
             } else {
                 auto s = std::make_unique<store::SqliteStore>(a->data, *fsync, limits, now);

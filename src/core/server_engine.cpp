@@ -66,7 +66,8 @@ ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_m
             continue;
         }
         store_.save_session(rec);
-        sessions_[rec.id] = Session{rec, std::nullopt};
+        sessions_[rec.id] = Session{std::move(rec.resume_token), std::move(rec.user),
+                                    std::move(rec.rooms), rec.expires_at_ms, std::nullopt};
     }
     // Rebuild the dedupe window from history, so that a publish retried after
     // a restart is still recognised.
@@ -114,8 +115,9 @@ std::string ServerEngine::random_hex(std::size_t bytes) {
     return out;
 }
 
-void ServerEngine::persist(const Session& s) {
-    store_.save_session(s.record);
+void ServerEngine::persist(const SessionEntry& s) {
+    store_.save_session(SessionRecord{s.first, s.second.resume_token, s.second.user, s.second.rooms,
+                                      s.second.expires_at_ms});
 }
 
 std::uint64_t ServerEngine::durable_head(std::string_view room) const {
@@ -185,7 +187,7 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
     if (!res)
         return close(conn, res.error().close_code(), "decode error: " + res.error().message());
     proto::Message& msg = res.message();
-    const bool authed = c.session.has_value();
+    const bool authed = c.session != nullptr;
     std::visit(
         [&](auto& m) {
             using T = std::decay_t<decltype(m)>;
@@ -233,15 +235,16 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
     }
     if (sessions_.size() >= config_.sessions_max)
         return close(conn, close_code::try_again_later, "too many sessions");
+    std::string id = random_hex(16);
     Session s;
-    s.record.id = random_hex(16);
-    s.record.resume_token = random_hex(32);  // 256 bits
-    s.record.user = auth.user;
+    s.resume_token = random_hex(32);  // 256 bits
+    s.user = auth.user;
     s.conn = conn;
-    c.session = s.record.id;
-    persist(s);
-    const auto& rec = sessions_.emplace(s.record.id, s).first->second.record;
-    send(conn, proto::Ready{rec.id, rec.resume_token, rec.user});
+    auto [it, fresh] = sessions_.emplace(std::move(id), std::move(s));
+    TETHER_ASSERT(fresh);  // 128 random bits
+    c.session = &*it;
+    persist(*it);
+    send(conn, proto::Ready{it->first, it->second.resume_token, it->second.user});
 }
 
 void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
@@ -249,8 +252,8 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     auto it = sessions_.find(m.session_id);
     const bool ok = it != sessions_.end() &&
-                    equal_constant_time(it->second.record.resume_token, m.resume_token) &&
-                    (it->second.conn || it->second.record.expires_at_ms > now);
+                    equal_constant_time(it->second.resume_token, m.resume_token) &&
+                    (it->second.conn || it->second.expires_at_ms > now);
     if (!ok) {
         // Unknown, expired or not the caller's: the answer is the same.
         ++metrics_.resumes_failed;
@@ -262,18 +265,18 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     if (s.conn && *s.conn != conn)
         close(*s.conn, close_code::unknown_error, "session resumed elsewhere");
     s.conn = conn;
-    s.record.expires_at_ms = 0;
-    s.record.rooms.clear();
+    s.expires_at_ms = 0;
+    s.rooms.clear();
     // One use per resume token: a copy replayed later (from a log, a stolen
     // backup) no longer resumes anything.
-    s.record.resume_token = random_hex(32);  // persisted below, with the rooms
-    c.session = s.record.id;
-    send(conn, proto::Resumed{s.record.id, s.record.resume_token});
+    s.resume_token = random_hex(32);  // persisted below, with the rooms
+    c.session = &*it;
+    send(conn, proto::Resumed{it->first, s.resume_token});
     for (const auto& rp : m.rooms) {
         proto::Join j{rp.room, rp.position};
         on_join(now, conn, c, j);
     }
-    persist(s);
+    persist(*it);
 }
 
 bool ServerEngine::valid_room(std::string_view room) const {
@@ -294,10 +297,10 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
                       "room names are 1.." + std::to_string(config_.room_name_bytes_max) +
                           " bytes without control characters",
                       true);
-    Session& s = sessions_.at(*c.session);
-    if (config_.authorize && !config_.authorize(s.record.user, m.room, false))
+    Session& s = c.session->second;
+    if (config_.authorize && !config_.authorize(s.user, m.room, false))
         return refuse(proto::codes::not_permitted, "not permitted in this room", true);
-    if (!c.rooms.count(m.room) && c.rooms.size() >= config_.rooms_per_connection_max)
+    if (!c.rooms.contains(m.room) && c.rooms.size() >= config_.rooms_per_connection_max)
         return refuse(
             proto::codes::too_many_rooms,
             "at most " + std::to_string(config_.rooms_per_connection_max) + " rooms per connection",
@@ -307,9 +310,9 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
         return refuse(proto::codes::rate_limited, "too many requests", false);
     ++metrics_.joins;
     join_room(conn, c, m.room, m.since);
-    if (std::find(s.record.rooms.begin(), s.record.rooms.end(), m.room) == s.record.rooms.end()) {
-        s.record.rooms.push_back(m.room);
-        persist(s);
+    if (std::find(s.rooms.begin(), s.rooms.end(), m.room) == s.rooms.end()) {
+        s.rooms.push_back(m.room);
+        persist(*c.session);
     }
     pump_replay(conn, c);
 }
@@ -330,15 +333,15 @@ void ServerEngine::join_room(std::uint64_t conn, Conn& c, const std::string& roo
 }
 
 void ServerEngine::leave_room(std::uint64_t conn, Conn& c, std::string_view room) {
-    c.rooms.erase(std::string{room});
+    c.rooms.erase(room);
     if (auto it = subscribers_.find(room); it != subscribers_.end()) {
         it->second.erase(conn);
         if (it->second.empty()) subscribers_.erase(it);
     }
     if (c.session) {
-        auto& rooms = sessions_.at(*c.session).record.rooms;
+        auto& rooms = c.session->second.rooms;
         rooms.erase(std::remove(rooms.begin(), rooms.end(), room), rooms.end());
-        persist(sessions_.at(*c.session));
+        persist(*c.session);
     }
 }
 
@@ -349,7 +352,7 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
         ++metrics_.nacks;
         send(conn, proto::Nack{m.id, std::string{code}, std::move(reason), retry});
     };
-    const std::string& user = sessions_.at(*c.session).record.user;
+    const std::string& user = c.session->second.user;
     if (DedupeEntry* d = recall(user, m.id, now)) {
         ++metrics_.publish_dupes;
         if (d->durable)
@@ -530,13 +533,13 @@ void ServerEngine::detach(std::int64_t now, std::uint64_t conn, Conn& c) {
     }
     c.rooms.clear();
     if (c.session) {
-        auto s = sessions_.find(*c.session);
-        if (s != sessions_.end() && s->second.conn == conn) {
-            s->second.conn.reset();
-            s->second.record.expires_at_ms = now + config_.session_ttl.count();
-            persist(s->second);
+        Session& s = c.session->second;
+        if (s.conn == conn) {
+            s.conn.reset();
+            s.expires_at_ms = now + config_.session_ttl.count();
+            persist(*c.session);
         }
-        c.session.reset();
+        c.session = nullptr;
     }
 }
 
@@ -563,7 +566,7 @@ void ServerEngine::handle_timeout(std::int64_t now) {
         close(id, close_code::unknown_error, why);
     }
     for (auto it = sessions_.begin(); it != sessions_.end();) {
-        if (!it->second.conn && it->second.record.expires_at_ms <= now) {
+        if (!it->second.conn && it->second.expires_at_ms <= now) {
             store_.erase_session(it->first);
             ++metrics_.sessions_expired;
             it = sessions_.erase(it);
@@ -635,8 +638,7 @@ std::vector<SessionInfo> ServerEngine::sessions() const {
     std::vector<SessionInfo> out;
     out.reserve(sessions_.size());
     for (const auto& [id, s] : sessions_)
-        out.push_back(SessionInfo{id, s.record.user, s.record.rooms, s.conn.has_value(),
-                                  s.record.expires_at_ms});
+        out.push_back(SessionInfo{id, s.user, s.rooms, s.conn.has_value(), s.expires_at_ms});
     return out;
 }
 
@@ -644,8 +646,7 @@ std::optional<SessionInfo> ServerEngine::session(std::string_view id) const {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return std::nullopt;
     const auto& s = it->second;
-    return SessionInfo{it->first, s.record.user, s.record.rooms, s.conn.has_value(),
-                       s.record.expires_at_ms};
+    return SessionInfo{it->first, s.user, s.rooms, s.conn.has_value(), s.expires_at_ms};
 }
 
 }  // namespace tether

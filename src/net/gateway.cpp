@@ -435,6 +435,10 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
             const std::string bytes = std::exchange(leftover_, {});
             return on_bytes(bytes);
         }
+        // Everything read so far was handled: an idle connection keeps no
+        // parsed-message storage (reallocated per read chunk under load).
+        std::vector<ws::Event>{}.swap(inbox_);
+        inbox_at_ = 0;
         if constexpr (kPlain) {
             // Wait for readability, then read into a per-thread buffer: an idle
             // connection holds no read buffer at all.
@@ -546,11 +550,17 @@ class WsSession : public ConnBase, public std::enable_shared_from_this<WsSession
             std::lock_guard lock{out_mu_};
             if (out_pending_.empty()) {
                 writer_active_ = false;
+                // Going idle: keep no queue storage (a busy connection stays
+                // in this loop and reuses it).
+                std::vector<Out>{}.swap(out_pending_);
             } else {
                 out_writing_.swap(out_pending_);
             }
         }
         if (out_writing_.empty()) {
+            std::vector<Out>{}.swap(out_writing_);
+            std::vector<Header>{}.swap(headers_);
+            std::vector<asio::const_buffer>{}.swap(bufs_);
             if (id_ != 0 && !closing_)
                 gw_.on_engine([gw = &gw_, id = id_] {
                     gw->engine.handle_writable(wall_ms(), id);

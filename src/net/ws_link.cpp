@@ -1,25 +1,10 @@
-#include "ws_link.hpp"
+#include "ws_link_impl.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <boost/url/parse.hpp>
-
-#include <deque>
-#include <stdexcept>
 
 namespace tether::net::detail {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
+using namespace link_impl;  // NOLINT: the Asio/Beast aliases
 
 std::variant<Url, std::string> parse_url(std::string_view text) {
     auto r = boost::urls::parse_uri(text);
@@ -59,12 +44,7 @@ std::shared_ptr<ssl::context> make_client_tls(const std::optional<std::string>& 
     return ctx;
 }
 
-namespace {
-
-using plain_ws = websocket::stream<beast::tcp_stream>;
-using tls_ws = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
-
-constexpr std::size_t kReasonBytesMax = 123;  // RFC 6455 5.5: control payload <= 125
+namespace link_impl {
 
 std::string describe(const beast::error_code& ec) {
     std::string s = ec.message();
@@ -83,375 +63,121 @@ bool set_sni(SSL* ssl, const std::string& host) {
                     static_cast<void*>(name)) == 1;
 }
 
-template <class Ws>
-class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl<Ws>> {
+namespace {
+
+template <class Stream>
+class HttpProbeImpl final : public HttpProbe,
+                            public std::enable_shared_from_this<HttpProbeImpl<Stream>> {
+    static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+    using Done = std::function<void(std::optional<std::string>)>;
+
   public:
-    static constexpr bool kTls = std::is_same_v<Ws, tls_ws>;
+    HttpProbeImpl(asio::any_io_executor ex, Stream s, const Url& url, const LinkOptions& opt,
+                  Done done)
+        : ex_(ex), resolver_(ex), stream_(std::move(s)), url_(url), done_(std::move(done)) {
+        req_ = {http::verb::get, url_.target, 11};
+        req_.set(http::field::host, url_.host_header);
+        req_.set(http::field::user_agent, opt.user_agent);
+        res_.body_limit(64u << 10);
+        if constexpr (kTls)
+            if (opt.verify_host)
+                stream_.set_verify_callback(ssl::host_name_verification(url_.host));
+    }
 
-    LinkImpl(asio::any_io_executor ex, Url url, LinkOptions opt, LinkHandlers h)
-        : ex_(ex),
-          url_(std::move(url)),
-          opt_(std::move(opt)),
-          h_(std::move(h)),
-          resolver_(ex),
-          ws_(make_ws(ex)) {}
-
-    void start() override {
+    void start() {
+        if constexpr (kTls) {
+            if (!set_sni(stream_.native_handle(), url_.host)) {
+                asio::post(ex_, [self = this->shared_from_this()] {
+                    self->finish("probe: cannot set TLS SNI");
+                });
+                return;
+            }
+        }
         resolver_.async_resolve(
             url_.host, url_.port,
             [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
-                self->on_resolve(ec, std::move(r));
+                if (ec) return self->finish("probe: cannot resolve: " + ec.message());
+                beast::get_lowest_layer(self->stream_)
+                    .async_connect(r, [self](beast::error_code ec2, const tcp::endpoint&) {
+                        if (ec2) return self->finish("probe failed: " + describe(ec2));
+                        if constexpr (kTls)
+                            self->stream_.async_handshake(
+                                ssl::stream_base::client, [self](beast::error_code ec3) {
+                                    if (ec3) return self->finish("probe failed: " + describe(ec3));
+                                    self->send();
+                                });
+                        else
+                            self->send();
+                    });
             });
     }
 
-    void send(std::string data, bool binary) override {
-        if (done_ || !open_ || closing_) return;
-        queued_bytes_ += data.size();
-        if (queued_bytes_ > opt_.write_queue_bytes_max)
-            return fail("write queue full (" + std::to_string(queued_bytes_) + " bytes)");
-        writes_.push_back({std::move(data), binary});
-        if (!writing_) do_write();
-    }
-
-    void ping(std::string payload) override {
-        if (done_ || !open_ || closing_ || control_busy_) return;  // one ping at a time
-        control_busy_ = true;
-        if (payload.size() > 125) payload.resize(125);
-        ping_payload_.assign(payload.data(), payload.size());
-        ws_.async_ping(ping_payload_, [self = this->shared_from_this()](beast::error_code) {
-            self->control_busy_ = false;
-            self->maybe_close();
-        });
-    }
-
-    void close(std::uint16_t code, std::string reason) override {
-        if (done_) return;
-        if (!open_) return abort_with(code, std::move(reason));
-        if (closing_) return;
-        closing_ = true;
-        if (reason.size() > kReasonBytesMax) reason.resize(kReasonBytesMax);
-        close_reason_.code = code;
-        close_reason_.reason.assign(reason.data(), reason.size());
-        maybe_close();
-    }
-
-    void abort() override {
-        if (done_) return;
-        done_ = true;
-        teardown();
+    void cancel() override {
+        resolver_.cancel();
+        beast::error_code ec;
+        beast::get_lowest_layer(stream_).socket().close(ec);
     }
 
   private:
-    struct Write {
-        std::string data;
-        bool binary = false;
-    };
-
-    Ws make_ws(asio::any_io_executor ex) {
-        if constexpr (kTls)
-            return Ws{ex, *opt_.tls};
-        else
-            return Ws{ex};
-    }
-
-    void teardown() {
-        resolver_.cancel();
-        beast::error_code ec;
-        beast::get_lowest_layer(ws_).socket().close(ec);
-        if (probe_) probe_->cancel();
-    }
-
-    // Not open yet: nothing to hand shake; report like a refused attempt.
-    void abort_with(std::uint16_t code, std::string reason) {
-        done_ = true;
-        teardown();
-        if (h_.on_close) h_.on_close(code, std::move(reason));
-    }
-
-    void fail(std::string why) {
-        if (done_) return;
-        done_ = true;
-        teardown();
-        if (h_.on_close) h_.on_close(1006, std::move(why));
-    }
-
-    void on_resolve(beast::error_code ec, tcp::resolver::results_type r) {
-        if (done_) return;
-        if (ec) return fail("cannot resolve " + url_.host + ": " + ec.message());
-        endpoints_ = std::move(r);
-        if (opt_.probe) return run_probe();
-        do_connect();
-    }
-
-    // ---- optional HTTP probe (its own connection) -------------------------------------
-    struct ProbeState {
-        virtual ~ProbeState() = default;
-        virtual void cancel() = 0;
-    };
-    template <class Stream>
-    struct Probe final : ProbeState {
-        explicit Probe(Stream s) : stream(std::move(s)) {}
-        Stream stream;
-        beast::flat_buffer buf;
-        http::request<http::empty_body> req;
-        http::response_parser<http::string_body> res;
-        void cancel() override {
-            beast::error_code ec;
-            beast::get_lowest_layer(stream).socket().close(ec);
-        }
-    };
-
-    void run_probe() {
-        const Url& p = *opt_.probe;
-        if (p.tls && !opt_.tls) return fail("probe: https needs TLS settings");
-        if (p.tls)
-            probe_https();
-        else
-            probe_http();
-    }
-
-    template <class Stream>
-    void probe_send(std::shared_ptr<Probe<Stream>> pr) {
-        const Url& p = *opt_.probe;
-        pr->req = {http::verb::get, p.target, 11};
-        pr->req.set(http::field::host, p.host_header);
-        pr->req.set(http::field::user_agent, opt_.user_agent);
-        pr->res.body_limit(64u << 10);
+    void send() {
         http::async_write(
-            pr->stream, pr->req,
-            [self = this->shared_from_this(), pr](beast::error_code ec, std::size_t) {
-                if (self->done_) return;
-                if (ec) return self->fail("probe failed: " + describe(ec));
+            stream_, req_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return self->finish("probe failed: " + describe(ec));
                 http::async_read(
-                    pr->stream, pr->buf, pr->res, [self, pr](beast::error_code ec2, std::size_t) {
-                        if (self->done_) return;
-                        self->probe_.reset();
-                        if (ec2) return self->fail("probe failed: " + describe(ec2));
-                        const unsigned status = pr->res.get().result_int();
+                    self->stream_, self->buf_, self->res_,
+                    [self](beast::error_code ec2, std::size_t) {
+                        if (ec2) return self->finish("probe failed: " + describe(ec2));
+                        const unsigned status = self->res_.get().result_int();
                         if (status < 200 || status >= 300)
-                            return self->fail("probe answered HTTP " + std::to_string(status));
-                        self->do_connect();
+                            return self->finish("probe answered HTTP " + std::to_string(status));
+                        self->finish(std::nullopt);
                     });
             });
     }
 
-    void probe_http() {
-        auto pr = std::make_shared<Probe<beast::tcp_stream>>(beast::tcp_stream{ex_});
-        probe_ = pr;
-        resolver_.async_resolve(opt_.probe->host, opt_.probe->port,
-                                [self = this->shared_from_this(), pr](
-                                    beast::error_code ec, tcp::resolver::results_type r) {
-                                    if (self->done_) return;
-                                    if (ec)
-                                        return self->fail("probe: cannot resolve: " + ec.message());
-                                    pr->stream.async_connect(
-                                        r, [self, pr](beast::error_code ec2, const tcp::endpoint&) {
-                                            if (self->done_) return;
-                                            if (ec2)
-                                                return self->fail("probe failed: " + describe(ec2));
-                                            self->probe_send(pr);
-                                        });
-                                });
-    }
-
-    void probe_https() {
-        using S = beast::ssl_stream<beast::tcp_stream>;
-        auto pr = std::make_shared<Probe<S>>(S{ex_, *opt_.tls});
-        probe_ = pr;
-        if (!set_sni(pr->stream.native_handle(), opt_.probe->host))
-            return fail("probe: cannot set TLS SNI");
-        if (opt_.verify_host)
-            pr->stream.set_verify_callback(ssl::host_name_verification(opt_.probe->host));
-        resolver_.async_resolve(
-            opt_.probe->host, opt_.probe->port,
-            [self = this->shared_from_this(), pr](beast::error_code ec,
-                                                  tcp::resolver::results_type r) {
-                if (self->done_) return;
-                if (ec) return self->fail("probe: cannot resolve: " + ec.message());
-                beast::get_lowest_layer(pr->stream)
-                    .async_connect(r, [self, pr](beast::error_code ec2, const tcp::endpoint&) {
-                        if (self->done_) return;
-                        if (ec2) return self->fail("probe failed: " + describe(ec2));
-                        pr->stream.async_handshake(
-                            ssl::stream_base::client, [self, pr](beast::error_code ec3) {
-                                if (self->done_) return;
-                                if (ec3) return self->fail("probe failed: " + describe(ec3));
-                                self->probe_send(pr);
-                            });
-                    });
-            });
-    }
-
-    // ---- the WebSocket connection -----------------------------------------------------
-    void do_connect() {
-        beast::get_lowest_layer(ws_).async_connect(endpoints_, [self = this->shared_from_this()](
-                                                                   beast::error_code ec,
-                                                                   const tcp::endpoint&) {
-            if (self->done_) return;
-            if (ec)
-                return self->fail("cannot connect to " + self->url_.host + ":" + self->url_.port +
-                                  ": " + describe(ec));
-            beast::error_code ignored;
-            beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true), ignored);
-            if constexpr (kTls)
-                self->tls_handshake();
-            else
-                self->ws_handshake();
-        });
-    }
-
-    void tls_handshake() {
-        if constexpr (kTls) {
-            auto& s = ws_.next_layer();
-            if (!set_sni(s.native_handle(), url_.host)) return fail("cannot set TLS SNI");
-            if (opt_.verify_host) s.set_verify_callback(ssl::host_name_verification(url_.host));
-            s.async_handshake(ssl::stream_base::client,
-                              [self = this->shared_from_this()](beast::error_code ec) {
-                                  if (self->done_) return;
-                                  if (ec) return self->fail(describe(ec));
-                                  self->ws_handshake();
-                              });
-        }
-    }
-
-    void ws_handshake() {
-        ws_.set_option(websocket::stream_base::timeout{websocket::stream_base::none(),
-                                                       websocket::stream_base::none(), false});
-        ws_.read_message_max(opt_.message_bytes_max);
-        ws_.set_option(
-            websocket::stream_base::decorator([headers = opt_.headers, sub = opt_.subprotocol,
-                                               ua = opt_.user_agent](websocket::request_type& req) {
-                req.set(http::field::user_agent, ua);
-                if (!sub.empty()) req.set(http::field::sec_websocket_protocol, sub);
-                for (const auto& [k, v] : headers)
-                    req.set(k, v);
-            }));
-        ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) {
-            // Runs inside our own read operation, on our executor.
-            if (kind == websocket::frame_type::pong && !done_ && h_.on_pong)
-                h_.on_pong(std::string_view{payload.data(), payload.size()});
-        });
-        ws_.async_handshake(
-            response_, url_.host_header, url_.target,
-            [self = this->shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
-    }
-
-    void on_handshake(beast::error_code ec) {
-        if (done_) return;
-        if (ec) {
-            std::string why = "WebSocket handshake failed: " + describe(ec);
-            if (response_.result_int() != 0 && response_.result_int() != 101)
-                why += " (HTTP " + std::to_string(response_.result_int()) + ")";
-            return fail(why);
-        }
-        if (!opt_.subprotocol.empty()) {
-            const auto got = response_[http::field::sec_websocket_protocol];
-            if (std::string_view{got.data(), got.size()} != opt_.subprotocol)
-                return fail("server did not accept subprotocol " + opt_.subprotocol);
-        }
-        open_ = true;
-        if (h_.on_open) h_.on_open();
-        if (done_) return;
-        do_read();
-    }
-
-    void do_read() {
-        ws_.async_read(rbuf_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-            self->on_read(ec);
-        });
-    }
-
-    void on_read(beast::error_code ec) {
-        if (done_) return;
-        if (ec) {
-            done_ = true;
-            std::uint16_t code = 1006;
-            std::string reason;
-            if (ec == websocket::error::closed) {
-                code = ws_.reason().code;
-                reason = std::string{ws_.reason().reason.c_str()};
-                if (code == 0) code = 1005;  // closed without a status code
-            } else if (ec == websocket::error::message_too_big) {
-                code = 1009;
-                reason = "message too big";
-            } else {
-                reason = describe(ec);
-            }
-            teardown();
-            if (h_.on_close) h_.on_close(code, std::move(reason));
-            return;
-        }
-        std::string data = beast::buffers_to_string(rbuf_.data());
-        rbuf_.consume(rbuf_.size());
-        const bool binary = ws_.got_binary();
-        if (h_.on_message) h_.on_message(std::move(data), binary);
-        if (done_) return;
-        do_read();
-    }
-
-    void do_write() {
-        if (writes_.empty() || done_) {
-            writing_ = false;
-            return maybe_close();
-        }
-        writing_ = true;
-        ws_.binary(writes_.front().binary);
-        ws_.async_write(asio::buffer(writes_.front().data),
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                            if (self->done_) return;
-                            if (ec) return self->fail("write failed: " + describe(ec));
-                            self->queued_bytes_ -= self->writes_.front().data.size();
-                            self->writes_.pop_front();
-                            self->do_write();
-                        });
-    }
-
-    // The close handshake starts once queued writes went out and no ping is in flight.
-    void maybe_close() {
-        if (done_ || !closing_ || close_started_ || writing_ || control_busy_) return;
-        close_started_ = true;
-        control_busy_ = true;
-        ws_.async_close(close_reason_, [self = this->shared_from_this()](beast::error_code ec) {
-            self->control_busy_ = false;
-            if (self->done_) return;
-            if (ec) return self->fail("close failed: " + describe(ec));
-            // The read loop ends with error::closed when the peer answers.
-        });
+    void finish(std::optional<std::string> error) {
+        if (!done_) return;
+        auto done = std::exchange(done_, nullptr);
+        cancel();  // the probe's connection is not reused
+        done(std::move(error));
     }
 
     asio::any_io_executor ex_;
-    Url url_;
-    LinkOptions opt_;
-    LinkHandlers h_;
     tcp::resolver resolver_;
-    tcp::resolver::results_type endpoints_;
-    Ws ws_;
-    websocket::response_type response_;
-    beast::flat_buffer rbuf_;
-    std::deque<Write> writes_;
-    std::size_t queued_bytes_ = 0;
-    websocket::ping_data ping_payload_;
-    websocket::close_reason close_reason_;
-    std::shared_ptr<ProbeState> probe_;
-    bool done_ = false;
-    bool open_ = false;
-    bool writing_ = false;
-    bool closing_ = false;
-    bool close_started_ = false;
-    bool control_busy_ = false;
+    Stream stream_;
+    Url url_;
+    beast::flat_buffer buf_;
+    http::request<http::empty_body> req_;
+    http::response_parser<http::string_body> res_;
+    Done done_;
 };
 
 }  // namespace
+
+std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Url& url,
+                                            const LinkOptions& opt,
+                                            std::function<void(std::optional<std::string>)> done) {
+    if (url.tls) {
+        using S = beast::ssl_stream<beast::tcp_stream>;
+        auto p = std::make_shared<HttpProbeImpl<S>>(ex, S{ex, *opt.tls}, url, opt, std::move(done));
+        p->start();
+        return p;
+    }
+    auto p = std::make_shared<HttpProbeImpl<beast::tcp_stream>>(ex, beast::tcp_stream{ex}, url, opt,
+                                                                std::move(done));
+    p->start();
+    return p;
+}
+
+}  // namespace link_impl
 
 std::shared_ptr<Link> make_link(asio::any_io_executor ex, Url url, LinkOptions options,
                                 LinkHandlers handlers) {
     if (url.tls) {
         if (!options.tls) throw std::invalid_argument("wss:// needs TLS settings");
-        return std::make_shared<LinkImpl<tls_ws>>(ex, std::move(url), std::move(options),
-                                                  std::move(handlers));
+        return make_tls_link(ex, std::move(url), std::move(options), std::move(handlers));
     }
-    return std::make_shared<LinkImpl<plain_ws>>(ex, std::move(url), std::move(options),
-                                                std::move(handlers));
+    return make_plain_link(ex, std::move(url), std::move(options), std::move(handlers));
 }
 
 }  // namespace tether::net::detail

@@ -14,11 +14,23 @@ namespace tether::store {
 
 class MemoryStore : public Store {
   public:
+    /// What save_session() does with a record.
+    enum class Sessions {
+        keep,     ///< kept for load_sessions(): an engine restarted on the same
+                  ///< store (the simulator, tests) finds its sessions again
+        discard,  ///< dropped: nothing can read them back (`tether serve
+                  ///< --memory`, whose store dies with the process). Saves a
+                  ///< copy of every session (~400 bytes per idle connection).
+    };
+
     /// New streams start at `epoch_base` (use the wall clock at creation, ms):
     /// epochs must never repeat across store instances, or a position from a
     /// lost store could look recoverable in an unrelated new stream.
-    explicit MemoryStore(StoreLimits limits = {}, std::uint64_t epoch_base = 1)
-        : limits_(limits), epoch_base_(epoch_base == 0 ? 1 : epoch_base) {}
+    explicit MemoryStore(StoreLimits limits = {}, std::uint64_t epoch_base = 1,
+                         Sessions sessions = Sessions::keep)
+        : limits_(limits),
+          epoch_base_(epoch_base == 0 ? 1 : epoch_base),
+          keep_sessions_(sessions == Sessions::keep) {}
 
     AppendResult append(std::string_view room, std::string data, std::string_view publisher,
                         std::string_view publish_id, std::int64_t now_ms) override;
@@ -33,8 +45,12 @@ class MemoryStore : public Store {
     void trim(std::int64_t now_ms) override;
     void reset_stream(std::string_view room) override;
 
-    void save_session(const SessionRecord& s) override { sessions_[s.id] = s; }
-    void erase_session(std::string_view id) override { sessions_.erase(std::string{id}); }
+    void save_session(const SessionRecord& s) override {
+        if (keep_sessions_) sessions_[s.id] = s;
+    }
+    void erase_session(std::string_view id) override {
+        if (auto it = sessions_.find(id); it != sessions_.end()) sessions_.erase(it);
+    }
     std::vector<SessionRecord> load_sessions() const override;
 
   protected:
@@ -59,6 +75,7 @@ class MemoryStore : public Store {
 
     StoreLimits limits_;
     std::uint64_t epoch_base_ = 1;
+    bool keep_sessions_ = true;
     std::map<std::string, Stream, std::less<>> streams_;
     std::map<std::string, SessionRecord, std::less<>> sessions_;
     std::uint64_t next_seq_ = 0;  // strand only

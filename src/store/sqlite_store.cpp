@@ -82,7 +82,7 @@ std::string_view to_string(FsyncMode m) {
 
 SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
                          std::int64_t now_ms)
-    : MemoryStore(limits, static_cast<std::uint64_t>(now_ms)), mode_(mode) {
+    : MemoryStore(limits, static_cast<std::uint64_t>(now_ms), Sessions::discard), mode_(mode) {
     std::error_code fec;
     std::filesystem::create_directories(dir, fec);
     if (fec)
@@ -169,13 +169,26 @@ void SqliteStore::load() {
             restore(room, epoch, std::move(*it));
         loaded_events_ += newest_first.size();
     }
+    // Sessions stay in the database (not in memory): the engine reads them
+    // once, through load_sessions().
+    Stmt sessions{db_, "SELECT COUNT(*) FROM sessions"};
+    if (sessions.step() == SQLITE_ROW)
+        loaded_sessions_ = static_cast<std::size_t>(sessions.col_i64(0));
+}
+
+std::vector<SessionRecord> SqliteStore::load_sessions() const {
+    // Wait until the writer has committed everything queued, and keep it
+    // from starting another batch while this thread uses the connection
+    // (opened without SQLite's own mutex).
+    std::unique_lock lock{mu_};
+    done_cv_.wait(lock, [this] { return pending_ops_ == 0 || !writer_error_.empty(); });
+    std::vector<SessionRecord> out;
     Stmt sessions{db_, "SELECT id, resume_token, user, rooms, expires_at_ms FROM sessions"};
-    while (sessions.step() == SQLITE_ROW) {
-        SessionRecord r{sessions.col_text(0), sessions.col_text(1), sessions.col_text(2),
-                        rooms_from_json(sessions.col_text(3)), sessions.col_i64(4)};
-        sessions_[r.id] = std::move(r);
-        ++loaded_sessions_;
-    }
+    while (sessions.step() == SQLITE_ROW)
+        out.push_back(SessionRecord{sessions.col_text(0), sessions.col_text(1),
+                                    sessions.col_text(2), rooms_from_json(sessions.col_text(3)),
+                                    sessions.col_i64(4)});
+    return out;
 }
 
 void SqliteStore::enqueue(Op op) {
@@ -220,12 +233,10 @@ void SqliteStore::reset_stream(std::string_view room) {
 }
 
 void SqliteStore::save_session(const SessionRecord& s) {
-    MemoryStore::save_session(s);
     enqueue(SessionOp{s});
 }
 
 void SqliteStore::erase_session(std::string_view id) {
-    MemoryStore::erase_session(id);
     enqueue(EraseSessionOp{std::string{id}});
 }
 

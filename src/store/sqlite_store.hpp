@@ -31,7 +31,8 @@ std::string_view to_string(FsyncMode m);
 
 class SqliteStore : public MemoryStore {
   public:
-    /// Opens (or creates) `dir`/tether.db and loads history and sessions.
+    /// Opens (or creates) `dir`/tether.db and loads the history into memory
+    /// (sessions stay in the database until load_sessions()).
     /// Throws std::runtime_error with a readable message on failure.
     SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
                 std::int64_t now_ms);
@@ -44,6 +45,8 @@ class SqliteStore : public MemoryStore {
     void reset_stream(std::string_view room) override;
     void save_session(const SessionRecord& s) override;
     void erase_session(std::string_view id) override;
+    /// Reads the sessions table (after the writer committed what is queued).
+    std::vector<SessionRecord> load_sessions() const override;
 
     std::size_t loaded_events() const noexcept { return loaded_events_; }
     std::size_t loaded_sessions() const noexcept { return loaded_sessions_; }
@@ -85,9 +88,9 @@ class SqliteStore : public MemoryStore {
     std::size_t loaded_sessions_ = 0;
     std::int64_t last_trim_ms_ = 0;
 
-    std::mutex mu_;
-    std::condition_variable cv_;       // writer waits for work
-    std::condition_variable done_cv_;  // flush() waits for the writer
+    mutable std::mutex mu_;
+    std::condition_variable cv_;               // writer waits for work
+    mutable std::condition_variable done_cv_;  // flush() waits for the writer
     std::deque<Op> queue_;
     std::uint64_t enqueued_seq_ = 0;  // highest event seq queued
     std::uint64_t written_seq_ = 0;   // highest event seq committed

@@ -11,6 +11,8 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 using namespace tether;
 namespace p = tether::proto;
 
@@ -370,4 +372,79 @@ TEST(ServerEngine, AppendsOnOneNodeReachSubscribersOfAnotherWithoutGaps) {
     for (auto& m : db.frames(7))
         got.push_back(std::get<p::Event>(m).position.offset);
     EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+}
+
+// ---- session persistence: one copy in memory (the engine's), issue #6
+
+TEST(Store, SqliteSessionsAreReadFromTheDatabaseNotCached) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("tether-store-test-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    {
+        store::SqliteStore s{dir, store::FsyncMode::off, {}, 1'000};
+        EXPECT_EQ(s.loaded_sessions(), 0u);
+        s.save_session({"a", "token-a", "alice", {"r1", "r2"}, 0});
+        s.save_session({"b", "token-b", "bob", {}, 5'000});
+        s.save_session({"a", "token-a2", "alice", {"r1"}, 0});  // replaces
+        s.erase_session("b");
+        const auto got = s.load_sessions();  // waits for the writer
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0].resume_token, "token-a2");
+        EXPECT_EQ(got[0].rooms, std::vector<std::string>{"r1"});
+    }
+    store::SqliteStore reopened{dir, store::FsyncMode::off, {}, 2'000};
+    EXPECT_EQ(reopened.loaded_sessions(), 1u);
+    const auto got = reopened.load_sessions();
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].id, "a");
+    EXPECT_EQ(got[0].user, "alice");
+    std::filesystem::remove_all(dir);
+}
+
+TEST(Store, MemoryStoreKeepsOrDiscardsSessionsAsConfigured) {
+    store::MemoryStore keep;
+    keep.save_session({"a", "t", "alice", {}, 0});
+    EXPECT_EQ(keep.load_sessions().size(), 1u);
+    keep.erase_session("a");
+    EXPECT_TRUE(keep.load_sessions().empty());
+
+    store::MemoryStore discard{{}, 1, store::MemoryStore::Sessions::discard};
+    discard.save_session({"a", "t", "alice", {}, 0});
+    EXPECT_TRUE(discard.load_sessions().empty());
+    discard.erase_session("a");  // nothing to erase: no error
+}
+
+TEST(ServerEngine, SessionsAndTheirRoomsSurviveAnEngineRestartOnTheStore) {
+    store::MemoryStore store;  // keeps sessions, like a durable store
+    p::Ready ready;
+    {
+        ServerEngine e{config(), store, 1'000'000};
+        Driver d{e};
+        e.handle_open(d.now, 1);
+        d.send(1, p::Identify{"alice", {}});
+        ready = d.of<p::Ready>(1).at(0);
+        d.send(1, p::Join{"r1", std::nullopt});
+        d.send(1, p::Join{"r2", std::nullopt});
+        d.send(1, p::Leave{"r1"});
+        ASSERT_EQ(e.sessions().size(), 1u);
+        EXPECT_EQ(e.sessions()[0].rooms, std::vector<std::string>{"r2"});
+    }
+    auto cfg = config();  // another process: its random bytes differ from the first's
+    cfg.random_bytes = [counter = std::uint8_t{100}](std::span<std::uint8_t> out) mutable {
+        for (auto& b : out)
+            b = ++counter;
+    };
+    ServerEngine e{cfg, store, 1'001'000};
+    Driver d{e};
+    d.now = 1'001'000;
+    const auto s = e.session(ready.session_id);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->user, "alice");
+    EXPECT_EQ(s->rooms, std::vector<std::string>{"r2"});
+    e.handle_open(d.now, 7);
+    d.send(7, p::Resume{ready.session_id, ready.resume_token, {}});
+    EXPECT_EQ(d.of<p::Resumed>(7).size(), 1u);
+    e.handle_open(d.now, 8);  // the token was used: a replay of it is refused
+    d.send(8, p::Resume{ready.session_id, ready.resume_token, {}});
+    EXPECT_EQ(d.of<p::InvalidSession>(8).size(), 1u);
 }

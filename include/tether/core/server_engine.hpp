@@ -35,6 +35,7 @@
 #include <tether/core/store.hpp>
 #include <tether/core/time.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -187,13 +188,64 @@ class ServerEngine {
         std::uint64_t next = 0;  ///< next offset to send
         std::uint64_t epoch = 0;
     };
+    /// A session, keyed by its id in sessions_ (the id is not repeated
+    /// here: every byte counts per idle connection, docs/BENCHMARKS.md).
+    struct Session {
+        std::string resume_token;
+        std::string user;
+        std::vector<std::string> rooms;
+        std::int64_t expires_at_ms = 0;  ///< 0 while a connection holds the session
+        std::optional<std::uint64_t> conn;
+    };
+    using SessionMap = std::map<std::string, Session, std::less<>>;
+    /// A node of sessions_ (stable until erased; a session is erased only
+    /// when no connection holds it).
+    using SessionEntry = SessionMap::value_type;
+    /// A connection's rooms with their replay cursors (nullopt: live), sorted
+    /// by name in one vector: a std::map node per room cost ~100 bytes per
+    /// idle connection. At most rooms_per_connection_max entries.
+    class RoomCursors {
+      public:
+        using value_type = std::pair<std::string, std::optional<Replay>>;
+        using iterator = std::vector<value_type>::iterator;
+        using const_iterator = std::vector<value_type>::const_iterator;
+        iterator begin() noexcept { return v_.begin(); }
+        iterator end() noexcept { return v_.end(); }
+        const_iterator begin() const noexcept { return v_.begin(); }
+        const_iterator end() const noexcept { return v_.end(); }
+        std::size_t size() const noexcept { return v_.size(); }
+        iterator find(std::string_view room) {
+            auto it = lower(room);
+            return it != v_.end() && it->first == room ? it : v_.end();
+        }
+        bool contains(std::string_view room) { return find(room) != v_.end(); }
+        /// The room's cursor, inserted (live) if the room is new.
+        std::optional<Replay>& operator[](std::string_view room) {
+            auto it = lower(room);
+            if (it == v_.end() || it->first != room)
+                it = v_.emplace(it, std::string{room}, std::nullopt);
+            return it->second;
+        }
+        void erase(std::string_view room) {
+            if (auto it = find(room); it != v_.end()) v_.erase(it);
+        }
+        void clear() noexcept { std::vector<value_type>{}.swap(v_); }
+
+      private:
+        iterator lower(std::string_view room) {
+            return std::lower_bound(
+                v_.begin(), v_.end(), room,
+                [](const value_type& e, std::string_view r) { return e.first < r; });
+        }
+        std::vector<value_type> v_;
+    };
     struct Conn {
-        std::optional<std::string> session;
+        SessionEntry* session = nullptr;  ///< nullptr until IDENTIFY or RESUME succeeded
         std::int64_t opened_ms = 0;
         std::int64_t last_seen_ms = 0;
         double tokens = 0;
         std::int64_t tokens_at_ms = 0;
-        std::map<std::string, std::optional<Replay>, std::less<>> rooms;  ///< nullopt: live
+        RoomCursors rooms;
         bool writable = true;
         std::uint32_t rate_limited_in_a_row = 0;
         /// Order gate: the ids NACKed on this connection, oldest first. Only
@@ -205,10 +257,6 @@ class ServerEngine {
         std::vector<std::string> held;
         std::int64_t held_until_ms =
             0;  ///< the gate opens by itself then (the client dropped them)
-    };
-    struct Session {
-        SessionRecord record;
-        std::optional<std::uint64_t> conn;
     };
     struct Pending {
         std::uint64_t seq = 0;
@@ -246,7 +294,7 @@ class ServerEngine {
     AppendResult append(std::int64_t now, std::string_view room, std::string data,
                         std::string_view user, std::string_view id);
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
-    void persist(const Session& s);
+    void persist(const SessionEntry& s);
     std::string random_hex(std::size_t bytes);
     bool take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms);
     void remember(std::string_view user, std::string_view id, DedupeEntry e);
@@ -260,7 +308,7 @@ class ServerEngine {
     duration idle_timeout_{0};
     bool draining_ = false;
     std::map<std::uint64_t, Conn> conns_;
-    std::map<std::string, Session, std::less<>> sessions_;
+    SessionMap sessions_;
     std::map<std::string, std::set<std::uint64_t>, std::less<>> subscribers_;
     std::map<std::string, DurableHead, std::less<>> durable_heads_;
     std::deque<Pending> pending_;
