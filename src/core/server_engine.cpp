@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
 #include <variant>
 
 namespace tether {
@@ -16,7 +17,8 @@ constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row bef
 // How long a rate-limited publish holds the ones behind it beyond its
 // retry_after; after that the client has evidently dropped it.
 constexpr std::int64_t kHeldGraceMs = 5'000;
-constexpr std::size_t kHeldMax = 1024;  // NACKed ids remembered per connection (then 4008)
+constexpr int kSessionIdAttemptsMax = 4;  // fresh ids tried before refusing with 1013
+constexpr std::size_t kHeldMax = 1024;    // NACKed ids remembered per connection (then 4008)
 
 bool equal_constant_time(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -235,13 +237,20 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
     }
     if (sessions_.size() >= config_.sessions_max)
         return close(conn, close_code::try_again_later, "too many sessions");
-    std::string id = random_hex(16);
-    Session s;
+    // 128 random bits never repeat with a working random source; one that
+    // repeats (a broken RNG, a fuzzer's) must not hand out an existing
+    // session (found by fuzz_server_engine).
+    SessionMap::iterator it;
+    bool fresh = false;
+    for (int attempt = 0; attempt < kSessionIdAttemptsMax && !fresh; ++attempt)
+        std::tie(it, fresh) = sessions_.try_emplace(random_hex(16));
+    if (!fresh) {
+        return close(conn, close_code::try_again_later, "could not allocate a session id");
+    }
+    Session& s = it->second;
     s.resume_token = random_hex(32);  // 256 bits
     s.user = auth.user;
     s.conn = conn;
-    auto [it, fresh] = sessions_.emplace(std::move(id), std::move(s));
-    TETHER_ASSERT(fresh);  // 128 random bits
     c.session = &*it;
     persist(*it);
     send(conn, proto::Ready{it->first, it->second.resume_token, it->second.user});

@@ -45,8 +45,8 @@ class MemoryStore : public Store {
     void trim(std::int64_t now_ms) override;
     void reset_stream(std::string_view room) override;
 
-    void save_session(const SessionRecord& s) override {
-        if (keep_sessions_) sessions_[s.id] = s;
+    void save_session(SessionRecord s) override {
+        if (keep_sessions_) sessions_[s.id] = std::move(s);
     }
     void erase_session(std::string_view id) override {
         if (auto it = sessions_.find(id); it != sessions_.end()) sessions_.erase(it);

@@ -232,8 +232,8 @@ void SqliteStore::reset_stream(std::string_view room) {
     enqueue(ResetOp{std::string{room}, streams_.find(room)->second.epoch});
 }
 
-void SqliteStore::save_session(const SessionRecord& s) {
-    enqueue(SessionOp{s});
+void SqliteStore::save_session(SessionRecord s) {
+    enqueue(SessionOp{std::move(s)});
 }
 
 void SqliteStore::erase_session(std::string_view id) {

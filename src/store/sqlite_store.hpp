@@ -43,7 +43,7 @@ class SqliteStore : public MemoryStore {
     void flush() override;
     void trim(std::int64_t now_ms) override;
     void reset_stream(std::string_view room) override;
-    void save_session(const SessionRecord& s) override;
+    void save_session(SessionRecord s) override;
     void erase_session(std::string_view id) override;
     /// Reads the sessions table (after the writer committed what is queued).
     std::vector<SessionRecord> load_sessions() const override;

@@ -339,7 +339,7 @@ class ClusterStore : public Store {
     void trim(std::int64_t now_ms) override { shared_.trim(now_ms); }
     void reset_stream(std::string_view room) override { shared_.reset_stream(room); }
     void on_remote_append(std::function<void(RemoteAppend)> f) override { remote_ = std::move(f); }
-    void save_session(const SessionRecord& s) override { shared_.save_session(s); }
+    void save_session(SessionRecord s) override { shared_.save_session(std::move(s)); }
     void erase_session(std::string_view id) override { shared_.erase_session(id); }
     std::vector<SessionRecord> load_sessions() const override { return shared_.load_sessions(); }
 
@@ -447,4 +447,24 @@ TEST(ServerEngine, SessionsAndTheirRoomsSurviveAnEngineRestartOnTheStore) {
     e.handle_open(d.now, 8);  // the token was used: a replay of it is refused
     d.send(8, p::Resume{ready.session_id, ready.resume_token, {}});
     EXPECT_EQ(d.of<p::InvalidSession>(8).size(), 1u);
+}
+
+TEST(ServerEngine, ARepeatingRandomSourceNeverHandsOutAnExistingSession) {
+    store::MemoryStore store;
+    auto cfg = config();
+    cfg.random_bytes = [](std::span<std::uint8_t> out) { std::fill(out.begin(), out.end(), 7); };
+    ServerEngine e{cfg, store, 1'000'000};
+    Driver d{e};
+    e.handle_open(d.now, 1);
+    d.send(1, p::Identify{"alice", {}});
+    const auto alice = d.of<p::Ready>(1).at(0);
+    e.handle_open(d.now, 2);
+    d.send(2, p::Identify{"mallory", {}});
+    ASSERT_FALSE(d.out.empty());
+    EXPECT_EQ(d.out.back().kind, ServerTransmit::Kind::close);
+    EXPECT_EQ(d.out.back().code, close_code::try_again_later);
+    ASSERT_EQ(e.sessions().size(), 1u);
+    EXPECT_EQ(e.sessions()[0].user, "alice");
+    EXPECT_TRUE(e.sessions()[0].connected);
+    EXPECT_EQ(e.session(alice.session_id)->user, "alice");
 }

@@ -108,7 +108,9 @@ class Store {
     /// `handle_remote_append`.
     virtual void on_remote_append(std::function<void(RemoteAppend)> on_append) { (void)on_append; }
 
-    virtual void save_session(const SessionRecord& s) = 0;
+    /// Records a session (insert or replace by id). By value: the engine
+    /// builds the record for the call, a store that keeps it moves it.
+    virtual void save_session(SessionRecord s) = 0;
     virtual void erase_session(std::string_view id) = 0;
     virtual std::vector<SessionRecord> load_sessions() const = 0;
 };
