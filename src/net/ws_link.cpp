@@ -175,9 +175,9 @@ std::shared_ptr<Link> make_link(asio::any_io_executor ex, Url url, LinkOptions o
                                 LinkHandlers handlers) {
     if (url.tls) {
         if (!options.tls) throw std::invalid_argument("wss:// needs TLS settings");
-        return make_tls_link(ex, std::move(url), std::move(options), std::move(handlers));
+        return make_link_of<tls_ws>(ex, std::move(url), std::move(options), std::move(handlers));
     }
-    return make_plain_link(ex, std::move(url), std::move(options), std::move(handlers));
+    return make_link_of<plain_ws>(ex, std::move(url), std::move(options), std::move(handlers));
 }
 
 }  // namespace tether::net::detail

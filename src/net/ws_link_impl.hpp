@@ -325,10 +325,17 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     bool control_busy_ = false;
 };
 
-std::shared_ptr<Link> make_plain_link(asio::any_io_executor ex, Url url, LinkOptions options,
-                                      LinkHandlers handlers);
-std::shared_ptr<Link> make_tls_link(asio::any_io_executor ex, Url url, LinkOptions options,
-                                    LinkHandlers handlers);
+template <class Ws>
+std::shared_ptr<Link> make_link_of(asio::any_io_executor ex, Url url, LinkOptions options,
+                                   LinkHandlers handlers) {
+    return std::make_shared<LinkImpl<Ws>>(ex, std::move(url), std::move(options),
+                                          std::move(handlers));
+}
+// Instantiated once each, in ws_link_plain.cpp and ws_link_tls.cpp.
+extern template std::shared_ptr<Link> make_link_of<plain_ws>(asio::any_io_executor, Url,
+                                                             LinkOptions, LinkHandlers);
+extern template std::shared_ptr<Link> make_link_of<tls_ws>(asio::any_io_executor, Url, LinkOptions,
+                                                           LinkHandlers);
 
 }  // namespace link_impl
 

@@ -1,12 +1,7 @@
-// The WebSocket link over TLS (see ws_link_impl.hpp for why it has its own file).
+// The WebSocket link over TLS, in its own file (see ws_link_impl.hpp).
 #include "ws_link_impl.hpp"
 
 namespace tether::net::detail::link_impl {
-
-std::shared_ptr<Link> make_tls_link(asio::any_io_executor ex, Url url, LinkOptions options,
-                                    LinkHandlers handlers) {
-    return std::make_shared<LinkImpl<tls_ws>>(ex, std::move(url), std::move(options),
-                                              std::move(handlers));
-}
-
+template std::shared_ptr<Link> make_link_of<tls_ws>(asio::any_io_executor, Url, LinkOptions,
+                                                    LinkHandlers);
 }  // namespace tether::net::detail::link_impl
