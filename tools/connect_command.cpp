@@ -2,8 +2,8 @@
 // replays (tether mode, on tether::Client) or reconnects to any WebSocket
 // server (--raw, on tether::ReconnectingWebSocket). docs/CLI.md documents the
 // output formats and exit codes.
-#include "commands.hpp"
-#include "options.hpp"
+#include "tools/commands.hpp"
+#include "tools/options.hpp"
 
 #include <tether/client.hpp>
 #include <tether/reconnecting_websocket.hpp>

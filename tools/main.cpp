@@ -1,14 +1,16 @@
 // tether: serve, connect, inject faults and benchmark. This build ships
 // `serve`, `connect`, `token`, `proxy` and `sim`; `bench` arrives with its issue.
 
-#include "commands.hpp"
+#include "tools/commands.hpp"
+
+#include <tether/version.hpp>
 
 #include <iostream>
 
 int main(int argc, char** argv) {
     CLI::App app{"tether: real-time connections that reconnect, resume and lose nothing", "tether"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "tether 0.1.0");
+    app.set_version_flag("--version", "tether " TETHER_VERSION_STRING);
     auto serve = tether::tools::add_serve_command(app);
     auto connect = tether::tools::add_connect_command(app);
     auto token = tether::tools::add_token_command(app);

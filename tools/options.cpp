@@ -1,4 +1,4 @@
-#include "options.hpp"
+#include "tools/options.hpp"
 
 #include <charconv>
 

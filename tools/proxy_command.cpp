@@ -1,8 +1,8 @@
 // `tether proxy`: fault-injecting TCP proxy with an HTTP control API.
-#include "commands.hpp"
-#include "options.hpp"
+#include "tools/commands.hpp"
+#include "tools/options.hpp"
 
-#include <proxy.hpp>
+#include "proxy/proxy.hpp"
 
 #include <cstdio>
 
@@ -33,8 +33,8 @@ Action add_proxy_command(CLI::App& app) {
         if (!c)
             return std::fprintf(stderr, "tether proxy: --control must be HOST:PORT\n"), exit_usage;
         try {
-            net::Proxy proxy{
-                net::ProxyOptions{l->host, l->port, u->host, u->port, c->host, c->port, a->seed}};
+            proxy::Proxy proxy{
+                proxy::ProxyOptions{l->host, l->port, u->host, u->port, c->host, c->port, a->seed}};
             std::printf(
                 "tether proxy listening on %s:%u -> upstream %s:%u; control on "
                 "http://%s:%u/faults\n",

@@ -1,13 +1,14 @@
 // `tether serve`: the gateway.
-#include "commands.hpp"
-#include "options.hpp"
+#include "tools/commands.hpp"
+#include "tools/options.hpp"
 
 #include <tether/core/protocol.hpp>
+#include <tether/version.hpp>
 
-#include <gateway.hpp>
-#include <jwt.hpp>
-#include <memory_store.hpp>
-#include <sqlite_store.hpp>
+#include "gateway/gateway.hpp"
+#include "store/memory_store.hpp"
+#include "store/sqlite_store.hpp"
+#include "wire/jwt.hpp"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -197,7 +198,7 @@ Action add_serve_command(CLI::App& app) {
             return usage_error("--admin-key must be at least 16 characters");
 
         auto log = make_logger(*a);
-        const auto now = net::wall_ms();
+        const auto now = gateway::wall_ms();
         StoreLimits limits;
         limits.history_size = a->history_size;
         limits.history_ttl = duration{durations[2].value};
@@ -231,7 +232,7 @@ Action add_serve_command(CLI::App& app) {
         cfg.publish_rate = a->publish_rate;
         cfg.publish_burst = a->publish_burst;
         cfg.rooms_per_connection_max = a->rooms_per_connection;
-        cfg.random_bytes = net::secure_random;
+        cfg.random_bytes = gateway::secure_random;
         if (a->allow_anonymous) {
             cfg.authenticate = [](std::string_view token, std::int64_t) {
                 // The token is the user name: at most 64 bytes of UTF-8.
@@ -242,7 +243,7 @@ Action add_serve_command(CLI::App& app) {
         } else {
             cfg.authenticate = [secret = a->token_secret, log](std::string_view token,
                                                                std::int64_t now_ms) {
-                auto r = net::jwt_verify(token, secret, now_ms / 1000);
+                auto r = wire::jwt_verify(token, secret, now_ms / 1000);
                 if (!r.claims) {
                     log->info("identify refused: {}", r.error);  // never the token itself
                     return AuthResult{false, {}, r.error};
@@ -251,7 +252,7 @@ Action add_serve_command(CLI::App& app) {
             };
         }
 
-        net::GatewayOptions opt;
+        gateway::GatewayOptions opt;
         opt.host = hp->host;
         opt.port = hp->port;
         opt.threads = a->threads;
@@ -263,13 +264,13 @@ Action add_serve_command(CLI::App& app) {
         if (!a->tls_cert.empty()) opt.tls_cert_file = a->tls_cert;
         if (!a->tls_key.empty()) opt.tls_key_file = a->tls_key;
         try {
-            net::Gateway gw{opt, std::move(cfg), *store, log};
+            gateway::Gateway gw{opt, std::move(cfg), *store, log};
             const bool tls = opt.tls_cert_file.has_value();
             const std::string base =
                 std::string{tls ? "s" : ""} + "://" +
                 (hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host) + ":" +
                 std::to_string(gw.port());
-            log->info("tether 0.1.0 listening on ws{} (subprotocol tether.v1)", base);
+            log->info("tether {} listening on ws{} (subprotocol tether.v1)", version_string, base);
             log->info("store: {}", store_desc);
             log->info("auth: {}", a->allow_anonymous
                                       ? "anonymous (development only: any token is a user name)"

@@ -6,9 +6,9 @@
 //                                  exits 1 at the first failure with the
 //                                  command that replays it
 
-#include "commands.hpp"
+#include "tools/commands.hpp"
 
-#include <simulator.hpp>
+#include "sim/simulator.hpp"
 
 #include <algorithm>
 #include <atomic>

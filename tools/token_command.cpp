@@ -1,10 +1,10 @@
 // `tether token`: mints an HS256 access token for IDENTIFY.
-#include "commands.hpp"
+#include "tools/commands.hpp"
 
 #include <tether/core/protocol.hpp>
-#include "options.hpp"
+#include "tools/options.hpp"
 
-#include <jwt.hpp>
+#include "wire/jwt.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -44,7 +44,7 @@ Action add_token_command(CLI::App& app) {
         const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-        std::puts(net::jwt_mint(args->secret, args->user, now_s, *ttl / 1000).c_str());
+        std::puts(wire::jwt_mint(args->secret, args->user, now_s, *ttl / 1000).c_str());
         return exit_ok;
     };
 }

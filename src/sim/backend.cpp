@@ -1,8 +1,8 @@
-#include "backend.hpp"
+#include "sim/backend.hpp"
 
-#include <memory_store.hpp>
 #include <tether/core/random.hpp>
 #include <tether/core/server_engine.hpp>
+#include "store/memory_store.hpp"
 
 #include <utility>
 

@@ -3,7 +3,7 @@
 // store (most seeds), or the at-least-once SimServer (the rest), behind one
 // interface so that the world, the faults and the checker do not care.
 
-#include "sim_server.hpp"
+#include "sim/sim_server.hpp"
 
 #include <tether/core/store.hpp>
 #include <tether/core/time.hpp>

@@ -1,7 +1,8 @@
-#include "sim_server.hpp"
+#include "sim/sim_server.hpp"
 
 #include <tether/core/assert.hpp>
 #include <tether/core/close_codes.hpp>
+#include <tether/version.hpp>
 
 #include <utility>
 #include <variant>
@@ -39,7 +40,7 @@ std::vector<std::uint64_t> SimServer::connections() const {
 void SimServer::on_open(time_point, std::uint64_t conn) {
     conns_[conn] = Conn{};
     send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(), "tether-sim",
-                            "0.1.0", "sim-1"});
+                            std::string{version_string}, "sim-1"});
 }
 
 void SimServer::on_disconnect(time_point now, std::uint64_t conn) {

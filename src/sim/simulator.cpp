@@ -1,6 +1,6 @@
-#include "simulator.hpp"
+#include "sim/simulator.hpp"
 
-#include "backend.hpp"
+#include "sim/backend.hpp"
 
 #include <tether/core/assert.hpp>
 #include <tether/core/client_core.hpp>

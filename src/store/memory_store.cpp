@@ -1,4 +1,4 @@
-#include "memory_store.hpp"
+#include "store/memory_store.hpp"
 
 namespace tether::store {
 

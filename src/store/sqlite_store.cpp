@@ -1,4 +1,4 @@
-#include "sqlite_store.hpp"
+#include "store/sqlite_store.hpp"
 
 #include <sqlite3.h>
 #include <boost/json.hpp>

@@ -12,7 +12,7 @@
 //   acknowledged messages. For disposable data only.
 // Sessions and resume tokens are persisted the same way.
 
-#include "memory_store.hpp"
+#include "store/memory_store.hpp"
 
 #include <condition_variable>
 #include <deque>

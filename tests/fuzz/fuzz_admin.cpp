@@ -5,14 +5,14 @@
 #include <tether/core/assert.hpp>
 #include <tether/core/protocol.hpp>
 
-#include <http_route.hpp>
+#include "wire/http_route.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    using namespace tether::net;
+    using namespace tether::wire;
     using Kind = HttpRoute::Kind;
     if (size == 0) return 0;
     const bool get = (data[0] & 1) != 0, post = (data[0] & 2) != 0;

@@ -4,14 +4,14 @@
 #include <tether/core/assert.hpp>
 #include <tether/core/protocol.hpp>
 
-#include <jwt.hpp>
+#include "wire/jwt.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    using namespace tether::net;
+    using namespace tether::wire;
     const std::string_view token{reinterpret_cast<const char*>(data), size};
     constexpr std::int64_t now = 1'800'000'000;
     const auto r = jwt_verify(token, "fuzz-secret", now);

@@ -11,7 +11,7 @@
 #include <tether/core/protocol.hpp>
 #include <tether/core/server_engine.hpp>
 
-#include <memory_store.hpp>
+#include "store/memory_store.hpp"
 
 #include <cstdio>
 #include <cstring>

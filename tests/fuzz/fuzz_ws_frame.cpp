@@ -5,7 +5,7 @@
 #include <tether/core/assert.hpp>
 #include <tether/core/protocol.hpp>
 
-#include <ws_frame.hpp>
+#include "wire/ws_frame.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    namespace ws = tether::net::ws;
+    namespace ws = tether::wire::ws;
     if (size < 1) return 0;
     const std::size_t max = 16u + data[0] * 16u;  // the message limit varies with the input
     const std::string_view bytes{reinterpret_cast<const char*>(data) + 1, size - 1};

@@ -3,6 +3,7 @@
 #include <tether/client.hpp>
 #include <tether/core/client_core.hpp>
 #include <tether/reconnecting_websocket.hpp>
+#include <tether/version.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -27,6 +28,11 @@ int main() {
     tether::ReconnectingWebSocket ws{r};
     ws.close();
     ok = ok && !ws.wait_connected(std::chrono::seconds(5));
+    if (tether::version_string != TETHER_PACKAGE_VERSION) {
+        std::printf("consumer: header version %s, package version %s\n", TETHER_VERSION_STRING,
+                    TETHER_PACKAGE_VERSION);
+        ok = false;
+    }
     std::puts(ok ? "consumer: ok" : "consumer: broken");
     return ok ? 0 : 1;
 }

@@ -8,8 +8,8 @@
 #include <tether/client.hpp>
 #include <tether/reconnecting_websocket.hpp>
 
-#include <gateway.hpp>
-#include <memory_store.hpp>
+#include "gateway/gateway.hpp"
+#include "store/memory_store.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/null_sink.h>
@@ -40,18 +40,18 @@ class TestGateway {
   public:
     explicit TestGateway(GatewayOptionsForTest o = {}) : store_(StoreLimits{}, 1) {
         ServerConfig cfg;
-        cfg.random_bytes = net::secure_random;
+        cfg.random_bytes = gateway::secure_random;
         cfg.authenticate =
             o.authenticate ? o.authenticate : [this](std::string_view t, std::int64_t) {
                 ++identifies;
                 return AuthResult{true, std::string{t.empty() ? "anon" : t}, {}};
             };
-        net::GatewayOptions opt;
+        gateway::GatewayOptions opt;
         opt.port = 0;
         opt.threads = 1;
         opt.tls_cert_file = o.cert;
         opt.tls_key_file = o.key;
-        gw_ = std::make_unique<net::Gateway>(
+        gw_ = std::make_unique<gateway::Gateway>(
             opt, std::move(cfg), store_,
             std::make_shared<spdlog::logger>("test",
                                              std::make_shared<spdlog::sinks::null_sink_mt>()));
@@ -69,7 +69,7 @@ class TestGateway {
 
   private:
     store::MemoryStore store_;
-    std::unique_ptr<net::Gateway> gw_;
+    std::unique_ptr<gateway::Gateway> gw_;
     std::thread thread_;
 };
 

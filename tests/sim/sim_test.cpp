@@ -1,4 +1,4 @@
-#include <simulator.hpp>
+#include "sim/simulator.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include <jwt.hpp>
+#include "wire/jwt.hpp"
 
 #include <gtest/gtest.h>
 
-using namespace tether::net;
+using namespace tether::wire;
 
 namespace {
 constexpr std::int64_t kNow = 1'800'000'000;

@@ -2,10 +2,10 @@
 // replay pages wait for the socket to drain, and limits answer as documented.
 // Whole-protocol behaviour runs in the simulator and the Python suites.
 
-#include <memory_store.hpp>
-#include <sqlite_store.hpp>
 #include <tether/core/close_codes.hpp>
 #include <tether/core/server_engine.hpp>
+#include "store/memory_store.hpp"
+#include "store/sqlite_store.hpp"
 
 #include <gtest/gtest.h>
 

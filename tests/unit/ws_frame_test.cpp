@@ -1,13 +1,13 @@
 // The gateway's own RFC 6455 framing (src/net/ws_frame.hpp): every rule the
 // parser enforces, byte-at-a-time feeding, and the writers.
-#include <ws_frame.hpp>
+#include "wire/ws_frame.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace ws = tether::net::ws;
+namespace ws = tether::wire::ws;
 using Kind = ws::Event::Kind;
 
 namespace {

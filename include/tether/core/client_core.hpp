@@ -36,6 +36,7 @@
 #include <tether/core/protocol.hpp>
 #include <tether/core/random.hpp>
 #include <tether/core/time.hpp>
+#include <tether/version.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -125,7 +126,7 @@ struct ClientConfig {
     /// When true, every attempt first emits CredentialsNeeded and waits for
     /// provide_credentials() / credentials_failed() (token refresh).
     bool dynamic_credentials = false;
-    proto::ClientInfo client_info{"tether-cpp", "0.1.0"};
+    proto::ClientInfo client_info{"tether-cpp", std::string{version_string}};
     proto::Limits limits;
     duration credentials_timeout{10'000};
     duration open_timeout{10'000};                  ///< socket + WebSocket handshake

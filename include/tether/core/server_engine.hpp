@@ -34,6 +34,7 @@
 #include <tether/core/protocol.hpp>
 #include <tether/core/store.hpp>
 #include <tether/core/time.hpp>
+#include <tether/version.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -59,7 +60,7 @@ struct AuthResult {
 
 struct ServerConfig {
     std::string server_name = "tether";
-    std::string server_version = "0.1.0";
+    std::string server_version{version_string};
     std::string node_id = "node-1";
     duration heartbeat{30'000};          ///< advertised in HELLO
     duration idle_timeout{0};            ///< 0: 2 x heartbeat + 5 s

@@ -1,7 +1,0 @@
-// The WebSocket link over plain TCP, in its own file (see ws_link_impl.hpp).
-#include "ws_link_impl.hpp"
-
-namespace tether::net::detail::link_impl {
-template std::shared_ptr<Link> make_link_of<plain_ws>(asio::any_io_executor, Url, LinkOptions,
-                                                      LinkHandlers);
-}  // namespace tether::net::detail::link_impl

@@ -1,2 +1,0 @@
-include(${ROOT}/cmake/CheckSansIo.cmake)
-tether_check_sans_io("${PROBE}")
