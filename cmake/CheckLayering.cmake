@@ -20,7 +20,7 @@ set(TETHER_LAYERS
   "wire|src/wire|std tether_core openssl boost_url boost_json boost_system wire"
   "store|src/store|std tether_core boost_json boost_system sqlite posix store"
   "sim|src/sim|std tether_core sim store"
-  "asio|src/asio|std asio beast openssl"
+  "asio|src/asio|std asio beast openssl asio"
   "client|src/client|std tether_core tether_api asio beast openssl boost_json boost_url boost_system posix client"
   "client API|include/tether/*.hpp|std tether_core tether_api asio"
   "gateway|src/gateway|std tether_core asio beast openssl boost_json boost_url boost_system spdlog posix gateway wire store"

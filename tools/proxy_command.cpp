@@ -4,6 +4,9 @@
 
 #include "proxy/proxy.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
 #include <cstdio>
 
 namespace tether::tools {
@@ -33,15 +36,20 @@ Action add_proxy_command(CLI::App& app) {
         if (!c)
             return std::fprintf(stderr, "tether proxy: --control must be HOST:PORT\n"), exit_usage;
         try {
-            proxy::Proxy proxy{
-                proxy::ProxyOptions{l->host, l->port, u->host, u->port, c->host, c->port, a->seed}};
+            boost::asio::io_context ioc{1};
+            proxy::Proxy proxy{ioc, proxy::ProxyOptions{l->host, l->port, u->host, u->port, c->host,
+                                                        c->port, a->seed}};
             std::printf(
                 "tether proxy listening on %s:%u -> upstream %s:%u; control on "
                 "http://%s:%u/faults\n",
                 l->host.c_str(), proxy.port(), u->host.c_str(), u->port, c->host.c_str(),
                 proxy.control_port());
             std::fflush(stdout);
-            proxy.run();
+            // Process policy: one thread; SIGINT/SIGTERM stop it.
+            boost::asio::signal_set signals{ioc, SIGINT, SIGTERM};
+            signals.async_wait([&ioc](const boost::system::error_code&, int) { ioc.stop(); });
+            proxy.start();
+            ioc.run();
         } catch (const std::exception& e) {
             std::fprintf(stderr, "tether proxy: %s\n", e.what());
             return exit_failure;

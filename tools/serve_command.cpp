@@ -6,6 +6,7 @@
 #include <tether/version.hpp>
 
 #include "gateway/gateway.hpp"
+#include "gateway/system.hpp"
 #include "store/memory_store.hpp"
 #include "store/sqlite_store.hpp"
 #include "wire/jwt.hpp"
@@ -13,9 +14,12 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
+#include <vector>
 
 namespace tether::tools {
 namespace {
@@ -255,7 +259,7 @@ Action add_serve_command(CLI::App& app) {
         gateway::GatewayOptions opt;
         opt.host = hp->host;
         opt.port = hp->port;
-        opt.threads = a->threads;
+        opt.concurrency_hint = a->threads;
         opt.connections_max = a->max_connections;
         opt.outbound_bytes_max = *outbound;
         opt.drain_timeout = duration{durations[3].value};
@@ -282,7 +286,19 @@ Action add_serve_command(CLI::App& app) {
                                          ? "curl -H 'Authorization: Bearer <admin key>' http" +
                                                base + "/api/sessions"
                                          : std::string{"disabled (start with --admin-key)"});
+            // Process policy: SIGINT/SIGTERM drain; a->threads threads serve.
+            boost::asio::signal_set signals{gw.executor(), SIGINT, SIGTERM};
+            signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+                if (ec) return;
+                log->info("signal {}: draining", sig);
+                gw.drain();
+            });
+            std::vector<std::thread> threads;
+            for (unsigned i = 1; i < a->threads; ++i)
+                threads.emplace_back([&gw] { gw.run(); });
             gw.run();
+            for (auto& t : threads)
+                t.join();
         } catch (const std::exception& e) {
             log->error("{}", e.what());
             return exit_failure;

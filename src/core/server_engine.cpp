@@ -1,5 +1,6 @@
 #include <tether/core/assert.hpp>
 #include <tether/core/close_codes.hpp>
+#include <tether/core/constant_time.hpp>
 #include <tether/core/server_engine.hpp>
 
 #include <algorithm>
@@ -19,15 +20,6 @@ constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row bef
 constexpr std::int64_t kHeldGraceMs = 5'000;
 constexpr int kSessionIdAttemptsMax = 4;  // fresh ids tried before refusing with 1013
 constexpr std::size_t kHeldMax = 1024;    // NACKed ids remembered per connection (then 4008)
-
-bool equal_constant_time(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        diff = static_cast<unsigned char>(
-            diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
-    return diff == 0;
-}
 
 }  // namespace
 
@@ -58,6 +50,7 @@ ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_m
         throw std::invalid_argument("tether: invalid server config: " + *e);
     idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout
                                                      : 2 * config_.heartbeat + duration{5'000};
+    publish_limit_ = RateLimit{config_.publish_rate, config_.publish_burst};
     next_housekeeping_ms_ = now_ms + kHousekeepingMs;
     // Sessions survive restarts of a durable store; the ones that were
     // attached when the process died start their retention window now.
@@ -130,20 +123,6 @@ std::uint64_t ServerEngine::durable_head(std::string_view room) const {
     return std::min(it->second.head, info.head);
 }
 
-bool ServerEngine::take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms) {
-    const double elapsed = static_cast<double>(now - c.tokens_at_ms) / 1000.0;
-    c.tokens =
-        std::min(config_.publish_burst, c.tokens + std::max(0.0, elapsed) * config_.publish_rate);
-    c.tokens_at_ms = now;
-    if (c.tokens >= 1.0) {
-        c.tokens -= 1.0;
-        return true;
-    }
-    retry_after_ms =
-        static_cast<std::int64_t>(std::ceil((1.0 - c.tokens) * 1000.0 / config_.publish_rate));
-    return false;
-}
-
 void ServerEngine::remember(std::string_view user, std::string_view id, DedupeEntry e) {
     auto& ids = dedupe_[std::string{user}];
     auto& order = dedupe_order_[std::string{user}];
@@ -172,8 +151,7 @@ void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
     Conn c;
     c.opened_ms = now;
     c.last_seen_ms = now;
-    c.tokens = config_.publish_burst;
-    c.tokens_at_ms = now;
+    c.bucket = TokenBucket{publish_limit_, now};
     conns_[conn] = std::move(c);
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(),
@@ -261,7 +239,7 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     auto it = sessions_.find(m.session_id);
     const bool ok = it != sessions_.end() &&
-                    equal_constant_time(it->second.resume_token, m.resume_token) &&
+                    constant_time_equal(it->second.resume_token, m.resume_token) &&
                     (it->second.conn || it->second.expires_at_ms > now);
     if (!ok) {
         // Unknown, expired or not the caller's: the answer is the same.
@@ -315,7 +293,7 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
             "at most " + std::to_string(config_.rooms_per_connection_max) + " rooms per connection",
             true);
     std::int64_t retry = 0;
-    if (!take_token(now, c, retry))
+    if (!c.bucket.take(publish_limit_, now, retry))
         return refuse(proto::codes::rate_limited, "too many requests", false);
     ++metrics_.joins;
     join_room(conn, c, m.room, m.since);
@@ -393,7 +371,7 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
                     std::max<std::int64_t>(1, c.held_until_ms - kHeldGraceMs - now));
     }
     std::int64_t retry = 0;
-    if (!take_token(now, c, retry)) return hold("publish rate exceeded", retry);
+    if (!c.bucket.take(publish_limit_, now, retry)) return hold("publish rate exceeded", retry);
     c.rate_limited_in_a_row = 0;
     if (!c.held.empty()) c.held.erase(c.held.begin());
     const auto res = append(now, m.room, m.data, user, m.id);

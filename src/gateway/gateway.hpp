@@ -1,23 +1,32 @@
 #pragma once
-// The gateway's network layer: drives a ServerEngine over Boost.Beast.
+// The gateway's network layer: drives a ServerEngine over Asio/Beast.
 //
 // - One port serves WebSocket (ws:// or, with a certificate, wss://) and HTTP:
 //   GET /healthz, GET /metrics (Prometheus text), and the admin API under
 //   /api/ (Authorization: Bearer <admin key>).
 // - The engine runs on its own strand; every connection runs on its own
-//   strand of an io_context pool. Inputs are posted to the engine strand,
-//   transmits are posted back to the connection strands. No shared state
-//   crosses strands without a post (TSan-clean by construction).
+//   strand. Inputs are posted to the engine strand, transmits handed back to
+//   the connection strands. No shared state crosses strands without a post or
+//   a documented lock (docs/DESIGN.md).
 // - Each connection has a bounded outbound queue; a client that reads too
 //   slowly is closed with 4010 (slow consumer) and keeps its session.
-// - SIGTERM/SIGINT drain: RECONNECT to everyone, flush the store, close,
-//   exit within `drain_timeout`.
+// - drain(): RECONNECT to everyone, flush the store, close, and stop within
+//   `drain_timeout`.
+//
+// Process policy is the caller's: which threads run the gateway (run() on
+// each), and which signals start a drain (tools/serve_command.cpp).
+//
+// Files: bridge (engine strand), ws_session, http_session, admin_api,
+// metrics, listener (and TLS), http_util, system (clock and randomness).
 
 #include <tether/core/server_engine.hpp>
 #include <tether/core/store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -30,7 +39,8 @@ namespace tether::gateway {
 struct GatewayOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
-    unsigned threads = 2;
+    /// The number of threads that will call run() (Asio's concurrency hint).
+    unsigned concurrency_hint = 2;
     std::size_t connections_max = 10'000;
     std::size_t outbound_bytes_max = 4u << 20;  ///< per connection, then 4010
     duration handshake_timeout{10'000};         ///< TCP accept -> HTTP request/upgrade done
@@ -44,6 +54,9 @@ struct GatewayOptions {
     std::size_t http_body_bytes_max = 1u << 20;
 };
 
+struct Bridge;
+class Listener;
+
 class Gateway {
   public:
     /// Binds the listener (throws std::runtime_error with a clear message when
@@ -56,20 +69,18 @@ class Gateway {
 
     /// The bound port (after construction).
     std::uint16_t port() const noexcept;
-    /// Serves until drained; returns after every thread stopped.
+    /// Serves on the calling thread until the gateway stopped (a drain
+    /// finished). Call it from every thread that should serve, at once.
     void run();
-    /// Starts a drain from any thread (what SIGTERM does).
+    /// Starts a drain, from any thread (what SIGTERM does in `tether serve`).
     void drain();
-
-    struct Impl;  ///< opaque; named here so the connection classes in gateway.cpp can use it
+    /// The gateway's executor, for the process's own handlers (signals).
+    boost::asio::any_io_executor executor();
 
   private:
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Bridge> bridge_;
+    std::unique_ptr<Listener> listener_;
+    std::once_flag started_;
 };
-
-/// Wall-clock milliseconds since the Unix epoch (the engine's `now`).
-std::int64_t wall_ms();
-/// Cryptographically secure random bytes (OpenSSL RAND_bytes; aborts on failure).
-void secure_random(std::span<std::uint8_t> out);
 
 }  // namespace tether::gateway

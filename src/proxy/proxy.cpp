@@ -1,5 +1,7 @@
 #include "proxy/proxy.hpp"
 
+#include "asio/listen.hpp"
+
 #include <tether/core/random.hpp>
 
 #include <boost/asio.hpp>
@@ -86,18 +88,12 @@ class Pair : public std::enable_shared_from_this<Pair> {
 };
 
 struct Proxy::Impl {
-    explicit Impl(ProxyOptions o)
-        : opt(std::move(o)),
-          ioc(1),
-          listener(ioc),
-          control(ioc),
-          signals(ioc, SIGINT, SIGTERM),
-          rng(opt.seed) {}
+    Impl(asio::io_context& io, ProxyOptions o)
+        : opt(std::move(o)), ioc(io), listener(ioc), control(ioc), rng(opt.seed) {}
     ProxyOptions opt;
-    asio::io_context ioc;
+    asio::io_context& ioc;
     tcp::acceptor listener;
     tcp::acceptor control;
-    asio::signal_set signals;
     Rng rng;
     std::array<DirectionFaults, 2> faults;  // 0 = up, 1 = down
     bool down = false;
@@ -359,24 +355,11 @@ void Proxy::Impl::accept_control() {
     });
 }
 
-Proxy::Proxy(ProxyOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
-    auto bind = [](tcp::acceptor& a, const std::string& host, std::uint16_t port,
-                   const char* what) {
-        beast::error_code ec;
-        const auto addr = asio::ip::make_address(host, ec);
-        if (ec)
-            throw std::runtime_error(std::string{"invalid "} + what + " address '" + host + "'");
-        tcp::endpoint ep{addr, port};
-        a.open(ep.protocol(), ec);
-        if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-        if (!ec) a.bind(ep, ec);
-        if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-        if (ec)
-            throw std::runtime_error(std::string{"cannot listen on "} + what + " " + host + ":" +
-                                     std::to_string(port) + ": " + ec.message());
-    };
-    bind(impl_->listener, impl_->opt.listen_host, impl_->opt.listen_port, "proxy");
-    bind(impl_->control, impl_->opt.control_host, impl_->opt.control_port, "control");
+Proxy::Proxy(asio::io_context& ioc, ProxyOptions options)
+    : impl_(std::make_unique<Impl>(ioc, std::move(options))) {
+    asio_support::listen(impl_->listener, impl_->opt.listen_host, impl_->opt.listen_port, "proxy");
+    asio_support::listen(impl_->control, impl_->opt.control_host, impl_->opt.control_port,
+                         "control");
     beast::error_code ec;
     (void)asio::ip::make_address(impl_->opt.upstream_host, ec);
     if (ec) throw std::runtime_error("invalid upstream address '" + impl_->opt.upstream_host + "'");
@@ -390,11 +373,9 @@ std::uint16_t Proxy::control_port() const {
     return impl_->control.local_endpoint().port();
 }
 
-void Proxy::run() {
-    impl_->signals.async_wait([this](beast::error_code, int) { impl_->ioc.stop(); });
+void Proxy::start() {
     impl_->accept();
     impl_->accept_control();
-    impl_->ioc.run();
 }
 
 }  // namespace tether::proxy

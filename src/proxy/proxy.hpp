@@ -9,6 +9,8 @@
 // actions close (FIN) or reset (RST) every open connection; `down` refuses
 // new connections. Controlled over HTTP (docs/CLI.md).
 
+#include <boost/asio/io_context.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,13 +27,17 @@ struct ProxyOptions {
     std::uint64_t seed = 1;  ///< jitter
 };
 
+/// Single-threaded: everything runs on the io_context given, which must be
+/// run by one thread (tools/proxy_command.cpp runs it and handles signals).
 class Proxy {
   public:
-    explicit Proxy(ProxyOptions options);  // binds both listeners; throws with a clear message
+    /// Binds both listeners; throws std::runtime_error with a clear message.
+    Proxy(boost::asio::io_context& ioc, ProxyOptions options);
     ~Proxy();
     std::uint16_t port() const;
     std::uint16_t control_port() const;
-    void run();  // until SIGINT/SIGTERM
+    /// Starts accepting (on the io_context).
+    void start();
 
     struct Impl;
 

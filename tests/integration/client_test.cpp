@@ -9,6 +9,7 @@
 #include <tether/reconnecting_websocket.hpp>
 
 #include "gateway/gateway.hpp"
+#include "gateway/system.hpp"
 #include "store/memory_store.hpp"
 
 #include <gtest/gtest.h>
@@ -48,7 +49,7 @@ class TestGateway {
             };
         gateway::GatewayOptions opt;
         opt.port = 0;
-        opt.threads = 1;
+        opt.concurrency_hint = 1;
         opt.tls_cert_file = o.cert;
         opt.tls_key_file = o.key;
         gw_ = std::make_unique<gateway::Gateway>(

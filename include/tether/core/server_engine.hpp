@@ -34,6 +34,7 @@
 #include <tether/core/protocol.hpp>
 #include <tether/core/store.hpp>
 #include <tether/core/time.hpp>
+#include <tether/core/token_bucket.hpp>
 #include <tether/version.hpp>
 
 #include <algorithm>
@@ -244,8 +245,7 @@ class ServerEngine {
         SessionEntry* session = nullptr;  ///< nullptr until IDENTIFY or RESUME succeeded
         std::int64_t opened_ms = 0;
         std::int64_t last_seen_ms = 0;
-        double tokens = 0;
-        std::int64_t tokens_at_ms = 0;
+        TokenBucket bucket;  ///< publishes and joins (ServerConfig::publish_rate/_burst)
         RoomCursors rooms;
         bool writable = true;
         std::uint32_t rate_limited_in_a_row = 0;
@@ -297,7 +297,6 @@ class ServerEngine {
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
     void persist(const SessionEntry& s);
     std::string random_hex(std::size_t bytes);
-    bool take_token(std::int64_t now, Conn& c, std::int64_t& retry_after_ms);
     void remember(std::string_view user, std::string_view id, DedupeEntry e);
     /// The entry for a publish id still inside the window (any age when now is nullopt).
     DedupeEntry* recall(std::string_view user, std::string_view id,
@@ -307,6 +306,7 @@ class ServerEngine {
     ServerConfig config_;
     Store& store_;
     duration idle_timeout_{0};
+    RateLimit publish_limit_;
     bool draining_ = false;
     std::map<std::uint64_t, Conn> conns_;
     SessionMap sessions_;

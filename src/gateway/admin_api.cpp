@@ -1,0 +1,181 @@
+#include "gateway/admin_api.hpp"
+
+#include "gateway/bridge.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/system.hpp"
+#include "wire/http_route.hpp"
+
+#include <tether/core/constant_time.hpp>
+
+#include <boost/json.hpp>
+
+namespace tether::gateway {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using wire::HttpRoute;
+using wire::HttpRouteLimits;
+using wire::parse_http_route;
+
+namespace {
+
+void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
+                 std::function<void(Response)> respond);
+
+}  // namespace
+
+void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond) {
+    g.on_engine([&g, req = std::move(req), respond = std::move(respond)]() mutable {
+        auto& counters = g.counters;
+        auto& opt = g.opt;
+        ++counters.http_requests;
+        HttpRouteLimits rl;
+        rl.room_bytes_max = g.room_bytes_max;
+        rl.id_bytes_max = g.limits.id_bytes_max;
+        const auto target = req.target();
+        const HttpRoute r =
+            parse_http_route(req.method() == http::verb::get, req.method() == http::verb::post,
+                             std::string_view{target.data(), target.size()}, rl);
+        if (r.admin) {
+            // The key and the rate limit come first: an unauthenticated
+            // caller learns nothing about the routes.
+            if (!opt.admin_key)
+                return respond(
+                    make_response(http::status::forbidden,
+                                  error_body("admin API disabled: start with --admin-key"), true));
+            const auto auth = req[http::field::authorization];
+            const std::string_view header{auth.data(), auth.size()};
+            constexpr std::string_view kBearer = "Bearer ";
+            if (header.substr(0, kBearer.size()) != kBearer ||
+                !constant_time_equal(header.substr(kBearer.size()), *opt.admin_key)) {
+                ++counters.admin_unauthorized;
+                auto res = make_response(http::status::unauthorized,
+                                         error_body("missing or wrong admin key"), true);
+                res.set(http::field::www_authenticate, "Bearer");
+                return respond(std::move(res));
+            }
+            if (!g.take_admin_token()) {
+                ++counters.admin_rate_limited;
+                auto res = make_response(http::status::too_many_requests,
+                                         error_body("admin API rate limit"), true);
+                res.set(http::field::retry_after, "1");
+                return respond(std::move(res));
+            }
+        }
+        using Kind = HttpRoute::Kind;
+        switch (r.kind) {
+            case Kind::not_found:
+                return respond(make_response(http::status::not_found, error_body(r.error), true));
+            case Kind::bad_request:
+                return respond(
+                    make_response(http::status::bad_request, error_body(r.error), r.admin));
+            case Kind::method_not_allowed:
+                return respond(
+                    make_response(http::status::method_not_allowed, error_body(r.error), true));
+            case Kind::healthz:
+                return respond(make_response(
+                    g.draining ? http::status::service_unavailable : http::status::ok,
+                    g.draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
+            case Kind::metrics:
+                return respond(make_response(http::status::ok, metrics_text(g.engine, counters),
+                                             true, "text/plain; version=0.0.4"));
+            default:
+                return route_admin(g, req, r, std::move(respond));
+        }
+    });
+}
+
+namespace {
+
+void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
+                 std::function<void(Response)> respond) {
+    auto& engine = g.engine;
+    using Kind = HttpRoute::Kind;
+    auto session_json = [](const SessionInfo& s) {
+        json::object o;
+        o["id"] = s.id;
+        o["user"] = s.user;
+        json::array rooms;
+        for (const auto& room : s.rooms)
+            rooms.emplace_back(room);
+        o["rooms"] = std::move(rooms);
+        o["connected"] = s.connected;
+        if (!s.connected) o["expires_at_ms"] = s.expires_at_ms;
+        return o;
+    };
+    switch (r.kind) {
+        case Kind::sessions: {
+            json::array list;
+            for (const auto& s : engine.sessions()) {
+                if (list.size() >= r.limit) break;
+                list.push_back(session_json(s));
+            }
+            json::object o;
+            o["sessions"] = std::move(list);
+            o["total"] = engine.session_count();
+            return respond(make_response(http::status::ok, json::serialize(o), true));
+        }
+        case Kind::session: {
+            auto s = engine.session(r.session_id);
+            if (!s)
+                return respond(
+                    make_response(http::status::not_found, error_body("no such session"), true));
+            return respond(
+                make_response(http::status::ok, json::serialize(session_json(*s)), true));
+        }
+        case Kind::disconnect:
+            if (!engine.disconnect_session(wall_ms(), r.session_id))
+                return respond(
+                    make_response(http::status::not_found, error_body("no such session"), true));
+            g.flush();
+            return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
+        case Kind::publish: {
+            if (req.body().size() > g.message_bytes_max)
+                return respond(make_response(http::status::payload_too_large,
+                                             error_body("payload too large"), true));
+            if (auto err = proto::validate_data(req.body(), g.limits))
+                return respond(make_response(
+                    http::status::bad_request,
+                    error_body("body must be one JSON value: " + err->message()), true));
+            const auto res = engine.publish(wall_ms(), r.room, req.body());
+            auto answer = [respond, room = r.room, pos = res.position] {
+                json::object o;
+                o["room"] = room;
+                o["epoch"] = pos.epoch;
+                o["offset"] = pos.offset;
+                respond(make_response(http::status::ok, json::serialize(o), true));
+            };
+            if (engine.durable_seq() >= res.seq)
+                answer();
+            else
+                g.durable_waiters.emplace(res.seq, std::move(answer));
+            g.flush();
+            return;
+        }
+        case Kind::history: {
+            const auto info = engine.stream_info(r.room);
+            json::object o;
+            o["room"] = r.room;
+            o["epoch"] = info.epoch;
+            o["head"] = info.head;
+            o["first"] = info.first;
+            std::string events = "[";
+            for (const auto& e : engine.history(r.room, r.since, r.limit, 1u << 20)) {
+                if (events.size() > 1) events += ',';
+                events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
+                          std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
+            }
+            events += "]";
+            std::string body = json::serialize(o);
+            body.pop_back();
+            body += R"(,"events":)" + events + "}";
+            return respond(make_response(http::status::ok, std::move(body), true));
+        }
+        default:
+            respond(make_response(http::status::not_found, error_body("not found"), true));
+    }
+}
+
+}  // namespace
+
+}  // namespace tether::gateway

@@ -1,0 +1,77 @@
+#include "gateway/metrics.hpp"
+
+#include "gateway/bridge.hpp"
+
+#include <string_view>
+
+namespace tether::gateway {
+
+std::string metrics_text(const ServerEngine& engine, const GatewayCounters& counters) {
+    const auto& m = engine.metrics();
+    std::string out;
+    auto line = [&](std::string_view name, std::string_view type, std::string_view help, auto value,
+                    std::string_view labels = {}) {
+        if (!labels.empty() &&
+            out.find(std::string{"# TYPE "} + std::string{name} + " ") != std::string::npos) {
+            out +=
+                std::string{name} + "{" + std::string{labels} + "} " + std::to_string(value) + "\n";
+            return;
+        }
+        out += "# HELP " + std::string{name} + " " + std::string{help} + "\n";
+        out += "# TYPE " + std::string{name} + " " + std::string{type} + "\n";
+        out += std::string{name} + (labels.empty() ? "" : "{" + std::string{labels} + "}") + " " +
+               std::to_string(value) + "\n";
+    };
+    line("tether_connections", "gauge", "Open WebSocket connections.", engine.connection_count());
+    line("tether_sessions", "gauge", "Sessions kept (connected or within their retention window).",
+         engine.session_count());
+    line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.room_count());
+    line("tether_connections_opened_total", "counter", "WebSocket connections accepted.",
+         m.connections_opened);
+    line("tether_identifies_total", "counter", "IDENTIFY requests.", m.identifies);
+    line("tether_auth_failures_total", "counter", "IDENTIFY requests refused (4004).",
+         m.auth_failures);
+    line("tether_resumes_total", "counter", "RESUME requests by result.", m.resumes_ok,
+         "result=\"ok\"");
+    line("tether_resumes_total", "counter", "", m.resumes_failed, "result=\"failed\"");
+    line("tether_joins_total", "counter", "Successful JOINs.", m.joins);
+    line("tether_join_errors_total", "counter", "JOIN_ERROR answers.", m.join_errors);
+    line("tether_publishes_total", "counter", "Publications appended to the store.", m.publishes);
+    line("tether_publish_duplicates_total", "counter", "Publishes answered from the dedupe window.",
+         m.publish_dupes);
+    line("tether_nacks_total", "counter", "Publishes refused with NACK.", m.nacks);
+    line("tether_deliveries_total", "counter", "EVENT frames written (live and replay).",
+         m.deliveries);
+    line("tether_replayed_total", "counter", "EVENT frames written as replay.", m.replayed);
+    line("tether_replay_pages_total", "counter", "Replay pages written.", m.replay_pages);
+    line("tether_heartbeats_total", "counter", "HEARTBEATs answered.", m.heartbeats);
+    line("tether_idle_closes_total", "counter", "Connections closed for silence (4000).",
+         m.idle_closes);
+    line("tether_sessions_expired_total", "counter",
+         "Sessions dropped after their retention window.", m.sessions_expired);
+    line("tether_drops_total", "counter", "Connections dropped by the server by reason.",
+         counters.slow_consumer_closes, "reason=\"slow_consumer\"");
+    line("tether_drops_total", "counter", "", counters.connections_refused,
+         "reason=\"too_many_connections\"");
+    line("tether_drops_total", "counter", "", counters.invalid_version,
+         "reason=\"invalid_version\"");
+    line("tether_drops_total", "counter", "", counters.binary_frames, "reason=\"binary_frame\"");
+    bool first = true;
+    for (const auto& [code, n] : m.closes_by_code) {
+        line("tether_closes_total", "counter",
+             first ? "Closes the engine initiated, by close code." : "", n,
+             "code=\"" + std::to_string(code) + "\"");
+        first = false;
+    }
+    line("tether_http_requests_total", "counter", "HTTP requests (not upgrades).",
+         counters.http_requests);
+    line("tether_admin_unauthorized_total", "counter", "Admin requests without a valid key.",
+         counters.admin_unauthorized);
+    line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.",
+         counters.admin_rate_limited);
+    line("tether_store_durable_seq", "gauge", "Last durable store sequence number.",
+         engine.durable_seq());
+    return out;
+}
+
+}  // namespace tether::gateway
