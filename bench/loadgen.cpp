@@ -1038,7 +1038,7 @@ class Storm {
             ++published_;
             pub_rooms_[r].publish(R"({"s":)" + std::to_string(published_) + "}",
                                   [this, r](const tether::PublishOutcome& out) {
-                                      if (!out.ok) {
+                                      if (!out.ok()) {
                                           ++publish_failed_;
                                           return;
                                       }

@@ -47,10 +47,13 @@ int main(int argc, char** argv) {
             }
             room.publish(R"({"from":")" + name + R"(","text":")" + text + "\"}",
                          [](const tether::PublishOutcome& r) {
-                             if (!r.ok) std::fprintf(stderr, "-- not sent: %s\n", r.reason.c_str());
+                             if (!r.ok())
+                                 std::fprintf(stderr, "-- not sent: %s\n", r.reason.c_str());
                          });
         }
-        client.flush(std::chrono::seconds(10));  // end of input: wait for the acks
+        // End of input: wait for the acks.
+        if (!client.flush(std::chrono::seconds(10)))
+            std::fprintf(stderr, "-- %zu message(s) not acknowledged yet\n", client.pending());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "chat: %s\n", e.what());
         return 1;

@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
         std::string line;
         while (std::getline(std::cin, line))
             ws.send(line);
-        ws.flush(std::chrono::seconds(5));
+        if (!ws.flush(std::chrono::seconds(5)))
+            std::fprintf(stderr, "generic_socket: %s\n", ws.status_line().c_str());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "generic_socket: %s\n", e.what());
         return 1;

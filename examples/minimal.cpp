@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
     room.publish(R"({"text":"hello from the minimal example"})",
                  [&](const tether::PublishOutcome& r) { acked.set_value(r); });
     const auto r = acked.get_future().get();  // waits through reconnects
-    if (!r.ok) {
-        std::fprintf(stderr, "publish failed: %s %s\n", r.error.c_str(), r.reason.c_str());
+    if (!r.ok()) {
+        std::fprintf(stderr, "publish failed: %s %s\n", r.error.message().c_str(),
+                     r.reason.c_str());
         return 1;
     }
     std::printf("stored at offset %llu\n", static_cast<unsigned long long>(r.position.offset));

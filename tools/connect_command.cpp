@@ -34,6 +34,7 @@ constexpr int exit_fatal_close = 3;   ///< the server closed with a fatal code o
 constexpr int exit_max_attempts = 4;  ///< attempts_max exhausted (and re-auth failed)
 constexpr int exit_auth_failed = 5;   ///< credentials rejected, or the auth reply was refused
 constexpr int exit_unsent = 6;        ///< stdin ended but messages stayed unacknowledged
+constexpr int exit_certificate = 7;   ///< the server's TLS certificate failed verification
 
 struct ConnectArgs {
     std::string url;
@@ -55,6 +56,7 @@ struct ConnectArgs {
     bool no_exit_on_eof = false;
     std::string drain_timeout = "10s";
     std::string open_timeout = "10s";
+    bool retry_certificate_errors = false;
     // --raw only
     std::string auth_message, auth_expect, ping_mode = "ws", ping_payload = "ping",
                                            pong_match = "pong";
@@ -126,61 +128,18 @@ std::string fmt_seconds(std::int64_t ms) {
     return buf;
 }
 
-/// Stable identifiers for scripts (to_string() is for humans).
-std::string_view reason_id(StopReason r) {
-    switch (r) {
-        case StopReason::none:
-            return "none";
-        case StopReason::not_started:
-            return "not_started";
-        case StopReason::manual:
-            return "manual";
-        case StopReason::offline:
-            return "offline";
-        case StopReason::fatal:
-            return "fatal";
-        case StopReason::max_attempts:
-            return "max_attempts";
-        case StopReason::auth_failed:
-            return "auth_failed";
-    }
-    return "unknown";
-}
-
-std::string_view phase_id(Phase p) {
-    switch (p) {
-        case Phase::none:
-            return "none";
-        case Phase::fetching_credentials:
-            return "credentials";
-        case Phase::opening:
-            return "opening";
-        case Phase::authenticating:
-            return "authenticating";
-        case Phase::resuming:
-            return "resuming";
-        case Phase::joining:
-            return "joining";
-        case Phase::catching_up:
-            return "catching_up";
-        case Phase::sending:
-            return "sending";
-    }
-    return "unknown";
-}
-
 /// Status fields common to both modes.
-template <class Status>
-json::object status_json(const Status& s) {
+json::object status_json(const ConnectionStatus& s) {
     json::object o;
     o["type"] = "status";
     o["state"] = to_string(s.state);
-    o["reason"] = reason_id(s.reason);
+    o["reason"] = to_id(s.reason);
     o["attempt"] = s.attempt;
     if (s.next_retry_at)
         o["next_retry_ms"] = std::max<std::int64_t>(0, (*s.next_retry_at - Client::now()).count());
     o["close_code"] = s.close_code;
     o["close_reason"] = s.close_reason;
+    if (s.error) o["error"] = s.error.message();
     o["online"] = s.online;
     return o;
 }
@@ -306,6 +265,8 @@ int stop_code(StopReason r) {
             return exit_max_attempts;
         case StopReason::auth_failed:
             return exit_auth_failed;
+        case StopReason::certificate:
+            return exit_certificate;
         default:
             return exit_failure;
     }
@@ -314,7 +275,7 @@ int stop_code(StopReason r) {
 bool terminal_stop(ConnState state, StopReason r) {
     return (state == ConnState::disconnected || state == ConnState::error) &&
            (r == StopReason::fatal || r == StopReason::max_attempts ||
-            r == StopReason::auth_failed);
+            r == StopReason::auth_failed || r == StopReason::certificate);
 }
 
 std::optional<std::vector<std::uint16_t>> parse_codes(const std::string& text) {
@@ -346,9 +307,17 @@ int usage(const std::string& m) {
     return exit_usage;
 }
 
-/// Shared option checks; fills the backoff and the headers.
-std::optional<int> common_options(const ConnectArgs& a, BackoffPolicy& b,
-                                  std::vector<std::pair<std::string, std::string>>& headers) {
+/// Liveness flags: both modes ping, each core under its own names.
+struct Liveness {
+    std::optional<duration> interval, timeout;
+};
+
+/// The options both modes share, mapped once: the reconnect lifecycle
+/// (backoff, fatal codes and reasons, open timeout, certificate policy),
+/// the transport (URL, headers, TLS, probe, network monitor) and liveness.
+std::optional<int> common_options(const ConnectArgs& a, ReconnectConfig& rc, TransportOptions& t,
+                                  Liveness& live) {
+    BackoffPolicy& b = rc.backoff;
     auto strategy = parse_backoff_strategy(a.backoff);
     if (!strategy) return usage("unknown --backoff '" + a.backoff + "'");
     b.strategy = *strategy;
@@ -358,10 +327,19 @@ std::optional<int> common_options(const ConnectArgs& a, BackoffPolicy& b,
     b.initial = duration{*ini};
     b.max = duration{*max};
     b.jitter_ratio = a.jitter;
-    if (!parse_duration_ms(a.open_timeout) || *parse_duration_ms(a.open_timeout) <= 0)
-        return usage("--open-timeout must be a duration such as 10s");
     if (a.max_attempts > 0) b.attempts_max = a.max_attempts;
-    if (auto e = b.validate()) return usage("backoff: " + *e);
+    if (auto v = b.validate(); !v) return usage("backoff: " + v.error().message);
+    const auto open = parse_duration_ms(a.open_timeout);
+    if (!open || *open <= 0) return usage("--open-timeout must be a duration such as 10s");
+    rc.open_timeout = duration{*open};
+    if (!a.fatal_codes.empty()) {
+        auto c = parse_codes(a.fatal_codes);
+        if (!c) return usage("--fatal-codes must be a comma-separated list of codes 1000-4999");
+        rc.fatal_codes = *c;
+    }
+    rc.fatal_reasons = a.fatal_reasons;
+    rc.retry_certificate_errors = a.retry_certificate_errors;
+    t.url = a.url;
     for (const auto& h : a.headers) {
         const auto colon = h.find(':');
         if (colon == std::string::npos || colon == 0)
@@ -369,9 +347,44 @@ std::optional<int> common_options(const ConnectArgs& a, BackoffPolicy& b,
         std::string v = h.substr(colon + 1);
         while (!v.empty() && v.front() == ' ')
             v.erase(0, 1);
-        headers.emplace_back(h.substr(0, colon), v);
+        t.headers.emplace_back(h.substr(0, colon), v);
+    }
+    if (!a.ca_file.empty()) t.ca_file = a.ca_file;
+    t.tls_verify = !a.insecure;
+    if (!a.probe.empty()) t.probe_url = a.probe;
+    t.network_monitor = !a.no_network_monitor;
+    if (!a.ping_interval.empty()) {
+        auto d = parse_duration_ms(a.ping_interval);
+        if (!d) return usage("--ping-interval must be a duration");
+        live.interval = duration{*d};
+    }
+    if (!a.pong_timeout.empty()) {
+        auto d = parse_duration_ms(a.pong_timeout);
+        if (!d) return usage("--pong-timeout must be a duration");
+        live.timeout = duration{*d};
     }
     return std::nullopt;
+}
+
+/// The commands both modes share (/retry /connect /close /offline /online
+/// /status); true when `cmd` was one of them.
+template <class Client>
+bool shared_command(std::string_view cmd, Client& c) {
+    if (cmd == "/retry")
+        c.retry_now();
+    else if (cmd == "/connect")
+        c.connect(true);
+    else if (cmd == "/close")
+        c.close();
+    else if (cmd == "/offline")
+        c.set_online(false);
+    else if (cmd == "/online")
+        c.set_online(true);
+    else if (cmd == "/status")
+        err_line(c.status_line(), nullptr);
+    else
+        return false;
+    return true;
 }
 
 /// Waits for the loop; `handle_line` gets stdin lines; at the end of stdin
@@ -408,10 +421,11 @@ int run_loop(Loop& loop, const ConnectArgs& a, HandleLine handle_line, Flush flu
 
 int run_tether(const ConnectArgs& a) {
     ClientOptions o;
-    o.url = a.url;
+    Liveness live;
+    if (auto rc = common_options(a, o, o, live)) return *rc;
+    o.heartbeat_interval = live.interval;
+    o.heartbeat_ack_timeout = live.timeout;
     o.token = a.token;
-    if (auto rc = common_options(a, o.backoff, o.headers)) return *rc;
-    o.open_timeout = std::chrono::milliseconds(*parse_duration_ms(a.open_timeout));
     if (!a.token_file.empty()) {
         // Read before every connect. After a rejection (refresh) the same
         // token is not offered again: wait for whoever refreshes the file
@@ -443,27 +457,7 @@ int run_tether(const ConnectArgs& a) {
             }).detach();
         };
     }
-    if (!a.ping_interval.empty()) {
-        auto d = parse_duration_ms(a.ping_interval);
-        if (!d) return usage("--ping-interval must be a duration");
-        o.ping_interval = std::chrono::milliseconds(*d);
-    }
-    if (!a.pong_timeout.empty()) {
-        auto d = parse_duration_ms(a.pong_timeout);
-        if (!d) return usage("--pong-timeout must be a duration");
-        o.pong_timeout = std::chrono::milliseconds(*d);
-    }
-    if (!a.fatal_codes.empty()) {
-        auto c = parse_codes(a.fatal_codes);
-        if (!c) return usage("--fatal-codes must be a comma-separated list of codes 1000-4999");
-        o.fatal_codes = *c;
-    }
-    o.fatal_reasons = a.fatal_reasons;
     if (!a.state.empty()) o.state_file = a.state;
-    if (!a.ca_file.empty()) o.ca_file = a.ca_file;
-    o.tls_verify = !a.insecure;
-    if (!a.probe.empty()) o.probe_url = a.probe;
-    o.network_monitor = !a.no_network_monitor;
 
     const bool interactive = ::isatty(0) != 0;
     auto loop_ptr = std::make_shared<Loop>();
@@ -478,7 +472,7 @@ int run_tether(const ConnectArgs& a) {
     o.on_status = [js, banner, last_sending, interactive, loop_ptr](const ClientStatus& s) {
         if (js) {
             auto o2 = status_json(s);
-            o2["phase"] = phase_id(s.phase);
+            o2["phase"] = to_id(s.phase);
             o2["pending"] = s.pending;
             o2["sending_done"] = s.sending_done;
             o2["sending_total"] = s.sending_total;
@@ -509,7 +503,7 @@ int run_tether(const ConnectArgs& a) {
     };
     o.on_publish = [js](const PublishOutcome& r) {
         if (js) {
-            if (r.ok)
+            if (r.ok())
                 emit_json({{"type", "ack"},
                            {"id", r.id},
                            {"room", r.room},
@@ -519,11 +513,13 @@ int run_tether(const ConnectArgs& a) {
                 emit_json({{"type", "publish_failed"},
                            {"id", r.id},
                            {"room", r.room},
-                           {"error", r.error},
+                           {"error", r.error.message()},
+                           {"server_code", r.server_code},
                            {"reason", r.reason},
                            {"possibly_delivered", r.possibly_delivered}});
-        } else if (!r.ok) {
-            err_line("Message " + r.id + " failed: " + r.error + " " + r.reason, kRed);
+        } else if (!r.ok()) {
+            err_line("Message " + r.id + " failed: " + r.error.message() + " (" + r.reason + ")",
+                     kRed);
         }
     };
     std::unique_ptr<Client> client;
@@ -583,26 +579,15 @@ int run_tether(const ConnectArgs& a) {
             std::string cmd, arg;
             ss >> cmd >> arg;
             if (cmd == "/quit") return exit_ok;
-            if (cmd == "/retry")
-                client->retry_now();
-            else if (cmd == "/connect")
-                client->connect(true);
-            else if (cmd == "/close")
-                client->close();
-            else if (cmd == "/offline")
-                client->set_online(false);
-            else if (cmd == "/online")
-                client->set_online(true);
-            else if (cmd == "/status")
-                err_line(client->status_line(), nullptr);
-            else if (cmd == "/join" && !arg.empty()) {
+            if (shared_command(cmd, *client)) {
+            } else if (cmd == "/join" && !arg.empty()) {
                 try {
                     rooms.emplace(arg, client->join(arg, make_room_options(arg)));
                 } catch (const std::exception& e) {
                     err_line(std::string{"join: "} + e.what(), kRed);
                 }
             } else if (cmd == "/leave" && rooms.count(arg)) {
-                rooms.at(arg).leave();
+                (void)rooms.at(arg).leave();  // the client outlives the loop
                 rooms.erase(arg);
             } else {
                 err_line("unknown command " + cmd +
@@ -644,10 +629,11 @@ int run_tether(const ConnectArgs& a) {
 
 int run_raw(const ConnectArgs& a) {
     ReconnectingWebSocketOptions o;
-    o.url = a.url;
+    Liveness live;
+    if (auto rc = common_options(a, o, o, live)) return *rc;
+    if (live.interval) o.ping_interval = *live.interval;
+    if (live.timeout) o.pong_timeout = *live.timeout;
     o.subprotocol = a.subprotocol;
-    if (auto rc = common_options(a, o.backoff, o.headers)) return *rc;
-    o.open_timeout = std::chrono::milliseconds(*parse_duration_ms(a.open_timeout));
     if (!a.token.empty()) o.headers.emplace_back("Authorization", "Bearer " + a.token);
     if (!a.auth_message.empty()) {
         o.auth = [m = a.auth_message] { return SocketMessage{m, false}; };
@@ -682,26 +668,6 @@ int run_raw(const ConnectArgs& a) {
             return std::nullopt;
         };
     }
-    if (!a.ping_interval.empty()) {
-        auto d = parse_duration_ms(a.ping_interval);
-        if (!d) return usage("--ping-interval must be a duration");
-        o.ping_interval = std::chrono::milliseconds(*d);
-    }
-    if (!a.pong_timeout.empty()) {
-        auto d = parse_duration_ms(a.pong_timeout);
-        if (!d) return usage("--pong-timeout must be a duration");
-        o.pong_timeout = std::chrono::milliseconds(*d);
-    }
-    if (!a.fatal_codes.empty()) {
-        auto c = parse_codes(a.fatal_codes);
-        if (!c) return usage("--fatal-codes must be a comma-separated list of codes 1000-4999");
-        o.fatal_codes = *c;
-    }
-    o.fatal_reasons = a.fatal_reasons;
-    if (!a.ca_file.empty()) o.ca_file = a.ca_file;
-    o.tls_verify = !a.insecure;
-    if (!a.probe.empty()) o.probe_url = a.probe;
-    o.network_monitor = !a.no_network_monitor;
 
     const bool interactive = ::isatty(0) != 0;
     auto loop_ptr = std::make_shared<Loop>();
@@ -733,11 +699,11 @@ int run_raw(const ConnectArgs& a) {
     o.on_latency = [js](std::chrono::milliseconds rtt) {
         if (js) emit_json({{"type", "latency"}, {"rtt_ms", rtt.count()}});
     };
-    o.on_dropped = [js](const SocketMessage& m, const std::string& code) {
+    o.on_dropped = [js](const SocketMessage& m, std::error_code error) {
         if (js)
-            emit_json({{"type", "dropped"}, {"error", code}, {"bytes", m.data.size()}});
+            emit_json({{"type", "dropped"}, {"error", error.message()}, {"bytes", m.data.size()}});
         else
-            err_line("Message not sent: " + code, kRed);
+            err_line("Message not sent: " + error.message(), kRed);
     };
     std::unique_ptr<ReconnectingWebSocket> ws;
     try {
@@ -748,20 +714,7 @@ int run_raw(const ConnectArgs& a) {
     start_stdin_thread(loop_ptr);
     auto handle = [&](const std::string& line) -> std::optional<int> {
         if (line == "/quit") return exit_ok;
-        if (line == "/retry")
-            ws->retry_now();
-        else if (line == "/connect")
-            ws->connect(true);
-        else if (line == "/close")
-            ws->close();
-        else if (line == "/offline")
-            ws->set_online(false);
-        else if (line == "/online")
-            ws->set_online(true);
-        else if (line == "/status")
-            err_line(ws->status_line(), nullptr);
-        else
-            ws->send(line.rfind("//", 0) == 0 ? line.substr(1) : line);
+        if (!shared_command(line, *ws)) ws->send(line.rfind("//", 0) == 0 ? line.substr(1) : line);
         return std::nullopt;
     };
     const int rc = run_loop(
@@ -800,6 +753,9 @@ Action add_connect_command(CLI::App& app) {
     cmd->add_option("--ca-file", a->ca_file, "Trust this CA file instead of the system store");
     cmd->add_flag("--insecure", a->insecure,
                   "Do not verify the server certificate (development only)");
+    cmd->add_flag("--retry-certificate-errors", a->retry_certificate_errors,
+                  "Keep retrying when the server certificate fails verification (default: stop, "
+                  "exit 7)");
     cmd->add_option("--probe", a->probe, "HTTP(S) URL that must answer 2xx before each attempt");
     cmd->add_option("--header", a->headers, "Extra upgrade header 'Name: value' (repeatable)");
     cmd->add_option("--backoff", a->backoff,

@@ -17,9 +17,9 @@
 /// auto room = client.join("lobby");
 /// room.on_message([](const tether::MessageReceived& m) { std::puts(m.data.c_str()); });
 /// room.publish(R"({"text":"hi"})", [](const tether::PublishOutcome& r) {
-///     if (r.ok) std::printf("stored at offset %llu\n", (unsigned long long)r.position.offset);
+///     if (r.ok()) std::printf("stored at offset %llu\n", (unsigned long long)r.position.offset);
 /// });
-/// client.wait_connected(std::chrono::seconds(5));
+/// if (!client.wait_connected(std::chrono::seconds(5))) std::puts(client.status_line().c_str());
 /// @endcode
 ///
 /// @par Thread safety
@@ -31,11 +31,17 @@
 /// @par Lifetime
 /// The destructor closes the connection (close handshake bounded by
 /// `close_timeout`), stops the network monitor and, when the client owns its
-/// thread, joins it. No callback runs after the destructor returned.
+/// thread, joins it. Publishes still pending get their callback with
+/// error::client_closed from the destructor (they may still be delivered:
+/// `possibly_delivered`, and a state file keeps them). No callback runs
+/// after the destructor returned.
 
 #include <tether/core/client_core.hpp>
+#include <tether/transport_options.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+
+#include <system_error>
 
 #include <chrono>
 #include <functional>
@@ -64,64 +70,47 @@ class CredentialsReply {
 /// token was rejected (4003/4004): fetch a new one.
 using CredentialsCallback = std::function<void(bool refresh, CredentialsReply reply)>;
 
-/// Options of a tether::Client. Every field has a usable default except `url`.
-struct ClientOptions {
-    std::string url;    ///< ws://host:port/ or wss://host:port/
-    std::string token;  ///< static credentials (ignored when `credentials` is set)
+struct PublishOutcome;
+
+/// Options of a tether::Client: every option of the core (ClientConfig:
+/// backoff, timeouts, fatal and re-auth codes, outbox, limits, ...), how to
+/// reach the server (TransportOptions), and what the network client adds.
+/// Every field has a usable default except `url`.
+///
+/// `dynamic_credentials` is set from `credentials`; `seed` 0 draws one from
+/// the OS.
+struct ClientOptions : ClientConfig, TransportOptions {
+    /// Asked before every attempt (a token may come over HTTP); unset: the
+    /// static `token` is sent.
     CredentialsCallback credentials;
-
-    /// Reconnect policy; defaults per seed 001: 0.5 s x2 up to 15 s, 25 % jitter.
-    BackoffPolicy backoff;
-    std::vector<std::uint16_t> fatal_codes{4003, 4004, 4012, 4013, 4014};
-    std::vector<std::string> fatal_reasons;
-    std::optional<std::chrono::milliseconds> ping_interval;  ///< default: the server's value
-    std::optional<std::chrono::milliseconds> pong_timeout;   ///< default: the ping interval
-    std::chrono::milliseconds open_timeout{10'000};
-    std::chrono::milliseconds auth_timeout{10'000};
-    std::chrono::milliseconds close_timeout{2'000};
-    OutboxLimits outbox;  ///< 1000 messages / 4 MiB, reject new by default
-    std::size_t rooms_max = 1000;
-    proto::Limits limits;
-
-    /// HTTP(S) URL polled before each attempt (as Matrix clients poll
-    /// /versions); the socket is opened only once it answers 2xx.
-    std::optional<std::string> probe_url;
-
-    /// TLS: verify the server certificate and host name (on by default).
-    /// Uses the system CA store unless `ca_file` is given.
-    std::optional<std::string> ca_file;
-    bool tls_verify = true;  ///< false only for development against self-signed servers
-
-    /// Watch the host's network (Linux netlink: link and address changes) and
-    /// go offline/online with it. Loopback servers are always reachable.
-    bool network_monitor = true;
 
     /// Keep the outbox and room positions in this file across restarts.
     std::optional<std::string> state_file;
     /// Room positions are saved at most this often (outbox changes at once).
     std::chrono::milliseconds state_save_delay{100};
 
-    /// Extra headers on the upgrade request.
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::uint64_t seed = 0;  ///< jitter seed; 0 draws one from the OS
-
     /// Handlers installed before the client starts, so that none misses the
     /// first events (the on_*() setters may: the client connects at once).
     std::function<void(const ClientStatus&)> on_status;
     std::function<void(std::chrono::milliseconds rtt)> on_latency;
     std::function<void(const SessionStarted&)> on_session;
-    std::function<void(const struct PublishOutcome&)> on_publish;
+    std::function<void(const PublishOutcome&)> on_publish;
 };
 
-/// The outcome of Room::publish.
+/// The outcome of Room::publish: acknowledged at `position`, or failed with
+/// `error` (outbox_full, too_large, invalid_data, invalid_room, expired,
+/// dropped, client_closed, or the server's refusal: not_permitted, ...).
 struct PublishOutcome {
-    bool ok = false;
-    std::string id;  ///< publish id (also set on most failures)
+    std::error_code error;  ///< none: acknowledged
+    std::string id;         ///< publish id (set unless the client refused it at once)
     std::string room;
-    proto::StreamPosition position;  ///< where the server stored it (ok only)
-    std::string error;   ///< "outbox_full", "too_large", "invalid_data", NACK code, "expired", ...
-    std::string reason;  ///< human-readable detail
+    proto::StreamPosition position;  ///< where the server stored it (acknowledged only)
+    std::string server_code;         ///< the NACK code as sent, when the server refused it
+    std::string reason;              ///< human-readable detail
+    /// It may have reached the server (an acknowledgement lost with the link).
     bool possibly_delivered = false;
+    /// True when acknowledged.
+    [[nodiscard]] bool ok() const noexcept { return !error; }
 };
 
 class Client;
@@ -144,15 +133,22 @@ class Room {
     Room() = default;
     const std::string& name() const noexcept { return name_; }
     /// Each event of the room, exactly once and in order (replays included).
-    void on_message(std::function<void(const MessageReceived&)> f) const;
-    void on_status(std::function<void(const RoomStatusChanged&)> f) const;
+    /// False (and `f` never runs) when the client no longer exists.
+    bool on_message(std::function<void(const MessageReceived&)> f) const;
+    /// connecting, joined, reconnecting, disconnected, error. False when the
+    /// client no longer exists.
+    bool on_status(std::function<void(const RoomStatusChanged&)> f) const;
     /// Events between the last delivered one and the new position are gone.
-    void on_history_lost(std::function<void(const HistoryLost&)> f) const;
-    /// Queues `data` (one JSON value). `done` runs once with the ack or the
-    /// error. Messages are sent in order and survive reconnects.
+    /// False when the client no longer exists.
+    bool on_history_lost(std::function<void(const HistoryLost&)> f) const;
+    /// Queues `data` (one JSON value). `done` runs exactly once: with the
+    /// acknowledgement, with the failure, or with error::client_closed when
+    /// the client is destroyed first (at once, on the calling thread, when
+    /// it no longer exists). Messages are sent in order and survive reconnects.
     void publish(std::string data, std::function<void(const PublishOutcome&)> done = {}) const;
-    /// Stops tracking the room (LEAVE when connected).
-    void leave() const;
+    /// Stops tracking the room (LEAVE when connected). False when the client
+    /// no longer exists.
+    bool leave() const;
 
     struct Shared;  ///< implementation detail
     Room(std::shared_ptr<Shared> s, std::string name) : s_(std::move(s)), name_(std::move(name)) {}
@@ -175,14 +171,14 @@ class Client {
 
     /// Tracks `room`: joined now or once connected, rejoined after every
     /// reconnect from the last delivered position. Throws
-    /// std::invalid_argument for an invalid name; "too_many_rooms" arrives
-    /// as an `error` room status.
+    /// std::invalid_argument for an invalid name; error::too_many_rooms
+    /// arrives as an `error` room status.
     Room join(std::string room);
     Room join(std::string room, RoomOptions handlers);
 
     /// Blocks until the client is connected (true), the timeout passes, or
     /// the client stopped for good (fatal close, close(), error): false.
-    bool wait_connected(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool wait_connected(std::chrono::milliseconds timeout);
 
     /// The current status; `describe(status(), now())` renders it.
     ClientStatus status() const;
@@ -201,7 +197,7 @@ class Client {
     std::size_t pending() const;
     /// Blocks until every message published before the call was acknowledged
     /// or failed (true), or the timeout passed (false).
-    bool flush(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
 
     /// Attempt now (leaves a fatal or error state too).
     void retry_now();

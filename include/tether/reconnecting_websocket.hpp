@@ -31,6 +31,7 @@
 /// destructor returned.
 
 #include <tether/core/socket_core.hpp>
+#include <tether/transport_options.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -39,21 +40,20 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 namespace tether {
 
-struct ReconnectingWebSocketOptions {
-    std::string url;                                           ///< ws:// or wss://
-    std::vector<std::pair<std::string, std::string>> headers;  ///< on the upgrade request
+/// Options of a tether::ReconnectingWebSocket: every option of the core
+/// (SocketConfig: backoff, timeouts, fatal codes, auth, subscriptions,
+/// liveness, queue bounds), how to reach the server (TransportOptions), and
+/// the callbacks that need the network client. `auth_message` and
+/// `await_auth_reply` are set from `auth` and `auth_validator`; `seed` 0
+/// draws one from the OS.
+struct ReconnectingWebSocketOptions : SocketConfig, TransportOptions {
     std::string subprotocol;  ///< Sec-WebSocket-Protocol, required from the server when set
-
-    BackoffPolicy backoff;  ///< 0.5 s x2 up to 15 s, 25 % jitter, unlimited attempts
-    std::vector<std::uint16_t> fatal_codes{1008, 4003, 4004};
-    std::vector<std::string> fatal_reasons;
-    std::chrono::milliseconds open_timeout{10'000};
-    std::chrono::milliseconds close_timeout{2'000};
 
     /// Produces the auth message for each connect (called on every attempt,
     /// so it can carry a fresh timestamp or token). Unset: no auth message.
@@ -62,13 +62,6 @@ struct ReconnectingWebSocketOptions {
     /// on) or false (rejected: stop retrying, state `error`); nullopt means
     /// "not the auth reply", keep waiting (bounded by auth_timeout).
     std::function<std::optional<bool>(const SocketMessage&)> auth_validator;
-    std::chrono::milliseconds auth_timeout{10'000};
-    std::vector<SocketMessage> subscriptions;  ///< re-sent after auth on every connect
-
-    LivenessMode liveness = LivenessMode::ws_ping;
-    std::chrono::milliseconds ping_interval{15'000};
-    std::chrono::milliseconds pong_timeout{10'000};
-    std::string ping_payload = "ping";
     /// app_message mode: which incoming messages answer our ping (default:
     /// exactly "pong"). Matched messages are not passed to on_message.
     std::function<bool(const SocketMessage&)> pong_matcher;
@@ -77,23 +70,13 @@ struct ReconnectingWebSocketOptions {
     /// passed to on_message.
     std::function<std::optional<SocketMessage>(const SocketMessage&)> ping_responder;
 
-    std::size_t queue_count_max = 1000;
-    std::size_t queue_bytes_max = 4u << 20;
-    OverflowPolicy overflow = OverflowPolicy::reject_new;
-    std::size_t message_bytes_max = 16u << 20;  ///< inbound and outbound
-
-    std::optional<std::string> probe_url;  ///< HTTP(S) URL that must answer 2xx before each attempt
-    std::optional<std::string> ca_file;
-    bool tls_verify = true;
-    bool network_monitor = true;
-    std::uint64_t seed = 0;  ///< jitter seed; 0 draws one from the OS
-
     /// Handlers installed before the socket starts, so that none misses the
     /// first events (the on_*() setters may: the socket connects at once).
     std::function<void(const SocketMessage&)> on_message;
     std::function<void(const SocketStatus&)> on_status;
     std::function<void(std::chrono::milliseconds rtt)> on_latency;
-    std::function<void(const SocketMessage&, const std::string& code)> on_dropped;
+    /// A message that will not be sent: too_large, queue_full, dropped.
+    std::function<void(const SocketMessage&, std::error_code error)> on_dropped;
 };
 
 class ReconnectingWebSocket {
@@ -108,7 +91,7 @@ class ReconnectingWebSocket {
     ReconnectingWebSocket& operator=(const ReconnectingWebSocket&) = delete;
 
     /// Sends now when connected, else queues (bounded). A refused or dropped
-    /// message is reported to on_dropped ("queue_full", "too_large", "dropped").
+    /// message is reported to on_dropped (queue_full, too_large, dropped).
     void send(std::string text);
     void send_binary(std::string data);
 
@@ -116,17 +99,17 @@ class ReconnectingWebSocket {
     /// Called at once with the current status, then on every change.
     void on_status(std::function<void(const SocketStatus&)> f);
     void on_latency(std::function<void(std::chrono::milliseconds)> f);
-    void on_dropped(std::function<void(const SocketMessage&, const std::string& code)> f);
+    void on_dropped(std::function<void(const SocketMessage&, std::error_code error)> f);
 
     /// Blocks until connected (true), the timeout passes, or the socket
     /// stopped for good (false).
-    bool wait_connected(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool wait_connected(std::chrono::milliseconds timeout);
     SocketStatus status() const;
     std::string status_line() const;
     SocketMetrics metrics() const;
     /// Blocks until every message sent before the call left the queue
     /// (written to a socket) or was dropped (true), or the timeout passed.
-    bool flush(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
 
     void retry_now();
     void connect(bool reset_backoff = false);

@@ -82,26 +82,28 @@ class NetlinkMonitor final : public NetworkMonitor,
     NetlinkMonitor(asio::any_io_executor ex, std::function<void(bool)> f)
         : fd_(ex), on_change_(std::move(f)) {}
 
-    std::optional<std::string> start() override {
+    result<void, Error> start() override {
         const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-        if (fd < 0) return std::string{"netlink socket: "} + std::strerror(errno);
+        if (fd < 0)
+            return make_error(error::connect_failed,
+                              std::string{"netlink socket: "} + std::strerror(errno));
         sockaddr_nl sa{};
         sa.nl_family = AF_NETLINK;
         sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
         if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
             std::string e = std::string{"netlink bind: "} + std::strerror(errno);
             ::close(fd);
-            return e;
+            return make_error(error::connect_failed, std::move(e));
         }
         boost::system::error_code ec;
         fd_.assign(fd, ec);
         if (ec) {
             ::close(fd);
-            return "netlink: " + ec.message();
+            return make_error(error::connect_failed, "netlink: " + ec.message());
         }
         online_ = is_online(list_interfaces());
         read();
-        return std::nullopt;
+        return {};
     }
 
     bool online() const override { return online_; }

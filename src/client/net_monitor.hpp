@@ -10,6 +10,8 @@
 // Where netlink is unavailable start() returns an error and the client stays
 // online (it still notices dead links by its pings).
 
+#include <tether/core/error.hpp>
+
 #include <boost/asio/any_io_executor.hpp>
 
 #include <functional>
@@ -41,8 +43,8 @@ class NetworkMonitor {
   public:
     virtual ~NetworkMonitor() = default;
     /// Opens the netlink socket; calls `on_change(online)` after every change
-    /// of the online rule's answer. Returns an error message when unavailable.
-    virtual std::optional<std::string> start() = 0;
+    /// of the online rule's answer. An error when netlink is unavailable.
+    [[nodiscard]] virtual result<void, Error> start() = 0;
     /// The rule's answer at start() or at the last change.
     virtual bool online() const = 0;
     virtual void stop() = 0;

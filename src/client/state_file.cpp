@@ -20,19 +20,22 @@ namespace json = boost::json;
 namespace {
 constexpr std::size_t kFileBytesMax = 256u << 20;
 
-[[noreturn]] void bad(const std::string& path, const std::string& why) {
-    throw std::invalid_argument("state file " + path + " is unusable: " + why);
+Error unusable(const std::string& path, const std::string& why) {
+    return make_error(error::invalid_state, "state file " + path + " is unusable: " + why);
 }
 }  // namespace
 
 StateLock::StateLock(const std::string& path) {
     const std::string lock = path + ".lock";
     fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ < 0) bad(path, "cannot open " + lock + ": " + std::strerror(errno));
+    if (fd_ < 0)
+        throw std::invalid_argument(
+            unusable(path, "cannot open " + lock + ": " + std::strerror(errno)).message);
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         ::close(fd_);
         fd_ = -1;
-        bad(path, "in use by another client (" + lock + " is locked)");
+        throw std::invalid_argument(
+            unusable(path, "in use by another client (" + lock + " is locked)").message);
     }
 }
 
@@ -40,22 +43,24 @@ StateLock::~StateLock() {
     if (fd_ >= 0) ::close(fd_);  // releases the lock
 }
 
-std::optional<ClientSnapshot> load_state(const std::string& path) {
+result<std::optional<ClientSnapshot>, Error> load_state(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-        if (errno == ENOENT) return std::nullopt;
-        bad(path, std::strerror(errno));
+        if (errno == ENOENT) return std::optional<ClientSnapshot>{};
+        return unusable(path, std::strerror(errno));
     }
     std::ostringstream ss;
     ss << in.rdbuf();
     const std::string text = ss.str();
-    if (text.size() > kFileBytesMax) bad(path, "larger than 256 MiB");
+    if (text.size() > kFileBytesMax) return unusable(path, "larger than 256 MiB");
     boost::system::error_code ec;
     json::value v = json::parse(text, ec);
-    if (ec) bad(path, "invalid JSON: " + ec.message() + " (move it away to start afresh)");
+    if (ec)
+        return unusable(path, "invalid JSON: " + ec.message() + " (move it away to start afresh)");
     try {
         const auto& o = v.as_object();
-        if (o.at("version").to_number<std::int64_t>() != 1) bad(path, "unknown version");
+        if (o.at("version").to_number<std::int64_t>() != 1)
+            return unusable(path, "unknown version");
         ClientSnapshot s;
         s.id_prefix = json::value_to<std::string>(o.at("id_prefix"));
         s.next_publish = o.at("next_publish").to_number<std::uint64_t>();
@@ -74,15 +79,13 @@ std::optional<ClientSnapshot> load_state(const std::string& path) {
                                 json::value_to<std::string>(mo.at("room")),
                                 json::serialize(mo.at("data"))});
         }
-        return s;
-    } catch (const std::invalid_argument&) {
-        throw;
+        return std::optional<ClientSnapshot>{std::move(s)};
     } catch (const std::exception& e) {
-        bad(path, std::string{"unexpected content: "} + e.what());
+        return unusable(path, std::string{"unexpected content: "} + e.what());
     }
 }
 
-std::optional<std::string> save_state(const std::string& path, const ClientSnapshot& s) {
+result<void, Error> save_state(const std::string& path, const ClientSnapshot& s) {
     json::object o;
     o["version"] = 1;
     o["id_prefix"] = s.id_prefix;
@@ -105,7 +108,7 @@ std::optional<std::string> save_state(const std::string& path, const ClientSnaps
         mo["room"] = m.room;
         boost::system::error_code ec;
         mo["data"] = json::parse(m.data, ec);
-        if (ec) return "message " + m.id + " is not JSON";
+        if (ec) return make_error(error::invalid_state, "message " + m.id + " is not JSON");
         outbox.push_back(std::move(mo));
     }
     o["outbox"] = std::move(outbox);
@@ -113,7 +116,9 @@ std::optional<std::string> save_state(const std::string& path, const ClientSnaps
 
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return "cannot write " + tmp + ": " + std::strerror(errno);
+    if (fd < 0)
+        return make_error(error::invalid_state,
+                          "cannot write " + tmp + ": " + std::strerror(errno));
     std::size_t off = 0;
     while (off < text.size()) {
         const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
@@ -121,19 +126,20 @@ std::optional<std::string> save_state(const std::string& path, const ClientSnaps
             if (errno == EINTR) continue;
             const std::string e = std::strerror(errno);
             ::close(fd);
-            return "cannot write " + tmp + ": " + e;
+            return make_error(error::invalid_state, "cannot write " + tmp + ": " + e);
         }
         off += static_cast<std::size_t>(n);
     }
     if (::fsync(fd) != 0) {
         const std::string e = std::strerror(errno);
         ::close(fd);
-        return "cannot sync " + tmp + ": " + e;
+        return make_error(error::invalid_state, "cannot sync " + tmp + ": " + e);
     }
     ::close(fd);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
-        return "cannot replace " + path + ": " + std::strerror(errno);
-    return std::nullopt;
+        return make_error(error::invalid_state,
+                          "cannot replace " + path + ": " + std::strerror(errno));
+    return {};
 }
 
 }  // namespace tether::detail

@@ -2,7 +2,7 @@
 // The client's persistent state file (ClientOptions::state_file): a small
 // JSON document, replaced atomically (write a temporary file, fsync, rename)
 // so that a crash leaves either the old or the new state, never a torn one.
-// Internal to src/net.
+// Internal to the client library.
 //
 // {"version":1,"id_prefix":"...","next_publish":12,
 //  "rooms":[{"room":"lobby","epoch":7,"offset":42}, {"room":"new"}],
@@ -29,10 +29,10 @@ class StateLock {
     int fd_ = -1;
 };
 
-/// nullopt when the file does not exist; throws std::invalid_argument with
-/// the path and the reason when it exists but cannot be read or parsed.
-std::optional<ClientSnapshot> load_state(const std::string& path);
-/// Replaces the file; returns an error message on failure.
-std::optional<std::string> save_state(const std::string& path, const ClientSnapshot& s);
+/// The snapshot in `path`; nullopt when the file does not exist. A file that
+/// exists but cannot be used is an error::invalid_state naming the file.
+[[nodiscard]] result<std::optional<ClientSnapshot>, Error> load_state(const std::string& path);
+/// Replaces `path` atomically (temporary file, fsync, rename).
+[[nodiscard]] result<void, Error> save_state(const std::string& path, const ClientSnapshot& s);
 
 }  // namespace tether::detail

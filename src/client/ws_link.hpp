@@ -1,7 +1,6 @@
 #pragma once
 // One outgoing WebSocket connection (ws:// or wss://), driven by a reconnect
-// core through its transmits: the building block of tether::Client and
-// tether::ReconnectingWebSocket. Internal to src/net.
+// core through its transmits: the building block of both network clients.
 //
 // - resolve -> [HTTP probe] -> TCP connect -> [TLS handshake with SNI and
 //   host-name verification] -> WebSocket handshake (headers, subprotocol)
@@ -9,13 +8,17 @@
 // - Every handler runs on the executor given at creation (the owner's
 //   strand). Every method must be called from that executor.
 // - on_close is called exactly once unless abort() came first; after abort()
-//   no handler runs again.
+//   no handler runs again. It reports what happened as data (LinkClose): the
+//   close frame received -- authoritative even when the connection was reset
+//   right after it -- or the transport error as a tether::error code.
 // - Writes are queued (bounded by `write_queue_bytes_max`; beyond it the link
-//   fails with 1006 "write queue full"). Pings and the close handshake are
+//   fails with error::write_queue_full). Pings and the close handshake are
 //   serialised with each other, as Beast allows one control operation at a
 //   time.
 
-#include <tether/core/time.hpp>
+#include <tether/core/error.hpp>
+#include <tether/core/reconnector.hpp>
+#include <tether/transport_options.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -27,7 +30,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 namespace tether::detail {
@@ -39,33 +41,38 @@ struct Url {
     std::string target;  ///< path and query, at least "/"
     std::string host_header;
     bool http = false;  ///< http:// or https:// (a probe URL), not ws:// or wss://
-    bool scheme_http() const noexcept { return http; }
 };
 
-/// Parses ws://, wss://, http:// and https:// URLs. On error: a message.
-std::variant<Url, std::string> parse_url(std::string_view url);
+/// Parses ws://, wss://, http:// and https:// URLs (error::invalid_config).
+[[nodiscard]] result<Url, Error> parse_url(std::string_view url);
 
-/// Builds the TLS client context: peer verification on, the system CA store
-/// or `ca_file`. Throws std::runtime_error with a clear message.
-std::shared_ptr<boost::asio::ssl::context> make_client_tls(
-    const std::optional<std::string>& ca_file, bool verify);
+/// Where and how to connect, decided once from the TransportOptions: the one
+/// copy of the URL, probe and TLS decisions of both network clients.
+struct Endpoint {
+    Url url;
+    std::optional<Url> probe;
+    std::shared_ptr<boost::asio::ssl::context> tls;  ///< set for wss:// or an https:// probe
+    bool verify = true;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// The endpoint of `t`: a ws:// or wss:// URL, an optional http(s) probe,
+/// the TLS context (system store or `ca_file`). error::invalid_config with a
+/// sentence when something is unusable.
+[[nodiscard]] result<Endpoint, Error> make_endpoint(const TransportOptions& t);
 
 struct LinkOptions {
-    std::vector<std::pair<std::string, std::string>> headers;
     std::string subprotocol;  ///< required from the server when set
     std::string user_agent = "tether";
     std::size_t message_bytes_max = 16u << 20;
     std::size_t write_queue_bytes_max = 16u << 20;
-    std::optional<Url> probe;  ///< GET it first; only open the socket on a 2xx answer
-    std::shared_ptr<boost::asio::ssl::context> tls;  ///< required for wss:// and https://
-    bool verify_host = true;
 };
 
 struct LinkHandlers {
     std::function<void()> on_open;
     std::function<void(std::string data, bool binary)> on_message;
     std::function<void(std::string_view payload)> on_pong;
-    std::function<void(std::uint16_t code, std::string reason)> on_close;
+    std::function<void(LinkClose why)> on_close;
 };
 
 class Link {
@@ -78,7 +85,9 @@ class Link {
     virtual void abort() = 0;
 };
 
-std::shared_ptr<Link> make_link(boost::asio::any_io_executor ex, Url url, LinkOptions options,
+/// A link to `endpoint` (shared: it outlives the link's operations).
+std::shared_ptr<Link> make_link(boost::asio::any_io_executor ex,
+                                std::shared_ptr<const Endpoint> endpoint, LinkOptions options,
                                 LinkHandlers handlers);
 
 }  // namespace tether::detail

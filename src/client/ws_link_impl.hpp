@@ -3,10 +3,12 @@
 // type. Instantiated once per stream type, each in its own translation unit
 // (ws_link_plain.cpp, ws_link_tls.cpp): Beast's WebSocket operations over
 // TLS are the heaviest code in the project to compile, and two files build
-// in parallel. The HTTP probe is not templated on the link (http_probe in
-// ws_link.cpp), so its operations are compiled once, not once per link type.
+// in parallel. The HTTP probe is not templated on the link (ws_link.cpp),
+// so its operations are compiled once, not once per link type.
 
 #include "client/ws_link.hpp"
+
+#include <tether/core/protocol.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -35,12 +37,14 @@ using tcp = asio::ip::tcp;
 using plain_ws = websocket::stream<beast::tcp_stream>;
 using tls_ws = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
 
-inline constexpr std::size_t kReasonBytesMax = 123;  // RFC 6455 5.5: control payload <= 125
-
 /// An error as a sentence; for TLS errors, OpenSSL's reason (certificate verify failed, ...).
 std::string describe(const beast::error_code& ec);
-/// SSL_set_tlsext_host_name without its C cast.
-bool set_sni(SSL* ssl, const std::string& host);
+/// A TLS handshake failure as a LinkClose: error::certificate_rejected (with
+/// the verification result: unknown issuer, hostname mismatch, expired, ...)
+/// or error::tls_failed.
+LinkClose tls_failure(const beast::error_code& ec, SSL* ssl, std::string_view context);
+/// SNI and, with `verify`, OpenSSL's own host name (or IP address) check.
+bool prepare_tls(SSL* ssl, const std::string& host, bool verify);
 
 /// An HTTP(S) GET on its own connection, before the WebSocket is opened.
 class HttpProbe {
@@ -50,19 +54,20 @@ class HttpProbe {
     virtual void cancel() = 0;
 };
 /// Starts a probe of `url`; `done` runs once on `ex`, with std::nullopt for a
-/// 2xx answer or the reason it failed.
-std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Url& url,
-                                            const LinkOptions& opt,
-                                            std::function<void(std::optional<std::string>)> done);
+/// 2xx answer or how it failed.
+std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Endpoint& endpoint,
+                                            const std::string& user_agent,
+                                            std::function<void(std::optional<LinkClose>)> done);
 
 template <class Ws>
 class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl<Ws>> {
   public:
     static constexpr bool kTls = std::is_same_v<Ws, tls_ws>;
 
-    LinkImpl(asio::any_io_executor ex, Url url, LinkOptions opt, LinkHandlers h)
+    LinkImpl(asio::any_io_executor ex, std::shared_ptr<const Endpoint> ep, LinkOptions opt,
+             LinkHandlers h)
         : ex_(ex),
-          url_(std::move(url)),
+          ep_(std::move(ep)),
           opt_(std::move(opt)),
           h_(std::move(h)),
           resolver_(ex),
@@ -70,7 +75,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 
     void start() override {
         resolver_.async_resolve(
-            url_.host, url_.port,
+            ep_->url.host, ep_->url.port,
             [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
                 self->on_resolve(ec, std::move(r));
             });
@@ -80,7 +85,8 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
         if (done_ || !open_ || closing_) return;
         queued_bytes_ += data.size();
         if (queued_bytes_ > opt_.write_queue_bytes_max)
-            return fail("write queue full (" + std::to_string(queued_bytes_) + " bytes)");
+            return fail(error::write_queue_full,
+                        "write queue full (" + std::to_string(queued_bytes_) + " bytes)");
         writes_.push_back({std::move(data), binary});
         if (!writing_) do_write();
     }
@@ -88,7 +94,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     void ping(std::string payload) override {
         if (done_ || !open_ || closing_ || control_busy_) return;  // one ping at a time
         control_busy_ = true;
-        if (payload.size() > 125) payload.resize(125);
+        if (payload.size() > 125) payload.resize(125);  // RFC 6455 5.5 (SocketConfig checks it)
         ping_payload_.assign(payload.data(), payload.size());
         ws_.async_ping(ping_payload_, [self = this->shared_from_this()](beast::error_code) {
             self->control_busy_ = false;
@@ -98,10 +104,10 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 
     void close(std::uint16_t code, std::string reason) override {
         if (done_) return;
-        if (!open_) return abort_with(code, std::move(reason));
+        if (!open_) return fail(error::connection_lost, "closed before it opened");
         if (closing_) return;
         closing_ = true;
-        if (reason.size() > kReasonBytesMax) reason.resize(kReasonBytesMax);
+        reason = proto::truncate_close_reason(reason);
         close_reason_.code = code;
         close_reason_.reason.assign(reason.data(), reason.size());
         maybe_close();
@@ -121,7 +127,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 
     Ws make_ws(asio::any_io_executor ex) {
         if constexpr (kTls)
-            return Ws{ex, *opt_.tls};
+            return Ws{ex, *ep_->tls};
         else
             return Ws{ex};
     }
@@ -133,37 +139,34 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
         if (probe_) probe_->cancel();
     }
 
-    // Not open yet: nothing to hand shake; report like a refused attempt.
-    void abort_with(std::uint16_t code, std::string reason) {
-        done_ = true;
-        teardown();
-        if (h_.on_close) h_.on_close(code, std::move(reason));
-    }
-
-    void fail(std::string why) {
+    /// The one exit: tears down and reports (once).
+    void report(LinkClose why) {
         if (done_) return;
         done_ = true;
         teardown();
-        if (h_.on_close) h_.on_close(1006, std::move(why));
+        if (h_.on_close) h_.on_close(std::move(why));
     }
+    void fail(error e, std::string detail) { report(LinkClose::failed(e, std::move(detail))); }
 
     void on_resolve(beast::error_code ec, tcp::resolver::results_type r) {
         if (done_) return;
-        if (ec) return fail("cannot resolve " + url_.host + ": " + ec.message());
+        if (ec)
+            return fail(error::resolve_failed,
+                        "cannot resolve " + ep_->url.host + ": " + ec.message());
         endpoints_ = std::move(r);
-        if (opt_.probe) return run_probe();
+        if (ep_->probe) return run_probe();
         do_connect();
     }
     // ---- optional HTTP probe (its own connection) -------------------------------------
     void run_probe() {
-        if (opt_.probe->tls && !opt_.tls) return fail("probe: https needs TLS settings");
-        probe_ = start_http_probe(ex_, *opt_.probe, opt_,
-                                  [self = this->shared_from_this()](std::optional<std::string> e) {
-                                      if (self->done_) return;
-                                      self->probe_.reset();
-                                      if (e) return self->fail(std::move(*e));
-                                      self->do_connect();
-                                  });
+        probe_ =
+            start_http_probe(ex_, *ep_, opt_.user_agent,
+                             [self = this->shared_from_this()](std::optional<LinkClose> failure) {
+                                 if (self->done_) return;
+                                 self->probe_.reset();
+                                 if (failure) return self->report(std::move(*failure));
+                                 self->do_connect();
+                             });
     }
 
     // ---- the WebSocket connection -----------------------------------------------------
@@ -173,8 +176,9 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
                                                                    const tcp::endpoint&) {
             if (self->done_) return;
             if (ec)
-                return self->fail("cannot connect to " + self->url_.host + ":" + self->url_.port +
-                                  ": " + describe(ec));
+                return self->fail(error::connect_failed,
+                                  "cannot connect to " + self->ep_->url.host + ":" +
+                                      self->ep_->url.port + ": " + describe(ec));
             beast::error_code ignored;
             beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true), ignored);
             if constexpr (kTls)
@@ -187,14 +191,16 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     void tls_handshake() {
         if constexpr (kTls) {
             auto& s = ws_.next_layer();
-            if (!set_sni(s.native_handle(), url_.host)) return fail("cannot set TLS SNI");
-            if (opt_.verify_host) s.set_verify_callback(ssl::host_name_verification(url_.host));
-            s.async_handshake(ssl::stream_base::client,
-                              [self = this->shared_from_this()](beast::error_code ec) {
-                                  if (self->done_) return;
-                                  if (ec) return self->fail(describe(ec));
-                                  self->ws_handshake();
-                              });
+            if (!prepare_tls(s.native_handle(), ep_->url.host, ep_->verify))
+                return fail(error::tls_failed, "cannot set the TLS server name");
+            s.async_handshake(
+                ssl::stream_base::client, [self = this->shared_from_this()](beast::error_code ec) {
+                    if (self->done_) return;
+                    if (ec)
+                        return self->report(
+                            tls_failure(ec, self->ws_.next_layer().native_handle(), "TLS"));
+                    self->ws_handshake();
+                });
         }
     }
 
@@ -203,7 +209,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
                                                        websocket::stream_base::none(), false});
         ws_.read_message_max(opt_.message_bytes_max);
         ws_.set_option(
-            websocket::stream_base::decorator([headers = opt_.headers, sub = opt_.subprotocol,
+            websocket::stream_base::decorator([headers = ep_->headers, sub = opt_.subprotocol,
                                                ua = opt_.user_agent](websocket::request_type& req) {
                 req.set(http::field::user_agent, ua);
                 if (!sub.empty()) req.set(http::field::sec_websocket_protocol, sub);
@@ -212,11 +218,19 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
             }));
         ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) {
             // Runs inside our own read operation, on our executor.
-            if (kind == websocket::frame_type::pong && !done_ && h_.on_pong)
+            if (done_) return;
+            if (kind == websocket::frame_type::pong && h_.on_pong)
                 h_.on_pong(std::string_view{payload.data(), payload.size()});
+            if (kind == websocket::frame_type::close) {
+                // The server's close frame decides what happens next, even if
+                // the connection is reset before the close handshake ends.
+                const auto code = static_cast<std::uint16_t>(ws_.reason().code);
+                peer_close_ = CloseFrame{code == 0 ? std::uint16_t{1005} : code,
+                                         std::string{payload.data(), payload.size()}};
+            }
         });
         ws_.async_handshake(
-            response_, url_.host_header, url_.target,
+            response_, ep_->url.host_header, ep_->url.target,
             [self = this->shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
     }
 
@@ -226,12 +240,13 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
             std::string why = "WebSocket handshake failed: " + describe(ec);
             if (response_.result_int() != 0 && response_.result_int() != 101)
                 why += " (HTTP " + std::to_string(response_.result_int()) + ")";
-            return fail(why);
+            return fail(error::upgrade_failed, why);
         }
         if (!opt_.subprotocol.empty()) {
             const auto got = response_[http::field::sec_websocket_protocol];
             if (std::string_view{got.data(), got.size()} != opt_.subprotocol)
-                return fail("server did not accept subprotocol " + opt_.subprotocol);
+                return fail(error::subprotocol_rejected,
+                            "server did not accept subprotocol " + opt_.subprotocol);
         }
         open_ = true;
         if (h_.on_open) h_.on_open();
@@ -248,22 +263,18 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     void on_read(beast::error_code ec) {
         if (done_) return;
         if (ec) {
-            done_ = true;
-            std::uint16_t code = 1006;
-            std::string reason;
-            if (ec == websocket::error::closed) {
-                code = ws_.reason().code;
-                reason = std::string{ws_.reason().reason.c_str()};
-                if (code == 0) code = 1005;  // closed without a status code
-            } else if (ec == websocket::error::message_too_big) {
-                code = 1009;
-                reason = "message too big";
-            } else {
-                reason = describe(ec);
+            if (peer_close_) {
+                // Authoritative: a reset after the frame is reported with it.
+                LinkClose why = LinkClose::closed(peer_close_->code, peer_close_->reason);
+                if (ec != websocket::error::closed) {
+                    why.error = error::connection_lost;
+                    why.detail = "after the close frame: " + describe(ec);
+                }
+                return report(std::move(why));
             }
-            teardown();
-            if (h_.on_close) h_.on_close(code, std::move(reason));
-            return;
+            if (ec == websocket::error::message_too_big)
+                return fail(error::message_too_big, "message too big");
+            return fail(error::connection_lost, describe(ec));
         }
         std::string data = beast::buffers_to_string(rbuf_.data());
         rbuf_.consume(rbuf_.size());
@@ -280,14 +291,14 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
         }
         writing_ = true;
         ws_.binary(writes_.front().binary);
-        ws_.async_write(asio::buffer(writes_.front().data),
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                            if (self->done_) return;
-                            if (ec) return self->fail("write failed: " + describe(ec));
-                            self->queued_bytes_ -= self->writes_.front().data.size();
-                            self->writes_.pop_front();
-                            self->do_write();
-                        });
+        ws_.async_write(asio::buffer(writes_.front().data), [self = this->shared_from_this()](
+                                                                beast::error_code ec, std::size_t) {
+            if (self->done_) return;
+            if (ec) return self->fail(error::connection_lost, "write failed: " + describe(ec));
+            self->queued_bytes_ -= self->writes_.front().data.size();
+            self->writes_.pop_front();
+            self->do_write();
+        });
     }
 
     // The close handshake starts once queued writes went out and no ping is in flight.
@@ -298,13 +309,13 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
         ws_.async_close(close_reason_, [self = this->shared_from_this()](beast::error_code ec) {
             self->control_busy_ = false;
             if (self->done_) return;
-            if (ec) return self->fail("close failed: " + describe(ec));
+            if (ec) return self->fail(error::connection_lost, "close failed: " + describe(ec));
             // The read loop ends with error::closed when the peer answers.
         });
     }
 
     asio::any_io_executor ex_;
-    Url url_;
+    std::shared_ptr<const Endpoint> ep_;
     LinkOptions opt_;
     LinkHandlers h_;
     tcp::resolver resolver_;
@@ -316,6 +327,7 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
     std::size_t queued_bytes_ = 0;
     websocket::ping_data ping_payload_;
     websocket::close_reason close_reason_;
+    std::optional<CloseFrame> peer_close_;
     std::shared_ptr<HttpProbe> probe_;
     bool done_ = false;
     bool open_ = false;
@@ -326,16 +338,18 @@ class LinkImpl final : public Link, public std::enable_shared_from_this<LinkImpl
 };
 
 template <class Ws>
-std::shared_ptr<Link> make_link_of(asio::any_io_executor ex, Url url, LinkOptions options,
-                                   LinkHandlers handlers) {
-    return std::make_shared<LinkImpl<Ws>>(ex, std::move(url), std::move(options),
+std::shared_ptr<Link> make_link_of(asio::any_io_executor ex, std::shared_ptr<const Endpoint> ep,
+                                   LinkOptions options, LinkHandlers handlers) {
+    return std::make_shared<LinkImpl<Ws>>(ex, std::move(ep), std::move(options),
                                           std::move(handlers));
 }
 // Instantiated once each, in ws_link_plain.cpp and ws_link_tls.cpp.
-extern template std::shared_ptr<Link> make_link_of<plain_ws>(asio::any_io_executor, Url,
+extern template std::shared_ptr<Link> make_link_of<plain_ws>(asio::any_io_executor,
+                                                             std::shared_ptr<const Endpoint>,
                                                              LinkOptions, LinkHandlers);
-extern template std::shared_ptr<Link> make_link_of<tls_ws>(asio::any_io_executor, Url, LinkOptions,
-                                                           LinkHandlers);
+extern template std::shared_ptr<Link> make_link_of<tls_ws>(asio::any_io_executor,
+                                                           std::shared_ptr<const Endpoint>,
+                                                           LinkOptions, LinkHandlers);
 
 }  // namespace link_impl
 

@@ -40,26 +40,28 @@ std::optional<BackoffStrategy> parse_backoff_strategy(std::string_view name) noe
     return std::nullopt;
 }
 
-std::optional<std::string> BackoffPolicy::validate() const {
-    if (initial.count() < 0) return "backoff initial delay must not be negative";
-    if (max.count() < 0) return "backoff max delay must not be negative";
+result<void, Error> BackoffPolicy::validate() const {
+    auto bad = [](const char* what) { return make_error(error::invalid_config, what); };
+    if (initial.count() < 0) return bad("backoff initial delay must not be negative");
+    if (max.count() < 0) return bad("backoff max delay must not be negative");
     if (max < initial && strategy != BackoffStrategy::immediate &&
         strategy != BackoffStrategy::never)
-        return "backoff max delay must be >= the initial delay";
+        return bad("backoff max delay must be >= the initial delay");
     if (!(multiplier >= 1.0) || multiplier > 1000.0)
-        return "backoff multiplier must be in [1, 1000]";
+        return bad("backoff multiplier must be in [1, 1000]");
     if (!(jitter_ratio >= 0.0) || jitter_ratio > 1.0)
-        return "backoff jitter ratio must be in [0, 1]";
-    if (step.count() < 0) return "backoff step must not be negative";
-    if (first_retry_offset.count() < 0) return "backoff first retry offset must not be negative";
-    if (stable_period.count() < 0) return "backoff stable period must not be negative";
-    if (retry_after_max.count() < 0) return "retry_after cap must not be negative";
-    if (attempts_max && *attempts_max == 0) return "max attempts must be >= 1 (or unlimited)";
-    return std::nullopt;
+        return bad("backoff jitter ratio must be in [0, 1]");
+    if (step.count() < 0) return bad("backoff step must not be negative");
+    if (first_retry_offset.count() < 0)
+        return bad("backoff first retry offset must not be negative");
+    if (stable_period.count() < 0) return bad("backoff stable period must not be negative");
+    if (retry_after_max.count() < 0) return bad("retry_after cap must not be negative");
+    if (attempts_max && *attempts_max == 0) return bad("max attempts must be >= 1 (or unlimited)");
+    return {};
 }
 
 Backoff::Backoff(BackoffPolicy policy) : policy_(policy) {
-    TETHER_ASSERT(!policy_.validate());
+    TETHER_ASSERT(policy_.validate().has_value());
 }
 
 double Backoff::base_ms(std::uint32_t n) const noexcept {

@@ -16,7 +16,7 @@ struct overloaded : Ts... {
 template <class... Ts>
 overloaded(Ts...) -> overloaded<Ts...>;
 
-constexpr std::size_t kQueueMax = 1u << 20;  // transmits/events between two polls
+constexpr std::size_t kEventsMax = 1u << 20;  // events between two polls
 constexpr duration kHeartbeatMin{100};
 constexpr duration kHeartbeatMax{3'600'000};
 
@@ -34,25 +34,25 @@ bool valid_room_name(std::string_view room, const proto::Limits& limits) {
     return !room.empty() && room.size() <= limits.room_bytes_max && proto::is_valid_utf8(room);
 }
 
+/// A NACK or JOIN_ERROR code as an error code.
+std::error_code server_error(std::string_view code) {
+    if (code == proto::codes::rate_limited) return error::rate_limited;
+    if (code == proto::codes::not_permitted) return error::not_permitted;
+    if (code == proto::codes::bad_room) return error::bad_room;
+    if (code == proto::codes::too_large) return error::too_large;
+    if (code == proto::codes::too_many_rooms) return error::too_many_rooms;
+    return error::rejected;
+}
+
+ClientConfig validated(ClientConfig c) {
+    if (auto r = c.validate(); !r)
+        throw std::invalid_argument("tether: invalid client config: " + r.error().message);
+    return c;
+}
+
 }  // namespace
 
 // ---- names -------------------------------------------------------------------
-
-std::string_view to_string(ConnState s) noexcept {
-    switch (s) {
-        case ConnState::connecting:
-            return "connecting";
-        case ConnState::connected:
-            return "connected";
-        case ConnState::reconnecting:
-            return "reconnecting";
-        case ConnState::disconnected:
-            return "disconnected";
-        case ConnState::error:
-            return "error";
-    }
-    return "?";
-}
 
 std::string_view to_string(Phase p) noexcept {
     switch (p) {
@@ -76,24 +76,26 @@ std::string_view to_string(Phase p) noexcept {
     return "?";
 }
 
-std::string_view to_string(StopReason r) noexcept {
-    switch (r) {
-        case StopReason::none:
+std::string_view to_id(Phase p) noexcept {
+    switch (p) {
+        case Phase::none:
             return "none";
-        case StopReason::not_started:
-            return "not started";
-        case StopReason::manual:
-            return "closed by the application";
-        case StopReason::offline:
-            return "offline";
-        case StopReason::fatal:
-            return "fatal close";
-        case StopReason::max_attempts:
-            return "max attempts reached";
-        case StopReason::auth_failed:
-            return "re-authentication failed";
+        case Phase::fetching_credentials:
+            return "credentials";
+        case Phase::opening:
+            return "opening";
+        case Phase::authenticating:
+            return "authenticating";
+        case Phase::resuming:
+            return "resuming";
+        case Phase::joining:
+            return "joining";
+        case Phase::catching_up:
+            return "catching_up";
+        case Phase::sending:
+            return "sending";
     }
-    return "?";
+    return "unknown";
 }
 
 std::string_view to_string(RoomState s) noexcept {
@@ -113,41 +115,14 @@ std::string_view to_string(RoomState s) noexcept {
 }
 
 std::string describe(const ClientStatus& s, time_point now) {
-    std::string out{to_string(s.state)};
-    char buf[96];
-    switch (s.state) {
-        case ConnState::connected:
-            if (s.phase == Phase::sending) {
-                std::snprintf(buf, sizeof buf, " (sending %zu of %zu)", s.sending_done,
-                              s.sending_total);
-                out += buf;
-            }
-            break;
-        case ConnState::connecting:
-        case ConnState::reconnecting:
-            if (s.next_retry_at) {
-                const auto in = std::max<std::int64_t>(0, (*s.next_retry_at - now).count());
-                std::snprintf(buf, sizeof buf, " (attempt %u, next in %.1f s)", s.attempt,
-                              static_cast<double>(in) / 1000.0);
-                out += buf;
-            } else if (s.phase != Phase::none) {
-                out += " (";
-                out += to_string(s.phase);
-                out += ")";
-            }
-            break;
-        case ConnState::disconnected:
-        case ConnState::error:
-            out += ": ";
-            out += to_string(s.reason);
-            if (s.close_code != 0 && s.reason != StopReason::manual &&
-                s.reason != StopReason::offline) {
-                std::snprintf(buf, sizeof buf, " (close %u", s.close_code);
-                out += buf;
-                if (!s.close_reason.empty()) out += " " + s.close_reason;
-                out += ")";
-            }
-            break;
+    std::string out =
+        describe(static_cast<const ConnectionStatus&>(s), now,
+                 s.phase == Phase::none || s.state == ConnState::connected ? std::string_view{}
+                                                                           : to_string(s.phase));
+    char buf[64];
+    if (s.state == ConnState::connected && s.phase == Phase::sending) {
+        std::snprintf(buf, sizeof buf, " (sending %zu of %zu)", s.sending_done, s.sending_total);
+        out += buf;
     }
     if (s.pending > 0 && s.state != ConnState::connected) {
         std::snprintf(buf, sizeof buf, ", %zu queued", s.pending);
@@ -156,121 +131,104 @@ std::string describe(const ClientStatus& s, time_point now) {
     return out;
 }
 
-std::optional<std::string> ClientConfig::validate() const {
-    if (auto e = backoff.validate()) return e;
-    if (credentials_timeout.count() <= 0) return "credentials timeout must be > 0";
-    if (open_timeout.count() <= 0) return "open timeout must be > 0";
-    if (auth_timeout.count() <= 0) return "auth timeout must be > 0";
-    if (join_timeout.count() <= 0) return "join timeout must be > 0";
-    if (sync_timeout.count() <= 0) return "sync timeout must be > 0";
-    if (close_timeout.count() <= 0) return "close timeout must be > 0";
-    if (join_retry_delay.count() < 0) return "join retry delay must not be negative";
+ClientConfig::ClientConfig() {
+    fatal_codes = {close_code::not_authenticated, close_code::authentication_failed,
+                   close_code::invalid_version, close_code::not_permitted, close_code::disallowed};
+}
+
+result<void, Error> ClientConfig::validate() const {
+    auto bad = [](std::string what) { return make_error(error::invalid_config, std::move(what)); };
+    if (auto r = ReconnectConfig::validate(); !r) return r;
+    if (credentials_timeout.count() <= 0) return bad("credentials timeout must be > 0");
+    if (auth_timeout.count() <= 0) return bad("auth timeout must be > 0");
+    if (join_timeout.count() <= 0) return bad("join timeout must be > 0");
+    if (sync_timeout.count() <= 0) return bad("sync timeout must be > 0");
+    if (join_retry_delay.count() < 0) return bad("join retry delay must not be negative");
     if (heartbeat_interval && *heartbeat_interval < kHeartbeatMin)
-        return "heartbeat interval must be >= 100 ms";
+        return bad("heartbeat interval must be >= 100 ms");
     if (heartbeat_ack_timeout && heartbeat_ack_timeout->count() <= 0)
-        return "heartbeat ack timeout must be > 0";
-    if (join_attempts_max == 0) return "join attempts must be >= 1";
-    if (rooms_max == 0) return "rooms max must be >= 1";
-    if (outbox.count_max == 0) return "outbox count max must be >= 1";
-    if (outbox.bytes_max == 0) return "outbox bytes max must be >= 1";
-    if (outbox.inflight_max == 0) return "outbox inflight max must be >= 1";
+        return bad("heartbeat ack timeout must be > 0");
+    if (join_attempts_max == 0) return bad("join attempts must be >= 1");
+    if (rooms_max == 0) return bad("rooms max must be >= 1");
+    if (outbox.count_max == 0) return bad("outbox count max must be >= 1");
+    if (outbox.bytes_max == 0) return bad("outbox bytes max must be >= 1");
+    if (outbox.inflight_max == 0) return bad("outbox inflight max must be >= 1");
     if (token.size() > limits.token_bytes_max || !proto::is_valid_utf8(token))
-        return "token must be UTF-8 text of at most " + std::to_string(limits.token_bytes_max) +
-               " bytes";
-    if (outbox.message_ttl && outbox.message_ttl->count() <= 0) return "message ttl must be > 0";
-    if (limits.frame_bytes_max < 256) return "frame limit must be >= 256 bytes";
-    if (limits.depth_max < 3) return "depth limit must be >= 3";
-    return std::nullopt;
+        return bad("token must be UTF-8 text of at most " + std::to_string(limits.token_bytes_max) +
+                   " bytes");
+    if (outbox.message_ttl && outbox.message_ttl->count() <= 0)
+        return bad("message ttl must be > 0");
+    if (limits.frame_bytes_max < 256) return bad("frame limit must be >= 256 bytes");
+    if (limits.depth_max < 3) return bad("depth limit must be >= 3");
+    return {};
 }
 
 // ---- construction and commands ---------------------------------------------------
 
 ClientCore::ClientCore(ClientConfig config)
-    : config_(std::move(config)), rng_(config_.seed), backoff_(BackoffPolicy{}) {
-    if (auto e = config_.validate())
-        throw std::invalid_argument("tether: invalid client config: " + *e);
-    backoff_ = Backoff{config_.backoff};
-    id_prefix_ = hex64(rng_.next_u64());
+    : config_(validated(std::move(config))), rc_(config_, *this) {
+    id_prefix_ = hex64(rc_.rng().next_u64());
+    arm_timers();
 }
 
 void ClientCore::connect(time_point now, bool reset_backoff) {
-    if (conn_) return refresh(now);  // never two attempts at once
-    const bool was_stopped = !want_connected_;
-    want_connected_ = true;
-    error_ = false;
-    stop_reason_ = StopReason::none;
-    if (was_stopped) {
-        escalating_ = false;
-        connected_once_ = false;
-        attempts_since_connect_ = 0;
-    }
-    if (reset_backoff) backoff_.reset();
-    retry_at_.reset();
-    if (online_) start_attempt(now);
+    TETHER_CHECKED(*this);
+    if (!rc_.current() && rc_.stopped()) escalating_ = false;
+    rc_.connect(now, reset_backoff);
     refresh(now);
 }
 
 void ClientCore::retry_now(time_point now) {
-    if (conn_) return refresh(now);
-    want_connected_ = true;
-    error_ = false;
-    stop_reason_ = StopReason::none;
-    escalating_ = false;
-    retry_at_.reset();
-    if (online_) start_attempt(now);
+    TETHER_CHECKED(*this);
+    if (!rc_.current()) escalating_ = false;
+    rc_.retry_now(now);
     refresh(now);
 }
 
 void ClientCore::close(time_point now) {
-    want_connected_ = false;
-    error_ = false;
+    TETHER_CHECKED(*this);
     escalating_ = false;
-    stop_reason_ = StopReason::manual;
-    retry_at_.reset();
-    if (conn_) fail_link(now, close_code::normal, "client closed");
+    rc_.close(now, close_code::normal, "client closed");
     refresh(now);
 }
 
 void ClientCore::set_online(time_point now, bool online) {
-    if (online == online_) return;
-    online_ = online;
-    if (!online) {
-        retry_at_.reset();
-        if (conn_) fail_link(now, close_code::going_away, "offline");
-    } else if (want_connected_ && !conn_) {
-        if (config_.reset_backoff_on_online) backoff_.reset();
-        start_attempt(now);
-    }
+    TETHER_CHECKED(*this);
+    rc_.set_online(now, online);
     refresh(now);
 }
 
 void ClientCore::provide_credentials(time_point now, std::string token) {
+    TETHER_CHECKED(*this);
     if (!conn_ || conn_->stage != Stage::credentials) return;  // late answer: ignore
     if (token.size() > config_.limits.token_bytes_max || !proto::is_valid_utf8(token)) {
         // Never put a frame on the wire that the server must refuse (found by fuzzing).
         fail_link(now, close_code::abnormal,
                   "credentials unavailable: the token is not UTF-8 text of at most " +
-                      std::to_string(config_.limits.token_bytes_max) + " bytes");
+                      std::to_string(config_.limits.token_bytes_max) + " bytes",
+                  error::credentials_failed);
         return refresh(now);
     }
     pending_token_ = std::move(token);
     need_refresh_ = false;
     conn_->stage = Stage::opening;
-    conn_->deadline = now + config_.open_timeout;
-    transmits_.push_back(Transmit{Transmit::Kind::open, conn_->id, {}, 0, {}});
+    rc_.open_socket(now);
     refresh(now);
 }
 
 void ClientCore::credentials_failed(time_point now, std::string reason) {
+    TETHER_CHECKED(*this);
     if (!conn_ || conn_->stage != Stage::credentials) return;
-    fail_link(now, close_code::abnormal, "credentials unavailable: " + reason);
+    fail_link(now, close_code::abnormal, "credentials unavailable: " + reason,
+              error::credentials_failed);
     refresh(now);
 }
 
-std::string ClientCore::join(time_point now, std::string room) {
-    if (!valid_room_name(room, config_.limits)) return "invalid_room";
+result<void> ClientCore::join(time_point now, std::string room) {
+    TETHER_CHECKED(*this);
+    if (!valid_room_name(room, config_.limits)) return error::invalid_room;
     if (find_room(room)) return {};
-    if (rooms_.size() >= config_.rooms_max) return "too_many_rooms";
+    if (rooms_.size() >= config_.rooms_max) return error::too_many_rooms;
     auto [it, ok] = rooms_.emplace(room, Room{});
     it->second.name = std::move(room);
     ++state_version_;
@@ -279,44 +237,38 @@ std::string ClientCore::join(time_point now, std::string room) {
     return {};
 }
 
-void ClientCore::leave(time_point now, std::string_view room) {
+bool ClientCore::leave(time_point now, std::string_view room) {
+    TETHER_CHECKED(*this);
     auto it = rooms_.find(room);
-    if (it == rooms_.end()) return;
+    if (it == rooms_.end()) return false;
     if (authenticated()) send(proto::Leave{it->second.name});
-    emit(RoomStatusChanged{it->second.name, RoomState::disconnected, "left"});
+    emit(RoomStatusChanged{it->second.name, RoomState::disconnected, {}, "left"});
     rooms_.erase(it);
     ++state_version_;
     if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
     refresh(now);
+    return true;
 }
 
-PublishResult ClientCore::publish(time_point now, std::string room, std::string data) {
-    PublishResult res;
-    if (!valid_room_name(room, config_.limits)) {
-        res.error = "invalid_room";
-        return res;
-    }
-    if (proto::validate_data(data, config_.limits)) {
-        res.error = "invalid_data";
-        return res;
-    }
+result<std::string> ClientCore::publish(time_point now, std::string room, std::string data) {
+    TETHER_CHECKED(*this);
+    if (!valid_room_name(room, config_.limits)) return error::invalid_room;
+    if (!proto::validate_data(data, config_.limits)) return error::invalid_data;
     // Envelope, room, id and escaping overhead must fit the frame limit too.
     constexpr std::size_t kEnvelopeBytes = 128;
     if (data.size() + 2 * room.size() + config_.limits.id_bytes_max + kEnvelopeBytes >
             config_.limits.frame_bytes_max ||
         data.size() > config_.outbox.bytes_max) {
-        res.error = "too_large";
         ++metrics_.dropped;
-        return res;
+        return error::too_large;
     }
     while (outbox_.size() + 1 > config_.outbox.count_max ||
            outbox_bytes_ + data.size() > config_.outbox.bytes_max) {
         if (config_.outbox.overflow == OverflowPolicy::reject_new || outbox_.empty()) {
-            res.error = "outbox_full";
             ++metrics_.dropped;
-            return res;
+            return error::outbox_full;
         }
-        fail_entry(0, "dropped", "outbox full: oldest message dropped");
+        fail_entry(0, error::dropped, {}, "outbox full: oldest message dropped");
     }
     OutboxEntry e;
     e.id = id_prefix_ + "-" + std::to_string(next_publish_++);
@@ -324,8 +276,7 @@ PublishResult ClientCore::publish(time_point now, std::string room, std::string 
     e.data = std::move(data);
     if (config_.outbox.message_ttl) e.expires_at = now + *config_.outbox.message_ttl;
     outbox_bytes_ += e.data.size();
-    res.accepted = true;
-    res.id = e.id;
+    std::string id = e.id;
     if (outbox_.empty()) sending_done_ = sending_total_ = 0;
     outbox_.push_back(std::move(e));
     ++state_version_;
@@ -333,64 +284,41 @@ PublishResult ClientCore::publish(time_point now, std::string room, std::string 
     ++metrics_.queued;
     flush_outbox(now);
     refresh(now);
-    return res;
+    return id;
 }
 
 // ---- connection lifecycle ------------------------------------------------------------
 
-void ClientCore::start_attempt(time_point now) {
-    TETHER_ASSERT(!conn_ && want_connected_ && online_ && !error_);
-    abort_closing();
-    retry_at_.reset();
-    ++attempts_since_connect_;
-    ++outage_attempts_;
+void ClientCore::begin_attempt(time_point now, std::uint64_t conn) {
+    TETHER_ASSERT(!conn_);
     ++metrics_.attempts;
-    Conn c;
-    c.id = next_conn_++;
+    conn_ = Conn{conn, Stage::credentials, false, duration{0}, 0};
     if (config_.dynamic_credentials) {
-        c.stage = Stage::credentials;
-        c.deadline = now + config_.credentials_timeout;
         pending_token_.reset();
-        conn_ = c;
+        rc_.set_deadline(now + config_.credentials_timeout, error::credentials_timeout,
+                         "credentials timeout");
         emit(CredentialsNeeded{need_refresh_});
     } else {
         pending_token_ = config_.token;
-        c.stage = Stage::opening;
-        c.deadline = now + config_.open_timeout;
-        conn_ = c;
-        transmits_.push_back(Transmit{Transmit::Kind::open, c.id, {}, 0, {}});
+        conn_->stage = Stage::opening;
+        rc_.open_socket(now);
     }
 }
 
-void ClientCore::abort_closing() {
-    if (!closing_) return;
-    transmits_.push_back(Transmit{Transmit::Kind::abort, closing_->id, {}, 0, {}});
-    closing_.reset();
-}
-
-void ClientCore::fail_link(time_point now, std::uint16_t code, std::string reason) {
+void ClientCore::fail_link(time_point now, std::uint16_t code, std::string reason, error why) {
     TETHER_ASSERT(conn_);
-    const Conn lost = *conn_;
-    conn_.reset();
-    switch (lost.stage) {
-        case Stage::credentials:
-            break;  // no socket yet
-        case Stage::opening:
-            transmits_.push_back(Transmit{Transmit::Kind::abort, lost.id, {}, 0, {}});
-            break;
-        default:
-            abort_closing();
-            transmits_.push_back(Transmit{Transmit::Kind::close, lost.id, {}, code, reason});
-            closing_ = Closing{lost.id, now + config_.close_timeout};
-    }
-    if (lost.stage == Stage::established) note_established_lost(now);
-    on_link_lost(now, code, reason, false);
+    rc_.fail(now, code, std::move(reason), why);
 }
 
-void ClientCore::on_link_lost(time_point now, std::uint16_t code, std::string_view reason,
-                              bool from_peer) {
-    last_close_code_ = code;
-    last_close_reason_ = std::string{reason};
+void ClientCore::link_lost(time_point now, const LinkClose& why, bool from_peer,
+                           bool was_established) {
+    conn_.reset();
+    rc_.timers().clear(Timer::liveness);
+    rc_.timers().clear(Timer::heartbeat);
+    if (was_established) {
+        ++metrics_.link_losses;
+        lost_at_ = now;
+    }
     // Messages in flight go back to the queue; joins must be re-sent.
     for (auto& e : outbox_)
         e.sent_on = 0;
@@ -398,72 +326,44 @@ void ClientCore::on_link_lost(time_point now, std::uint16_t code, std::string_vi
         r.join = JoinState::idle;
         r.join_attempts = 0;
     }
-    if (!want_connected_ || !online_) return;
+    if (!rc_.active()) return;
 
-    if (from_peer) {
-        const bool fatal_code = contains(config_.fatal_codes, code);
-        const bool fatal_reason = std::any_of(
-            config_.fatal_reasons.begin(), config_.fatal_reasons.end(), [&](const std::string& s) {
-                return !s.empty() && reason.find(s) != std::string_view::npos;
-            });
-        if (fatal_code || fatal_reason) {
+    switch (rc_.classify(why, from_peer)) {
+        case LossKind::fatal_close:
             session_.reset();
-            if (escalating_) return enter_error(StopReason::auth_failed);
-            if (contains(config_.reauth_codes, code)) {
-                escalation_cause_ = StopReason::auth_failed;
-                return escalate(now);
-            }
-            want_connected_ = false;
-            stop_reason_ = StopReason::fatal;
-            return;
-        }
-        if (!close_code::info(code).resume) session_.reset();
+            if (escalating_) return rc_.enter_error(StopReason::auth_failed);
+            if (contains(config_.reauth_codes, why.frame->code))
+                return escalate(now, StopReason::auth_failed);
+            return rc_.stop(StopReason::fatal);
+        case LossKind::certificate:
+            escalating_ = false;
+            return rc_.stop(StopReason::certificate);
+        case LossKind::transient:
+            break;
     }
-    if (escalating_) return enter_error(escalation_cause_);
-    schedule_retry(now);
+    if (from_peer && why.frame && !close_code::info(why.frame->code).resume) session_.reset();
+    if (escalating_) return rc_.enter_error(escalation_cause_);
+    if (!rc_.schedule_retry(now)) {
+        if (rc_.backoff().policy().strategy == BackoffStrategy::never)
+            return rc_.stop(StopReason::manual);
+        escalate(now, StopReason::max_attempts);
+    }
 }
 
-void ClientCore::escalate(time_point now) {
+void ClientCore::escalate(time_point now, StopReason cause) {
     escalating_ = true;
+    escalation_cause_ = cause;
     need_refresh_ = true;
     session_.reset();
-    if (online_) start_attempt(now);
+    rc_.start_attempt(now);
 }
 
-void ClientCore::schedule_retry(time_point now) {
-    if (pending_retry_after_) {
-        backoff_.set_retry_after(*pending_retry_after_);
-        pending_retry_after_.reset();
-    }
-    auto d = backoff_.next_delay(rng_);
-    if (!d) {
-        if (backoff_.policy().strategy == BackoffStrategy::never) {
-            want_connected_ = false;
-            stop_reason_ = StopReason::manual;
-            return;
-        }
-        escalation_cause_ = StopReason::max_attempts;
-        return escalate(now);
-    }
-    retry_at_ = now + *d;
-}
-
-void ClientCore::enter_error(StopReason r) {
-    error_ = true;
-    want_connected_ = false;
-    escalating_ = false;
-    stop_reason_ = r;
-    retry_at_.reset();
-}
-
-void ClientCore::send(proto::Message m) {
-    TETHER_ASSERT(conn_);
-    TETHER_ASSERT(transmits_.size() < kQueueMax);
-    transmits_.push_back(Transmit{Transmit::Kind::send, conn_->id, proto::encode(m), 0, {}});
+void ClientCore::send(const proto::Message& m) {
+    rc_.send(proto::encode(m));
 }
 
 void ClientCore::emit(ClientEvent e) {
-    TETHER_ASSERT(events_.size() < kQueueMax);
+    TETHER_ASSERT(events_.size() < kEventsMax);
     events_.push_back(std::move(e));
 }
 
@@ -488,100 +388,108 @@ std::optional<std::uint64_t> ClientCore::connection() const noexcept {
 // ---- driver inputs -----------------------------------------------------------------
 
 void ClientCore::handle_open(time_point now, std::uint64_t conn) {
-    if (!conn_ || conn_->id != conn) {
-        // A socket we no longer want (closed, aborted, superseded): tear it down.
-        if (!closing_ || closing_->id != conn)
-            transmits_.push_back(Transmit{Transmit::Kind::abort, conn, {}, 0, {}});
-        return;
-    }
-    if (conn_->stage != Stage::opening) return;
+    TETHER_CHECKED(*this);
+    if (!rc_.handle_open(conn)) return;
+    TETHER_ASSERT(conn_ && conn_->id == conn && conn_->stage == Stage::opening);
     conn_->stage = Stage::hello;
-    conn_->deadline = now + config_.auth_timeout;
+    rc_.set_deadline(now + config_.auth_timeout, error::auth_timeout, "hello timeout");
     refresh(now);
 }
 
 void ClientCore::handle_message(time_point now, std::uint64_t conn, std::string_view text) {
-    if (!conn_ || conn_->id != conn || conn_->stage == Stage::credentials ||
-        conn_->stage == Stage::opening)
-        return;  // stale socket or driver bug: nothing from it may reach the session
+    TETHER_CHECKED(*this);
+    // A stale socket or a driver bug: nothing from it may reach the session.
+    if (!rc_.accepts(conn) || !conn_ || conn_->stage == Stage::opening) return;
     auto res = proto::decode(text, config_.limits);
     if (!res) {
-        fail_link(now, res.error().close_code(), "decode error: " + res.error().message());
+        fail_link(now, res.error().close_code(), "decode error: " + res.error().message(),
+                  error::decode_error);
     } else {
-        on_message(now, res.message());
+        on_message(now, *res);
     }
     refresh(now);
 }
 
-void ClientCore::handle_close(time_point now, std::uint64_t conn, std::uint16_t code,
-                              std::string_view reason) {
-    if (closing_ && closing_->id == conn) {
-        closing_.reset();
-    } else if (conn_ && conn_->id == conn && conn_->stage != Stage::credentials) {
-        const bool was_established = conn_->stage == Stage::established;
-        conn_.reset();
-        if (was_established) note_established_lost(now);
-        on_link_lost(now, code, reason, true);
-    }
+void ClientCore::handle_close(time_point now, std::uint64_t conn, const LinkClose& why) {
+    TETHER_CHECKED(*this);
+    rc_.handle_close(now, conn, why);
     refresh(now);
 }
 
 void ClientCore::handle_timeout(time_point now) {
-    status_.handle_timeout(now);
-    if (closing_ && closing_->deadline <= now) abort_closing();
-    if (retry_at_ && *retry_at_ <= now) {
-        retry_at_.reset();
-        if (want_connected_ && online_ && !conn_ && !error_) start_attempt(now);
+    TETHER_CHECKED(*this);
+    // A handler can make another deadline due now (a link lost with a
+    // message whose TTL ran out while it was in flight): serve until none is.
+    constexpr int kRoundsMax = 4;
+    for (int round = 0; round < kRoundsMax; ++round) {
+        rc_.timers().for_each_expired(now, [&](Timer t) { on_timer(now, t); });
+        refresh(now);
+        const auto next = rc_.poll_timeout();
+        if (!next || *next > now) return;
     }
-    if (conn_ && conn_->stage != Stage::established && conn_->deadline <= now) {
-        static constexpr std::string_view kWhat[] = {
-            "credentials timeout",    "open timeout", "hello timeout",
-            "authentication timeout", "sync timeout", ""};
-        fail_link(now, close_code::unknown_error,
-                  std::string{kWhat[static_cast<int>(conn_->stage)]});
-    }
-    if (conn_ && conn_->ack_deadline && *conn_->ack_deadline <= now) {
-        ++metrics_.heartbeat_timeouts;
-        fail_link(now, close_code::unknown_error, "heartbeat timeout");
-    }
-    if (conn_ && conn_->next_heartbeat && *conn_->next_heartbeat <= now) {
-        if (!conn_->ack_deadline) {
-            conn_->heartbeat_ts = to_ms(now);
-            conn_->ack_deadline =
-                now + config_.heartbeat_ack_timeout.value_or(conn_->heartbeat_interval);
-            send(proto::Heartbeat{conn_->heartbeat_ts});
-        }
-        conn_->next_heartbeat = now + conn_->heartbeat_interval;
-    }
-    if (authenticated()) {
-        for (auto& [name, r] : rooms_) {
-            if (r.join == JoinState::retry_wait && r.join_deadline <= now) {
-                r.join_attempts = 0;
-                send_join(now, r);
-            } else if (r.join == JoinState::sent && r.join_deadline <= now) {
-                if (r.join_attempts >= config_.join_attempts_max) {
-                    // A server that never answers a join is a broken link, not a
-                    // reason to abandon the room: reconnect and rejoin.
-                    fail_link(now, close_code::unknown_error, "join timeout in " + name);
-                    break;
-                }
-                send_join(now, r);
+    TETHER_ASSERT(false && "handle_timeout left a deadline due");
+}
+
+void ClientCore::on_timer(time_point now, Timer t) {
+    switch (t) {
+        case Timer::status:
+            status_.handle_timeout(now);
+            break;
+        case Timer::teardown:
+        case Timer::retry:
+        case Timer::attempt:
+            rc_.handle_timer(now, t);
+            break;
+        case Timer::liveness:
+            if (!conn_) break;
+            ++metrics_.heartbeat_timeouts;
+            fail_link(now, close_code::unknown_error, "heartbeat timeout", error::liveness_timeout);
+            break;
+        case Timer::heartbeat:
+            if (!conn_ || conn_->stage < Stage::authenticating) break;
+            if (!rc_.timers().armed(Timer::liveness)) {
+                conn_->heartbeat_ts = to_ms(now);
+                rc_.timers().set(Timer::liveness, now + config_.heartbeat_ack_timeout.value_or(
+                                                            conn_->heartbeat_interval));
+                send(proto::Heartbeat{conn_->heartbeat_ts});
             }
-        }
-        if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
+            rc_.timers().set(Timer::heartbeat, now + conn_->heartbeat_interval);
+            break;
+        case Timer::join:
+            if (authenticated()) serve_joins(now);
+            break;
+        case Timer::outbox:
+            // Expire before flushing: dropping an expired head of line may
+            // release the messages queued behind it.
+            expire_outbox(now);
+            if (established()) flush_outbox(now);
+            break;
+        case Timer::count_:
+            break;
     }
-    // Expire before flushing: dropping an expired head of line may release the
-    // messages queued behind it.
-    expire_outbox(now);
-    if (established()) flush_outbox(now);
-    refresh(now);
+}
+
+void ClientCore::serve_joins(time_point now) {
+    for (auto& [name, r] : rooms_) {
+        if (r.join == JoinState::retry_wait && r.join_deadline <= now) {
+            r.join_attempts = 0;
+            send_join(now, r);
+        } else if (r.join == JoinState::sent && r.join_deadline <= now) {
+            if (r.join_attempts >= config_.join_attempts_max) {
+                // A server that never answers a join is a broken link, not a
+                // reason to abandon the room: reconnect and rejoin.
+                fail_link(now, close_code::unknown_error, "join timeout in " + name,
+                          error::join_timeout);
+                return;
+            }
+            send_join(now, r);
+        }
+    }
+    if (conn_ && conn_->stage == Stage::syncing) maybe_finish_sync(now);
 }
 
 std::optional<Transmit> ClientCore::poll_transmit() {
-    if (transmits_.empty()) return std::nullopt;
-    Transmit t = std::move(transmits_.front());
-    transmits_.pop_front();
-    return t;
+    return rc_.poll_transmit();
 }
 
 std::optional<ClientEvent> ClientCore::poll_event() {
@@ -592,23 +500,27 @@ std::optional<ClientEvent> ClientCore::poll_event() {
 }
 
 std::optional<time_point> ClientCore::poll_timeout() const {
-    std::optional<time_point> t = status_.poll_timeout();
-    auto consider = [&](std::optional<time_point> x) {
-        if (x && (!t || *x < *t)) t = x;
-    };
-    if (closing_) consider(closing_->deadline);
-    consider(retry_at_);
-    if (conn_) {
-        if (conn_->stage != Stage::established) consider(conn_->deadline);
-        consider(conn_->ack_deadline);
-        consider(conn_->next_heartbeat);
-    }
+    return rc_.poll_timeout();
+}
+
+/// The per-room and per-message deadlines, folded into their two slots of
+/// the timer table (the lifecycle's own slots are set by the Reconnector).
+void ClientCore::arm_timers() {
+    auto& timers = rc_.timers();
+    timers.set(Timer::status, status_.poll_timeout());
+    std::optional<time_point> join;
     if (authenticated()) {
         for (const auto& [name, r] : rooms_)
-            if (r.join == JoinState::sent || r.join == JoinState::retry_wait)
-                consider(r.join_deadline);
+            if ((r.join == JoinState::sent || r.join == JoinState::retry_wait) &&
+                (!join || r.join_deadline < *join))
+                join = r.join_deadline;
     }
+    timers.set(Timer::join, join);
+    std::optional<time_point> outbox;
     const std::uint64_t live = established() ? conn_->id : 0;
+    auto consider = [&](std::optional<time_point> t) {
+        if (t && (!outbox || *t < *outbox)) outbox = t;
+    };
     for (const auto& e : outbox_) {
         if (e.sent_on == 0 && live != 0 && e.not_before) {
             consider(e.not_before);
@@ -617,7 +529,7 @@ std::optional<time_point> ClientCore::poll_timeout() const {
     }
     for (const auto& e : outbox_)
         if (e.expires_at && (e.sent_on == 0 || e.sent_on != live)) consider(e.expires_at);
-    return t;
+    timers.set(Timer::outbox, outbox);
 }
 
 std::vector<RoomInfo> ClientCore::rooms() const {
@@ -634,76 +546,79 @@ void ClientCore::on_message(time_point now, proto::Message& msg) {
     const Stage stage = conn_->stage;
     auto violation = [&](std::string what) {
         fail_link(now, close_code::decode_error,
-                  "unexpected " + std::string{proto::to_string(proto::op_of(msg))} + " " + what);
+                  "unexpected " + std::string{proto::to_string(proto::op_of(msg))} + " " + what,
+                  error::protocol_violation);
     };
     const bool in_session = stage == Stage::syncing || stage == Stage::established;
-    std::visit(
-        overloaded{
-            [&](proto::Hello& m) {
-                if (stage != Stage::hello) return violation("after HELLO");
-                on_hello(now, m);
-            },
-            [&](proto::Ready& m) {
-                if (stage != Stage::authenticating || conn_->resuming)
-                    return violation("without IDENTIFY");
-                session_ = Session{m.session_id, m.resume_token, m.user};
-                on_session(now, false, m.user);
-            },
-            [&](proto::Resumed& m) {
-                if (stage != Stage::authenticating || !conn_->resuming || !session_)
-                    return violation("without RESUME");
-                if (!m.resume_token.empty()) session_->resume_token = std::move(m.resume_token);
-                ++metrics_.resumes_ok;
-                on_session(now, true, session_->user);
-            },
-            [&](proto::InvalidSession& m) {
-                if (stage != Stage::authenticating || !conn_->resuming)
-                    return violation("without RESUME");
-                ++metrics_.resumes_failed;
-                if (m.resumable)
-                    return fail_link(now, close_code::unknown_error, "session not resumable now");
-                session_.reset();
-                for (auto& [name, r] : rooms_)
-                    r.join = JoinState::idle;
-                conn_->resuming = false;
-                send_identify();
-            },
-            [&](proto::HeartbeatAck& m) {
-                if (stage == Stage::hello) return violation("before HELLO");
-                if (conn_->ack_deadline && m.ts == conn_->heartbeat_ts) {
-                    conn_->ack_deadline.reset();
-                    const duration rtt = now - from_ms(m.ts);
-                    metrics_.last_rtt = rtt;
-                    emit(LatencySample{rtt});
-                }
-            },
-            [&](proto::Joined& m) {
-                if (!in_session) return violation("before READY");
-                on_joined(now, m);
-            },
-            [&](proto::JoinError& m) {
-                if (!in_session) return violation("before READY");
-                on_join_error(now, m);
-            },
-            [&](proto::Event& m) {
-                if (!in_session) return violation("before READY");
-                on_event(now, m);
-            },
-            [&](proto::Ack& m) {
-                if (!in_session) return violation("before READY");
-                on_ack(now, m);
-            },
-            [&](proto::Nack& m) {
-                if (!in_session) return violation("before READY");
-                on_nack(now, m);
-            },
-            [&](proto::Reconnect& m) {
-                if (m.retry_after_ms) pending_retry_after_ = duration{*m.retry_after_ms};
-                fail_link(now, close_code::normal, "server requested reconnect: " + m.reason);
-            },
-            [&](auto&) { violation("(client-to-server op)"); },
-        },
-        msg);
+    std::visit(overloaded{
+                   [&](proto::Hello& m) {
+                       if (stage != Stage::hello) return violation("after HELLO");
+                       on_hello(now, m);
+                   },
+                   [&](proto::Ready& m) {
+                       if (stage != Stage::authenticating || conn_->resuming)
+                           return violation("without IDENTIFY");
+                       session_ = Session{m.session_id, m.resume_token, m.user};
+                       on_session(now, false, m.user);
+                   },
+                   [&](proto::Resumed& m) {
+                       if (stage != Stage::authenticating || !conn_->resuming || !session_)
+                           return violation("without RESUME");
+                       if (!m.resume_token.empty())
+                           session_->resume_token = std::move(m.resume_token);
+                       ++metrics_.resumes_ok;
+                       on_session(now, true, session_->user);
+                   },
+                   [&](proto::InvalidSession& m) {
+                       if (stage != Stage::authenticating || !conn_->resuming)
+                           return violation("without RESUME");
+                       ++metrics_.resumes_failed;
+                       if (m.resumable)
+                           return fail_link(now, close_code::unknown_error,
+                                            "session not resumable now", error::rejected);
+                       session_.reset();
+                       for (auto& [name, r] : rooms_)
+                           r.join = JoinState::idle;
+                       conn_->resuming = false;
+                       send_identify();
+                   },
+                   [&](proto::HeartbeatAck& m) {
+                       if (stage == Stage::hello) return violation("before HELLO");
+                       if (rc_.timers().armed(Timer::liveness) && m.ts == conn_->heartbeat_ts) {
+                           rc_.timers().clear(Timer::liveness);
+                           const duration rtt = now - from_ms(m.ts);
+                           metrics_.last_rtt = rtt;
+                           emit(LatencySample{rtt});
+                       }
+                   },
+                   [&](proto::Joined& m) {
+                       if (!in_session) return violation("before READY");
+                       on_joined(now, m);
+                   },
+                   [&](proto::JoinError& m) {
+                       if (!in_session) return violation("before READY");
+                       on_join_error(now, m);
+                   },
+                   [&](proto::Event& m) {
+                       if (!in_session) return violation("before READY");
+                       on_event(now, m);
+                   },
+                   [&](proto::Ack& m) {
+                       if (!in_session) return violation("before READY");
+                       on_ack(now, m);
+                   },
+                   [&](proto::Nack& m) {
+                       if (!in_session) return violation("before READY");
+                       on_nack(now, m);
+                   },
+                   [&](proto::Reconnect& m) {
+                       if (m.retry_after_ms) rc_.set_retry_after(duration{*m.retry_after_ms});
+                       fail_link(now, close_code::normal, "server requested reconnect: " + m.reason,
+                                 {});
+                   },
+                   [&](auto&) { violation("(client-to-server op)"); },
+               },
+               msg);
 }
 
 void ClientCore::on_hello(time_point now, const proto::Hello& m) {
@@ -712,9 +627,12 @@ void ClientCore::on_hello(time_point now, const proto::Hello& m) {
                    kHeartbeatMax);
     conn_->heartbeat_interval = interval;
     // First beat jittered so that clients reconnecting together do not beat together.
-    conn_->next_heartbeat = now + duration{static_cast<duration::rep>(
-                                      rng_.uniform(static_cast<std::uint64_t>(interval.count())))};
+    rc_.timers().set(Timer::heartbeat, now + duration{static_cast<duration::rep>(rc_.rng().uniform(
+                                                 static_cast<std::uint64_t>(interval.count())))});
     conn_->stage = Stage::authenticating;
+    // Same deadline as the HELLO's (open -> READY), now named for this stage.
+    rc_.set_deadline(rc_.timers().get(Timer::attempt).value_or(now + config_.auth_timeout),
+                     error::auth_timeout, "authentication timeout");
     if (session_ && !escalating_) {
         proto::Resume r{session_->id, session_->resume_token, {}};
         for (auto& [name, room] : rooms_) {
@@ -726,7 +644,7 @@ void ClientCore::on_hello(time_point now, const proto::Hello& m) {
             }
         }
         conn_->resuming = true;
-        send(std::move(r));
+        send(r);
     } else {
         send_identify();
     }
@@ -738,8 +656,8 @@ void ClientCore::send_identify() {
 
 void ClientCore::on_session(time_point now, bool resumed, std::string_view user) {
     conn_->stage = Stage::syncing;
-    conn_->deadline = now + config_.sync_timeout;
-    if (escalating_) backoff_.reset();  // a new episode after a successful re-identify
+    rc_.set_deadline(now + config_.sync_timeout, error::sync_timeout, "sync timeout");
+    if (escalating_) rc_.backoff().reset();  // a new episode after a successful re-identify
     escalating_ = false;
     need_refresh_ = false;
     emit(SessionStarted{session_->id, std::string{user}, resumed});
@@ -785,9 +703,10 @@ void ClientCore::on_join_error(time_point now, const proto::JoinError& m) {
     Room* r = find_room(m.room);
     if (!r || r->join != JoinState::sent) return;
     if (m.fatal || !proto::codes::retryable(m.code)) {
-        // Seed 001: a fatal (re)join moves the room to error and stops tracking it.
+        // A fatal (re)join moves the room to error and stops tracking it
+        // (docs/PROTOCOL.md, "Client states").
         std::string reason = m.code + (m.reason.empty() ? "" : ": " + m.reason);
-        emit(RoomStatusChanged{r->name, RoomState::error, std::move(reason)});
+        emit(RoomStatusChanged{r->name, RoomState::error, server_error(m.code), std::move(reason)});
         rooms_.erase(m.room);
         ++state_version_;
     } else {
@@ -806,7 +725,8 @@ void ClientCore::on_event(time_point now, proto::Event& m) {
     if (!r || r->join != JoinState::joined) return;  // not (yet) joined on this connection
     auto& pos = *r->position;
     if (m.position.epoch != pos.epoch) {
-        return fail_link(now, close_code::unknown_error, "event from another epoch in " + m.room);
+        return fail_link(now, close_code::unknown_error, "event from another epoch in " + m.room,
+                         error::gap);
     }
     if (m.position.offset <= pos.offset) {
         ++metrics_.duplicates;
@@ -817,7 +737,8 @@ void ClientCore::on_event(time_point now, proto::Event& m) {
         return fail_link(now, close_code::unknown_error,
                          "gap in " + m.room + ": expected offset " +
                              std::to_string(pos.offset + 1) + ", got " +
-                             std::to_string(m.position.offset));
+                             std::to_string(m.position.offset),
+                         error::gap);
     }
     pos.offset = m.position.offset;
     ++state_version_;
@@ -854,7 +775,8 @@ void ClientCore::on_nack(time_point now, const proto::Nack& m) {
         it->not_before = now + wait;
         return;
     }
-    fail_entry(static_cast<std::size_t>(it - outbox_.begin()), m.code, m.reason);
+    fail_entry(static_cast<std::size_t>(it - outbox_.begin()), server_error(m.code), m.code,
+               m.reason);
 }
 
 void ClientCore::maybe_finish_sync(time_point now) {
@@ -865,22 +787,14 @@ void ClientCore::maybe_finish_sync(time_point now) {
     }
     conn_->stage = Stage::established;
     ++metrics_.connects;
-    if (connected_once_) ++metrics_.reconnects;
+    if (rc_.connected_once()) ++metrics_.reconnects;
     if (lost_at_) {
         metrics_.last_time_to_reconnect = now - *lost_at_;
         metrics_.downtime += now - *lost_at_;
         lost_at_.reset();
     }
-    connected_once_ = true;
-    outage_attempts_ = 0;
-    backoff_.on_connected(now);
+    rc_.established(now);
     flush_outbox(now);
-}
-
-void ClientCore::note_established_lost(time_point now) {
-    ++metrics_.link_losses;
-    backoff_.on_disconnected(now);
-    lost_at_ = now;
 }
 
 void ClientCore::flush_outbox(time_point now) {
@@ -906,16 +820,17 @@ void ClientCore::expire_outbox(time_point now) {
     for (std::size_t i = 0; i < outbox_.size();) {
         const auto& e = outbox_[i];
         if (e.expires_at && *e.expires_at <= now && (e.sent_on == 0 || e.sent_on != live))
-            fail_entry(i, "expired", "message expired before it was acknowledged");
+            fail_entry(i, error::expired, {}, "message expired before it was acknowledged");
         else
             ++i;
     }
 }
 
-void ClientCore::fail_entry(std::size_t index, std::string code, std::string reason) {
+void ClientCore::fail_entry(std::size_t index, std::error_code why, std::string server_code,
+                            std::string reason) {
     TETHER_ASSERT(index < outbox_.size());
     auto& e = outbox_[index];
-    PublishFailed ev{e.id, e.room, std::move(code), std::move(reason), e.ever_sent};
+    PublishFailed ev{e.id, e.room, why, std::move(server_code), std::move(reason), e.ever_sent};
     outbox_bytes_ -= e.data.size();
     outbox_.erase(outbox_.begin() + static_cast<std::ptrdiff_t>(index));
     ++state_version_;
@@ -939,24 +854,29 @@ ClientSnapshot ClientCore::snapshot() const {
     return s;
 }
 
-std::optional<std::string> ClientCore::restore(time_point now, const ClientSnapshot& snap) {
-    if (stop_reason_ != StopReason::not_started || want_connected_)
-        return "restore() must come before connect()";
-    if (!rooms_.empty() || !outbox_.empty()) return "restore() needs an empty client";
-    if (snap.id_prefix.empty() || snap.id_prefix.size() > 32) return "invalid id prefix";
-    if (snap.next_publish == 0) return "invalid publish counter";
-    if (snap.rooms.size() > config_.rooms_max) return "more rooms than rooms_max";
-    if (snap.outbox.size() > config_.outbox.count_max) return "more messages than outbox.count_max";
+result<void, Error> ClientCore::restore(time_point now, const ClientSnapshot& snap) {
+    TETHER_CHECKED(*this);
+    auto bad = [](std::string what) { return make_error(error::invalid_state, std::move(what)); };
+    if (rc_.started() || rc_.wants_connection())
+        return make_error(error::bad_call, "restore() must come before connect()");
+    if (!rooms_.empty() || !outbox_.empty())
+        return make_error(error::bad_call, "restore() needs an empty client");
+    if (snap.id_prefix.empty() || snap.id_prefix.size() > 32) return bad("invalid id prefix");
+    if (snap.next_publish == 0) return bad("invalid publish counter");
+    if (snap.rooms.size() > config_.rooms_max) return bad("more rooms than rooms_max");
+    if (snap.outbox.size() > config_.outbox.count_max)
+        return bad("more messages than outbox.count_max");
     std::size_t bytes = 0;
     for (const auto& p : snap.outbox) {
-        if (p.id.empty() || p.id.size() > config_.limits.id_bytes_max) return "invalid message id";
-        if (!valid_room_name(p.room, config_.limits)) return "invalid room in outbox";
-        if (proto::validate_data(p.data, config_.limits)) return "invalid data in outbox";
+        if (p.id.empty() || p.id.size() > config_.limits.id_bytes_max)
+            return bad("invalid message id");
+        if (!valid_room_name(p.room, config_.limits)) return bad("invalid room in outbox");
+        if (!proto::validate_data(p.data, config_.limits)) return bad("invalid data in outbox");
         bytes += p.data.size();
     }
-    if (bytes > config_.outbox.bytes_max) return "outbox larger than outbox.bytes_max";
+    if (bytes > config_.outbox.bytes_max) return bad("outbox larger than outbox.bytes_max");
     for (const auto& r : snap.rooms)
-        if (!valid_room_name(r.room, config_.limits)) return "invalid room name";
+        if (!valid_room_name(r.room, config_.limits)) return bad("invalid room name");
 
     id_prefix_ = snap.id_prefix;
     next_publish_ = snap.next_publish;
@@ -978,75 +898,53 @@ std::optional<std::string> ClientCore::restore(time_point now, const ClientSnaps
         ++sending_total_;
     }
     ++state_version_;
-    return std::nullopt;
+    arm_timers();
+    return {};
 }
 
 // ---- derived status ------------------------------------------------------------------
 
 ClientStatus ClientCore::derive_status() const {
     ClientStatus s;
-    s.online = online_;
+    static_cast<ConnectionStatus&>(s) = rc_.status();
     s.pending = outbox_.size();
-    s.close_code = last_close_code_;
-    s.close_reason = last_close_reason_;
     if (!outbox_.empty()) {
         s.sending_done = sending_done_;
         s.sending_total = sending_total_;
     }
-    if (error_) {
-        s.state = ConnState::error;
-        s.reason = stop_reason_;
-    } else if (!want_connected_) {
-        s.state = ConnState::disconnected;
-        s.reason = stop_reason_;
-    } else if (!online_) {
-        s.state = ConnState::disconnected;
-        s.reason = StopReason::offline;
-    } else if (established()) {
-        s.state = ConnState::connected;
-        s.reason = StopReason::none;
+    if (s.state == ConnState::connected) {
         s.phase = outbox_.empty() ? Phase::none : Phase::sending;
-    } else {
-        s.reason = StopReason::none;
-        s.state = (connected_once_ || attempts_since_connect_ > 1 || retry_at_)
-                      ? ConnState::reconnecting
-                      : ConnState::connecting;
-        // The attempt in progress, or the one about to be made.
-        s.attempt = conn_ ? outage_attempts_ : outage_attempts_ + 1;
-        s.next_retry_at = retry_at_;
-        if (conn_) {
-            switch (conn_->stage) {
-                case Stage::credentials:
-                    s.phase = Phase::fetching_credentials;
-                    break;
-                case Stage::opening:
-                    s.phase = Phase::opening;
-                    break;
-                case Stage::hello:
-                    s.phase = Phase::authenticating;
-                    break;
-                case Stage::authenticating:
-                    s.phase = conn_->resuming ? Phase::resuming : Phase::authenticating;
-                    break;
-                case Stage::syncing: {
-                    const bool joining = std::any_of(
-                        rooms_.begin(), rooms_.end(),
-                        [](const auto& kv) { return kv.second.join != JoinState::joined; });
-                    s.phase = joining ? Phase::joining : Phase::catching_up;
-                    break;
-                }
-                case Stage::established:
-                    break;
+    } else if ((s.state == ConnState::connecting || s.state == ConnState::reconnecting) && conn_) {
+        switch (conn_->stage) {
+            case Stage::credentials:
+                s.phase = Phase::fetching_credentials;
+                break;
+            case Stage::opening:
+                s.phase = Phase::opening;
+                break;
+            case Stage::hello:
+                s.phase = Phase::authenticating;
+                break;
+            case Stage::authenticating:
+                s.phase = conn_->resuming ? Phase::resuming : Phase::authenticating;
+                break;
+            case Stage::syncing: {
+                const bool joining = std::any_of(rooms_.begin(), rooms_.end(), [](const auto& kv) {
+                    return kv.second.join != JoinState::joined;
+                });
+                s.phase = joining ? Phase::joining : Phase::catching_up;
+                break;
             }
+            case Stage::established:
+                break;
         }
     }
     return s;
 }
 
 RoomState ClientCore::derive_room_state(const Room& r) const {
-    if (stop_reason_ == StopReason::not_started)
-        return RoomState::connecting;  // queued until connect()
-    if (!want_connected_ || !online_ || error_) return RoomState::disconnected;
+    if (!rc_.started()) return RoomState::connecting;  // queued until connect()
+    if (!rc_.active()) return RoomState::disconnected;
     if (conn_ && r.join == JoinState::joined) return RoomState::joined;
     return r.ever_joined ? RoomState::reconnecting : RoomState::connecting;
 }
@@ -1062,9 +960,45 @@ void ClientCore::refresh(time_point) {
         if (!r.reported_once || st != r.reported) {
             r.reported = st;
             r.reported_once = true;
-            emit(RoomStatusChanged{name, st, {}});
+            emit(RoomStatusChanged{name, st, {}, {}});
         }
     }
+    arm_timers();
+}
+
+// ---- invariants ----------------------------------------------------------------------
+
+void ClientCore::check_invariants() const {
+    // The attempt the core tracks is the lifecycle's current attempt.
+    TETHER_ASSERT(conn_.has_value() == rc_.current().has_value());
+    if (conn_) TETHER_ASSERT(conn_->id == *rc_.current());
+    // `connected` exactly when the stage says so.
+    TETHER_ASSERT(established() == rc_.is_established());
+    if (conn_ && conn_->stage >= Stage::opening) TETHER_ASSERT(rc_.socket_requested());
+    // Liveness timers only on an authenticated-or-later link.
+    if (!conn_) TETHER_ASSERT(!rc_.timers().armed(Timer::liveness));
+    // The outbox: bounded, its byte count exact, in flight only on the live link.
+    TETHER_ASSERT(outbox_.size() <= config_.outbox.count_max);
+    std::size_t bytes = 0;
+    std::size_t inflight = 0;
+    for (const auto& e : outbox_) {
+        bytes += e.data.size();
+        if (e.sent_on != 0) {
+            TETHER_ASSERT(established() && e.sent_on == conn_->id);
+            ++inflight;
+        }
+    }
+    TETHER_ASSERT(bytes == outbox_bytes_ && bytes <= config_.outbox.bytes_max);
+    TETHER_ASSERT(inflight <= config_.outbox.inflight_max);
+    TETHER_ASSERT(sending_done_ <= sending_total_ || outbox_.empty());
+    // Rooms: bounded; joins in flight only while authenticated.
+    TETHER_ASSERT(rooms_.size() <= config_.rooms_max);
+    for (const auto& [name, r] : rooms_) {
+        TETHER_ASSERT(name == r.name);
+        if (!conn_) TETHER_ASSERT(r.join == JoinState::idle);
+        if (r.join == JoinState::joined) TETHER_ASSERT(r.position.has_value());
+    }
+    TETHER_ASSERT(events_.size() < kEventsMax);
 }
 
 }  // namespace tether

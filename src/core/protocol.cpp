@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <stdexcept>
 
 namespace tether::proto {
 namespace json = boost::json;
@@ -487,6 +488,10 @@ std::uint16_t DecodeError::close_code() const noexcept {
     }
 }
 
+void throw_exception_from_error(const DecodeError& e, const boost::source_location&) {
+    throw std::invalid_argument(e.message());
+}
+
 DecodeResult decode(std::string_view frame, const Limits& limits) noexcept {
     try {
         if (frame.size() > limits.frame_bytes_max)
@@ -537,7 +542,7 @@ DecodeResult decode(std::string_view frame, const Limits& limits) noexcept {
     }
 }
 
-std::optional<DecodeError> validate_data(std::string_view data, const Limits& limits) noexcept {
+result<void, DecodeError> validate_data(std::string_view data, const Limits& limits) noexcept {
     try {
         if (data.size() > limits.frame_bytes_max)
             return make_error(DecodeErrc::frame_too_large, "d.data", "larger than the frame limit");
@@ -549,10 +554,19 @@ std::optional<DecodeError> validate_data(std::string_view data, const Limits& li
         boost::system::error_code ec;
         (void)parse_bounded(data, limits.depth_max - 2, &mr, ec);
         if (ec) return make_error(map_parse_error(ec), "d.data", ec.message());
-        return std::nullopt;
+        return {};
     } catch (...) {
         return make_error(DecodeErrc::invalid_json, "d.data", "validation failure");
     }
+}
+
+std::string truncate_close_reason(std::string_view reason) {
+    std::size_t cut = std::min(reason.size(), close_reason_bytes_max);
+    // Back up over continuation bytes (10xxxxxx) to the start of a character.
+    while (cut < reason.size() && cut > 0 &&
+           (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
+        --cut;
+    return std::string{reason.substr(0, cut)};
 }
 
 bool is_valid_utf8(std::string_view s) noexcept {

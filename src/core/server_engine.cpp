@@ -166,7 +166,7 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
     auto res = proto::decode(text, config_.limits);
     if (!res)
         return close(conn, res.error().close_code(), "decode error: " + res.error().message());
-    proto::Message& msg = res.message();
+    proto::Message& msg = *res;
     const bool authed = c.session != nullptr;
     std::visit(
         [&](auto& m) {

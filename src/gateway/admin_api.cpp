@@ -133,10 +133,10 @@ void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
             if (req.body().size() > g.message_bytes_max)
                 return respond(make_response(http::status::payload_too_large,
                                              error_body("payload too large"), true));
-            if (auto err = proto::validate_data(req.body(), g.limits))
+            if (auto valid = proto::validate_data(req.body(), g.limits); !valid)
                 return respond(make_response(
                     http::status::bad_request,
-                    error_body("body must be one JSON value: " + err->message()), true));
+                    error_body("body must be one JSON value: " + valid.error().message()), true));
             const auto res = engine.publish(wall_ms(), r.room, req.body());
             auto answer = [respond, room = r.room, pos = res.position] {
                 json::object o;

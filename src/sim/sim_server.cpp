@@ -153,7 +153,7 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
     if (cit == conns_.end()) return;
     auto res = proto::decode(text);
     if (!res) return close(conn, res.error().close_code(), res.error().message());
-    proto::Message& msg = res.message();
+    proto::Message& msg = *res;
     const bool identified = cit->second.session.has_value();
     if (!identified && !std::holds_alternative<proto::Identify>(msg) &&
         !std::holds_alternative<proto::Resume>(msg) &&

@@ -24,6 +24,12 @@ struct Failure {
     std::string what;
 };
 
+/// What the client's link reports: 1006 is a failure without a close frame.
+LinkClose link_close(std::uint16_t code, std::string reason) {
+    if (code == close_code::abnormal) return LinkClose::failed(error::connection_lost, reason);
+    return LinkClose::closed(code, std::move(reason));
+}
+
 struct Link {
     enum class State : std::uint8_t { connecting, open, half_open, closed };
     State state = State::connecting;
@@ -291,7 +297,8 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                     links_[id].client_alive = false;
                     trace("net: conn#%llu refused", static_cast<unsigned long long>(id));
                     client_input(Input::network, [&] {
-                        client_.handle_close(now_, id, close_code::abnormal, "connection refused");
+                        client_.handle_close(
+                            now_, id, link_close(close_code::abnormal, "connection refused"));
                     });
                 });
                 return;
@@ -319,7 +326,7 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             Link& l = it->second;
             l.c2s_last = std::max(l.c2s_last, now_ + latency());
             const auto id = t.conn;
-            at(l.c2s_last, [this, id, text = std::move(t.text)] {
+            at(l.c2s_last, [this, id, text = std::move(t.data)] {
                 if (links_[id].state != Link::State::open) return;
                 if (std::getenv("SIMDBG")) trace("c2s %s", text.c_str());
                 server_->on_frame(now_, id, text);
@@ -327,6 +334,8 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
             });
             return;
         }
+        case Transmit::Kind::ping:
+            return;  // the tether core never pings at the WebSocket level
         case Transmit::Kind::close:
         case Transmit::Kind::abort: {
             const bool is_close = t.kind == Transmit::Kind::close;
@@ -346,8 +355,9 @@ void World::on_transmit(Transmit& t, Input kind, const ClientStatus& before) {
                     at(std::max(l.s2c_last, now_ + 2 * latency()), [this, id, code = t.code] {
                         if (!links_[id].client_alive) return;
                         links_[id].client_alive = false;
-                        client_input(Input::network,
-                                     [&] { client_.handle_close(now_, id, code, "close echoed"); });
+                        client_input(Input::network, [&] {
+                            client_.handle_close(now_, id, link_close(code, "close echoed"));
+                        });
                     });
                 }
             } else if (is_close && prev != Link::State::half_open) {
@@ -449,13 +459,13 @@ void World::on_event(ClientEvent& ev) {
                 if (it->second.acked || it->second.failed)
                     fail("publish " + e.id + " completed twice");
                 const bool forbidden =
-                    e.code == "not_permitted" && server_->forbidden_rooms.count(e.room);
-                if (e.code != "expired" && e.code != "dropped" && !forbidden)
-                    fail("publish failed with unexpected " + e.code);
+                    e.error == error::not_permitted && server_->forbidden_rooms.count(e.room);
+                if (e.error != error::expired && e.error != error::dropped && !forbidden)
+                    fail("publish failed with unexpected " + e.error.message());
                 it->second.failed = true;
                 order_check_ = false;
                 ++stats_.publish_failed;
-                trace("publish %s failed: %s", e.id.c_str(), e.code.c_str());
+                trace("publish %s failed: %s", e.id.c_str(), e.error.message().c_str());
             } else if constexpr (std::is_same_v<T, CredentialsNeeded>) {
                 check_attempt(Input::app, client_.status().get());
                 if (e.refresh) ++token_gen_;
@@ -533,7 +543,8 @@ void World::drain_server() {
             at(l.s2c_last, [this, id, code = o.code, reason = o.reason] {
                 if (!links_[id].client_alive) return;
                 links_[id].client_alive = false;
-                client_input(Input::network, [&] { client_.handle_close(now_, id, code, reason); });
+                client_input(Input::network,
+                             [&] { client_.handle_close(now_, id, link_close(code, reason)); });
             });
         }
     }
@@ -573,19 +584,19 @@ void World::schedule_client_traffic() {
                 const auto idx = ++publish_index_;
                 auto res = client_.publish(now_, room,
                                            "{\"from\":\"sim\",\"i\":" + std::to_string(idx) + "}");
-                if (res.accepted) {
-                    publishes_[res.id] = PublishRecord{room, idx, false, false, {}};
+                if (res) {
+                    publishes_[*res] = PublishRecord{room, idx, false, false, {}};
                     ++stats_.published;
-                } else if (res.error != "outbox_full") {
-                    fail("publish rejected: " + res.error);
+                } else if (res.error() != error::outbox_full) {
+                    fail("publish rejected: " + res.error().message());
                 }
             } else if (roll < 92) {
                 trace("app: join %s", room.c_str());
-                if (auto err = client_.join(now_, room); !err.empty() && err != "too_many_rooms")
-                    fail("join rejected: " + err);
+                if (auto r = client_.join(now_, room); !r && r.error() != error::too_many_rooms)
+                    fail("join rejected: " + r.error().message());
             } else {
                 trace("app: leave %s", room.c_str());
-                client_.leave(now_, room);
+                (void)client_.leave(now_, room);
                 rooms_.erase(room);
             }
         });
@@ -627,7 +638,8 @@ void World::inject_fault() {
         at(now_ + latency(), [this, id, code, r = std::string{reason}] {
             if (!links_[id].client_alive) return;
             links_[id].client_alive = false;
-            client_input(Input::network, [&] { client_.handle_close(now_, id, code, r); });
+            client_input(Input::network,
+                         [&] { client_.handle_close(now_, id, link_close(code, r)); });
         });
     };
     switch (rng_.uniform(16)) {
@@ -873,7 +885,8 @@ Result World::run() {
         client_input(Input::app, [&] {
             for (std::int64_t i = 0; i < room_count; ++i)
                 if (rng_.chance(0.7) || i == 0)
-                    client_.join(now_, room_names_[static_cast<std::size_t>(i)]);
+                    if (!client_.join(now_, room_names_[static_cast<std::size_t>(i)]))
+                        fail("initial join refused");
             client_.connect(now_);
         });
         schedule_backend();

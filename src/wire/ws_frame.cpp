@@ -171,12 +171,7 @@ std::string close_payload(std::uint16_t code, std::string_view reason) {
     std::string p;
     p += static_cast<char>(code >> 8);
     p += static_cast<char>(code & 0xff);
-    std::size_t cut = std::min(reason.size(), kControlMax - 2);
-    // Never cut inside a UTF-8 sequence: back up over continuation bytes.
-    while (cut < reason.size() && cut > 0 &&
-           (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
-        --cut;
-    p.append(reason.substr(0, cut));
+    p += proto::truncate_close_reason(reason);
     return p;
 }
 

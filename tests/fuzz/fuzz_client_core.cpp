@@ -38,8 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 auto r = p::decode(t->text);
                 if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text.c_str());
                 TETHER_ASSERT(r);
-                if (auto* pub = std::get_if<p::Publish>(&r.message()))
-                    publish_ids.push_back(pub->id);
+                if (auto* pub = std::get_if<p::Publish>(&(*r))) publish_ids.push_back(pub->id);
             }
         }
         while (auto e = core.poll_event()) {

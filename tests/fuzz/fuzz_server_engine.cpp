@@ -63,8 +63,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             auto r = p::decode(t->text());
             if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text().c_str());
             TETHER_ASSERT(r);  // the server never sends a frame it could not read itself
-            if (auto* ready = std::get_if<p::Ready>(&r.message())) readies.push_back(*ready);
-            if (auto* ack = std::get_if<p::Ack>(&r.message())) {
+            if (auto* ready = std::get_if<p::Ready>(&(*r))) readies.push_back(*ready);
+            if (auto* ack = std::get_if<p::Ack>(&(*r))) {
                 auto h = engine.history(ack->room, ack->offset - 1, 1, 1u << 20);
                 TETHER_ASSERT(!h.empty() && h.front().offset == ack->offset);
             }

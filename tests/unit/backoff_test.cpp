@@ -37,7 +37,7 @@ TEST(Backoff, DefaultsFollowSeed001) {
     EXPECT_EQ(p.jitter_ratio, 0.25);
     EXPECT_FALSE(p.attempts_max.has_value());
     EXPECT_EQ(p.stable_period, 5s);
-    EXPECT_FALSE(p.validate().has_value());
+    EXPECT_TRUE(p.validate().has_value());
 }
 
 TEST(Backoff, ExponentialStaysWithinJitteredBoundsForEveryAttempt) {
@@ -205,7 +205,8 @@ TEST(Backoff, ValidationRejectsNonsense) {
     auto bad = [](auto mutate) {
         BackoffPolicy p;
         mutate(p);
-        return p.validate().has_value();
+        auto r = p.validate();
+        return !r && r.error().code == tether::error::invalid_config;
     };
     EXPECT_TRUE(bad([](BackoffPolicy& p) { p.initial = -1ms; }));
     EXPECT_TRUE(bad([](BackoffPolicy& p) { p.max = 100ms; }));

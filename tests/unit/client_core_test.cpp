@@ -6,6 +6,8 @@
 #include <tether/core/client_core.hpp>
 #include <tether/core/close_codes.hpp>
 
+#include "core_harness.hpp"
+
 #include <gtest/gtest.h>
 
 #include <variant>
@@ -16,87 +18,30 @@ namespace p = tether::proto;
 
 namespace {
 
-class Harness {
+class Harness : public test::CoreHarness<ClientCore, ClientEvent> {
   public:
-    explicit Harness(ClientConfig c = {}) : core(std::move(c)) {}
+    explicit Harness(ClientConfig c = {}) : CoreHarness(std::move(c), from_ms(1'000)) {}
 
-    ClientCore core;
-    time_point now = from_ms(1'000);
-    std::vector<Transmit> tx;
-    std::vector<ClientEvent> events;
-
-    void drain() {
-        while (auto t = core.poll_transmit())
-            tx.push_back(std::move(*t));
-        while (auto e = core.poll_event())
-            events.push_back(std::move(*e));
-    }
-    void advance(duration d) {
-        const auto end = now + d;
-        for (;;) {
-            auto t = core.poll_timeout();
-            if (!t || *t > end) break;
-            now = std::max(now, *t);
-            core.handle_timeout(now);
-            drain();
-        }
-        now = end;
-    }
-    /// Runs timers until the next transmit appears (or `limit` passes).
-    Transmit next_tx(duration limit = 60s) {
-        const auto end = now + limit;
-        while (tx.empty()) {
-            auto t = core.poll_timeout();
-            if (!t || *t > end) break;
-            now = std::max(now, *t);
-            core.handle_timeout(now);
-            drain();
-        }
-        EXPECT_FALSE(tx.empty()) << "no transmit";
-        if (tx.empty()) return {};
-        Transmit t = tx.front();
-        tx.erase(tx.begin());
-        return t;
-    }
     /// The next frame of type M; heartbeats in between are skipped unless M is one.
     template <class M>
     M expect_sent() {
         Transmit t = next_tx();
-        auto r = p::decode(t.text);
+        auto r = p::decode(t.data);
         while (!std::is_same_v<M, p::Heartbeat> && t.kind == Transmit::Kind::send && r &&
-               std::holds_alternative<p::Heartbeat>(r.message())) {
+               std::holds_alternative<p::Heartbeat>(*r)) {
             t = next_tx();
-            r = p::decode(t.text);
+            r = p::decode(t.data);
         }
         EXPECT_EQ(t.kind, Transmit::Kind::send);
-        EXPECT_TRUE(r) << t.text;
-        if (!r || !std::holds_alternative<M>(r.message())) {
-            ADD_FAILURE() << "expected another message, got " << t.text;
+        EXPECT_TRUE(r) << t.data;
+        if (!r || !std::holds_alternative<M>(*r)) {
+            ADD_FAILURE() << "expected another message, got " << t.data;
             return M{};
         }
-        return std::get<M>(r.message());
-    }
-    /// The next open; frames and the teardown of the previous socket
-    /// (an abort of a still-closing connection) may come first.
-    std::uint64_t expect_open() {
-        Transmit t = next_tx();
-        while (t.kind != Transmit::Kind::open &&
-               !(t.kind == Transmit::Kind::send && t.text.empty())) {
-            t = next_tx();
-        }
-        EXPECT_EQ(t.kind, Transmit::Kind::open);
-        return t.conn;
+        return std::get<M>(*r);
     }
     void recv(std::uint64_t conn, const p::Message& m) {
         core.handle_message(now, conn, p::encode(m));
-        drain();
-    }
-    void open(std::uint64_t conn) {
-        core.handle_open(now, conn);
-        drain();
-    }
-    void closed(std::uint64_t conn, std::uint16_t code, std::string_view reason = {}) {
-        core.handle_close(now, conn, code, reason);
         drain();
     }
     /// Open -> HELLO -> IDENTIFY -> READY (or RESUME -> RESUMED when the
@@ -106,21 +51,13 @@ class Harness {
         open(c);
         recv(c, p::Hello{10'000, 60'000, "srv", "1", "n1"});
         Transmit t = next_tx();
-        auto r = p::decode(t.text);
-        EXPECT_TRUE(r) << t.text;
-        if (r && std::holds_alternative<p::Resume>(r.message()))
-            recv(c, p::Resumed{std::get<p::Resume>(r.message()).session_id, {}});
+        auto r = p::decode(t.data);
+        EXPECT_TRUE(r) << t.data;
+        if (r && std::holds_alternative<p::Resume>(*r))
+            recv(c, p::Resumed{std::get<p::Resume>(*r).session_id, {}});
         else
             recv(c, p::Ready{session, "rt-" + session, "alice"});
         return c;
-    }
-    const ClientStatus& status() const { return core.status().get(); }
-    template <class E>
-    std::vector<E> events_of() const {
-        std::vector<E> out;
-        for (const auto& e : events)
-            if (auto* x = std::get_if<E>(&e)) out.push_back(*x);
-        return out;
     }
 };
 
@@ -134,8 +71,8 @@ ClientConfig no_jitter() {
 
 TEST(ClientCore, ReconnectOrderAuthThenRejoinThenReplayThenOutbox) {
     Harness h;
-    h.core.join(h.now, "lobby");
-    h.core.publish(h.now, "lobby", R"({"queued":1})");
+    EXPECT_TRUE(h.core.join(h.now, "lobby"));
+    EXPECT_TRUE(h.core.publish(h.now, "lobby", R"({"queued":1})"));
     h.core.connect(h.now);
     h.drain();
     EXPECT_EQ(h.status().state, ConnState::connecting);
@@ -166,7 +103,7 @@ TEST(ClientCore, ReconnectOrderAuthThenRejoinThenReplayThenOutbox) {
     // Drop: resume with the position, replay is delivered before `connected`.
     h.closed(c, 1006);
     EXPECT_EQ(h.status().state, ConnState::reconnecting);
-    h.core.publish(h.now, "lobby", R"({"while":"away"})");
+    EXPECT_TRUE(h.core.publish(h.now, "lobby", R"({"while":"away"})"));
     const auto c2 = h.expect_open();
     h.open(c2);
     h.recv(c2, p::Hello{10'000, 60'000, "srv", "1", "n1"});
@@ -192,7 +129,7 @@ TEST(ClientCore, ReconnectOrderAuthThenRejoinThenReplayThenOutbox) {
 
 TEST(ClientCore, DuplicatesDroppedAndGapsNeverSkipped) {
     Harness h;
-    h.core.join(h.now, "r");
+    EXPECT_TRUE(h.core.join(h.now, "r"));
     h.core.connect(h.now);
     h.drain();
     const auto c = h.establish();
@@ -217,7 +154,7 @@ TEST(ClientCore, DuplicatesDroppedAndGapsNeverSkipped) {
 
 TEST(ClientCore, HistoryLossIsReportedNeverHidden) {
     Harness h;
-    h.core.join(h.now, "r");
+    EXPECT_TRUE(h.core.join(h.now, "r"));
     h.core.connect(h.now);
     h.drain();
     auto c = h.establish();
@@ -429,7 +366,7 @@ TEST(ClientCore, JoinInFlightWhenLinkDropsIsRetried) {
     h.core.connect(h.now);
     h.drain();
     auto c = h.establish();
-    h.core.join(h.now, "r");
+    EXPECT_TRUE(h.core.join(h.now, "r"));
     h.drain();
     h.expect_sent<p::Join>();
     h.closed(c, 1006);  // no JOINED ever came
@@ -451,7 +388,7 @@ TEST(ClientCore, JoinWithoutAnswerIsResentThenTheLinkIsReplaced) {
     h.core.connect(h.now);
     h.drain();
     h.establish();
-    h.core.join(h.now, "r");
+    EXPECT_TRUE(h.core.join(h.now, "r"));
     h.drain();
     for (int i = 0; i < 3; ++i)
         h.expect_sent<p::Join>();
@@ -468,8 +405,8 @@ TEST(ClientCore, FatalJoinErrorMovesRoomToErrorRetryableOneRetries) {
     h.core.connect(h.now);
     h.drain();
     const auto c = h.establish();
-    h.core.join(h.now, "vip");
-    h.core.join(h.now, "busy");
+    EXPECT_TRUE(h.core.join(h.now, "vip"));
+    EXPECT_TRUE(h.core.join(h.now, "busy"));
     h.drain();
     h.expect_sent<p::Join>();
     h.expect_sent<p::Join>();
@@ -489,22 +426,22 @@ TEST(ClientCore, OutboxBoundsRejectNewOrDropOldest) {
     ClientConfig cfg;
     cfg.outbox.count_max = 2;
     Harness reject{cfg};
-    EXPECT_TRUE(reject.core.publish(reject.now, "r", "1").accepted);
-    EXPECT_TRUE(reject.core.publish(reject.now, "r", "2").accepted);
+    EXPECT_TRUE(reject.core.publish(reject.now, "r", "1").has_value());
+    EXPECT_TRUE(reject.core.publish(reject.now, "r", "2").has_value());
     auto r3 = reject.core.publish(reject.now, "r", "3");
-    EXPECT_FALSE(r3.accepted);
-    EXPECT_EQ(r3.error, "outbox_full");
+    EXPECT_FALSE(r3);
+    EXPECT_EQ(r3.error(), error::outbox_full);
 
     cfg.outbox.overflow = OverflowPolicy::drop_oldest;
     Harness drop{cfg};
     auto first = drop.core.publish(drop.now, "r", "1");
-    drop.core.publish(drop.now, "r", "2");
-    EXPECT_TRUE(drop.core.publish(drop.now, "r", "3").accepted);
+    EXPECT_TRUE(drop.core.publish(drop.now, "r", "2"));
+    EXPECT_TRUE(drop.core.publish(drop.now, "r", "3").has_value());
     drop.drain();
     auto failed = drop.events_of<PublishFailed>();
     ASSERT_EQ(failed.size(), 1u);
-    EXPECT_EQ(failed[0].id, first.id);
-    EXPECT_EQ(failed[0].code, "dropped");
+    EXPECT_EQ(failed[0].id, first.value());
+    EXPECT_EQ(failed[0].error, error::dropped);
     EXPECT_FALSE(failed[0].possibly_delivered);
     EXPECT_EQ(drop.core.pending(), 2u);
     EXPECT_EQ(drop.core.metrics().dropped, 1u);
@@ -512,17 +449,17 @@ TEST(ClientCore, OutboxBoundsRejectNewOrDropOldest) {
     cfg = {};
     cfg.outbox.bytes_max = 10;
     Harness bytes{cfg};
-    EXPECT_TRUE(bytes.core.publish(bytes.now, "r", "123456").accepted);
-    EXPECT_EQ(bytes.core.publish(bytes.now, "r", "123456").error, "outbox_full");
-    EXPECT_EQ(bytes.core.publish(bytes.now, "r", "12345678901").error, "too_large");
+    EXPECT_TRUE(bytes.core.publish(bytes.now, "r", "123456").has_value());
+    EXPECT_EQ(bytes.core.publish(bytes.now, "r", "123456").error(), error::outbox_full);
+    EXPECT_EQ(bytes.core.publish(bytes.now, "r", "12345678901").error(), error::too_large);
 }
 
 TEST(ClientCore, PublishValidatesInput) {
     Harness h;
-    EXPECT_EQ(h.core.publish(h.now, "", "1").error, "invalid_room");
-    EXPECT_EQ(h.core.publish(h.now, std::string(500, 'r'), "1").error, "invalid_room");
-    EXPECT_EQ(h.core.publish(h.now, "r", "{not json").error, "invalid_data");
-    EXPECT_EQ(h.core.join(h.now, "\xC3\x28"), "invalid_room");
+    EXPECT_EQ(h.core.publish(h.now, "", "1").error(), error::invalid_room);
+    EXPECT_EQ(h.core.publish(h.now, std::string(500, 'r'), "1").error(), error::invalid_room);
+    EXPECT_EQ(h.core.publish(h.now, "r", "{not json").error(), error::invalid_data);
+    EXPECT_EQ(h.core.join(h.now, "\xC3\x28").error(), error::invalid_room);
 }
 
 TEST(ClientCore, MessagesExpireIfNotAcknowledgedInTime) {
@@ -536,8 +473,8 @@ TEST(ClientCore, MessagesExpireIfNotAcknowledgedInTime) {
     h.advance(31s);
     auto failed = h.events_of<PublishFailed>();
     ASSERT_EQ(failed.size(), 1u);
-    EXPECT_EQ(failed[0].id, res.id);
-    EXPECT_EQ(failed[0].code, "expired");
+    EXPECT_EQ(failed[0].id, res.value());
+    EXPECT_EQ(failed[0].error, error::expired);
     EXPECT_EQ(h.core.pending(), 0u);
 }
 
@@ -546,8 +483,8 @@ TEST(ClientCore, RateLimitedPublishIsHeldThenResentInOrder) {
     h.core.connect(h.now);
     h.drain();
     const auto c = h.establish();
-    const auto a = h.core.publish(h.now, "r", "1").id;
-    const auto b = h.core.publish(h.now, "r", "2").id;
+    const auto a = h.core.publish(h.now, "r", "1").value();
+    const auto b = h.core.publish(h.now, "r", "2").value();
     h.drain();
     EXPECT_EQ(h.expect_sent<p::Publish>().id, a);
     EXPECT_EQ(h.expect_sent<p::Publish>().id, b);
@@ -560,7 +497,7 @@ TEST(ClientCore, RateLimitedPublishIsHeldThenResentInOrder) {
     h.recv(c, p::Nack{a, "too_large", "no", std::nullopt});
     auto failed = h.events_of<PublishFailed>();
     ASSERT_EQ(failed.size(), 1u);
-    EXPECT_EQ(failed[0].code, "too_large");
+    EXPECT_EQ(failed[0].error, error::too_large);
 }
 
 TEST(ClientCore, RetriedPublishKeepsItsIdAcrossReconnects) {
@@ -568,7 +505,7 @@ TEST(ClientCore, RetriedPublishKeepsItsIdAcrossReconnects) {
     h.core.connect(h.now);
     h.drain();
     auto c = h.establish();
-    const auto id = h.core.publish(h.now, "r", "1").id;
+    const auto id = h.core.publish(h.now, "r", "1").value();
     h.drain();
     EXPECT_EQ(h.expect_sent<p::Publish>().id, id);
     h.closed(c, 1006);  // ack lost with the link
@@ -585,7 +522,7 @@ TEST(ClientCore, RetriedPublishKeepsItsIdAcrossReconnects) {
 
 TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPositions) {
     Harness a;
-    a.core.join(a.now, "lobby");
+    EXPECT_TRUE(a.core.join(a.now, "lobby"));
     a.core.connect(a.now);
     a.drain();
     auto c = a.establish();
@@ -593,8 +530,8 @@ TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPosition
     a.recv(c, p::Joined{"lobby", {7, 2}, true});
     a.recv(c, p::Event{"lobby", {7, 3}, "3"});
     const auto v0 = a.core.state_version();
-    const auto id1 = a.core.publish(a.now, "lobby", R"("one")").id;
-    const auto id2 = a.core.publish(a.now, "lobby", R"("two")").id;
+    const auto id1 = a.core.publish(a.now, "lobby", R"("one")").value();
+    const auto id2 = a.core.publish(a.now, "lobby", R"("two")").value();
     EXPECT_GT(a.core.state_version(), v0);
     a.recv(c, p::Ack{id1, "lobby", 7, 4});  // "two" stays unacknowledged
     const ClientSnapshot snap = a.core.snapshot();
@@ -607,7 +544,7 @@ TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPosition
     ClientConfig cfg;
     cfg.seed = 99;
     Harness b(cfg);
-    ASSERT_FALSE(b.core.restore(b.now, snap));
+    ASSERT_TRUE(b.core.restore(b.now, snap));
     EXPECT_EQ(b.core.snapshot(), snap);
     EXPECT_EQ(b.core.pending(), 1u);
     b.core.connect(b.now);
@@ -621,17 +558,17 @@ TEST(ClientCore, SnapshotRestoreResendsPendingWithTheirIdsAndRejoinsFromPosition
     auto pub = b.expect_sent<p::Publish>();
     EXPECT_EQ(pub.id, id2);  // the same id: the server's dedupe makes it count once
     // New ids continue the old sequence instead of restarting it.
-    const auto id3 = b.core.publish(b.now, "lobby", "3").id;
+    const auto id3 = b.core.publish(b.now, "lobby", "3").value();
     EXPECT_EQ(id3.substr(0, id3.find('-')), id2.substr(0, id2.find('-')));
     EXPECT_NE(id3, id2);
     EXPECT_NE(id3, id1);
 
     // restore() is refused once started, and a bad snapshot changes nothing.
-    EXPECT_TRUE(b.core.restore(b.now, snap));
+    EXPECT_EQ(b.core.restore(b.now, snap).error().code, error::bad_call);
     Harness d;
     ClientSnapshot bad = snap;
     bad.rooms.push_back({"", std::nullopt});
-    EXPECT_TRUE(d.core.restore(d.now, bad));
+    EXPECT_EQ(d.core.restore(d.now, bad).error().code, error::invalid_state);
     EXPECT_EQ(d.core.pending(), 0u);
     EXPECT_TRUE(d.core.rooms().empty());
 }
@@ -776,15 +713,17 @@ TEST(ClientCore, DescribeIsReadable) {
 }
 
 TEST(ClientCore, InvalidConfigIsRejectedClearly) {
+    EXPECT_TRUE(ClientConfig{}.validate());
     ClientConfig cfg;
     cfg.backoff.jitter_ratio = 3;
+    EXPECT_EQ(cfg.validate().error().code, error::invalid_config);
     EXPECT_THROW(ClientCore{cfg}, std::invalid_argument);
     cfg = {};
     cfg.outbox.count_max = 0;
-    try {
-        ClientCore core{cfg};
-        FAIL();
-    } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string{e.what()}.find("outbox"), std::string::npos);
-    }
+    EXPECT_EQ(cfg.validate().error().code, error::invalid_config);
+    EXPECT_FALSE(cfg.validate().error().message.empty());  // says what to fix
+    EXPECT_THROW(ClientCore{cfg}, std::invalid_argument);
+    cfg = {};
+    cfg.fatal_codes = {99};
+    EXPECT_EQ(cfg.validate().error().code, error::invalid_config);
 }

@@ -11,7 +11,7 @@ Message roundtrip(const Message& m) {
     const auto text = encode(m);
     auto r = decode(text);
     EXPECT_TRUE(r) << text << " -> " << (r ? "" : r.error().message());
-    return r ? r.message() : Message{};
+    return r ? (*r) : Message{};
 }
 
 DecodeError error_of(std::string_view text, const Limits& l = {}) {
@@ -77,7 +77,7 @@ TEST(Protocol, AcceptsMembersInAnyOrderAndIgnoresUnknownOnes) {
     auto r = decode(
         R"({"d":{"offset":2,"extra":[1],"epoch":1,"room":"r","data":7},"op":"EVENT","v":9})");
     ASSERT_TRUE(r);
-    EXPECT_EQ(std::get<Event>(r.message()), (Event{"r", {1, 2}, "7"}));
+    EXPECT_EQ(std::get<Event>((*r)), (Event{"r", {1, 2}, "7"}));
 }
 
 TEST(Protocol, MissingDIsAnEmptyPayload) {
@@ -220,13 +220,13 @@ TEST(ProtocolErrors, NeverThrowsOnArbitraryBytes) {
 }
 
 TEST(Protocol, ValidateData) {
-    EXPECT_FALSE(validate_data(R"({"a":[1,2]})"));
-    EXPECT_FALSE(validate_data("null"));
-    EXPECT_TRUE(validate_data("{"));
-    EXPECT_TRUE(validate_data("1 2"));
+    EXPECT_TRUE(validate_data(R"({"a":[1,2]})"));
+    EXPECT_TRUE(validate_data("null"));
+    EXPECT_FALSE(validate_data("{"));
+    EXPECT_FALSE(validate_data("1 2"));
     std::string deep(40, '[');
     deep += std::string(40, ']');
-    EXPECT_EQ(validate_data(deep)->code, DecodeErrc::too_deep);
+    EXPECT_EQ(validate_data(deep).error().code, DecodeErrc::too_deep);
 }
 
 TEST(Protocol, Utf8Validation) {
@@ -256,10 +256,10 @@ TEST(Protocol, DataWithImpreciseDoublesIsStableAcrossHops) {
             std::string{R"({"op":"PUBLISH","d":{"room":"a","id":"x","data":)"} + data + "}}";
         auto first = tether::proto::decode(frame);
         if (!first) continue;  // out of range for a double: refused, which is fine
-        auto second = tether::proto::decode(tether::proto::encode(first.message()));
+        auto second = tether::proto::decode(tether::proto::encode((*first)));
         ASSERT_TRUE(second);
-        EXPECT_EQ(std::get<tether::proto::Publish>(second.message()).data,
-                  std::get<tether::proto::Publish>(first.message()).data)
+        EXPECT_EQ(std::get<tether::proto::Publish>((*second)).data,
+                  std::get<tether::proto::Publish>((*first)).data)
             << data;
     }
 }

@@ -49,7 +49,7 @@ struct Driver {
         std::vector<p::Message> v;
         for (auto& t : out)
             if (t.conn == conn && t.kind == ServerTransmit::Kind::send)
-                v.push_back(p::decode(t.text()).message());
+                v.push_back(*p::decode(t.text()));
         out.clear();
         return v;
     }
@@ -289,7 +289,7 @@ TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
     std::vector<std::int64_t> retry;
     for (auto& t : d.out)
         if (t.kind == ServerTransmit::Kind::send)
-            retry.push_back(*std::get<p::Reconnect>(p::decode(t.text()).message()).retry_after_ms);
+            retry.push_back(*std::get<p::Reconnect>(*p::decode(t.text())).retry_after_ms);
     ASSERT_EQ(retry.size(), 2u);
     for (auto r : retry) {
         EXPECT_GE(r, 1'000);

@@ -4,42 +4,22 @@
 #include <tether/core/close_codes.hpp>
 #include <tether/core/socket_core.hpp>
 
+#include "core_harness.hpp"
+
 #include <gtest/gtest.h>
 
 #include <variant>
 
 using namespace std::chrono_literals;
 using namespace tether;
-using Kind = SocketTransmit::Kind;
+using Kind = Transmit::Kind;
 
 namespace {
 
-struct Harness {
-    explicit Harness(SocketConfig c = {}) : core(std::move(c)) {}
-    SocketCore core;
-    time_point now = from_ms(5'000);
-    std::vector<SocketTransmit> tx;
-    std::vector<SocketEvent> events;
+struct Harness : test::CoreHarness<SocketCore, SocketEvent> {
+    explicit Harness(SocketConfig c = {}) : CoreHarness(std::move(c), from_ms(5'000)) {}
 
-    void drain() {
-        while (auto t = core.poll_transmit())
-            tx.push_back(std::move(*t));
-        while (auto e = core.poll_event())
-            events.push_back(std::move(*e));
-    }
-    /// Fires timers up to now + d.
-    void advance(duration d) {
-        const auto end = now + d;
-        for (;;) {
-            auto t = core.poll_timeout();
-            if (!t || *t > end) break;
-            now = std::max(now, *t);
-            core.handle_timeout(now);
-            drain();
-        }
-        now = end;
-    }
-    SocketTransmit take() {
+    Transmit take() {
         EXPECT_FALSE(tx.empty());
         if (tx.empty()) return {};
         auto t = tx.front();
@@ -47,31 +27,11 @@ struct Harness {
         return t;
     }
     /// Runs timers until an open appears; returns its connection id.
-    std::uint64_t next_open(duration limit = 120s) {
-        const auto end = now + limit;
-        for (;;) {
-            for (std::size_t i = 0; i < tx.size(); ++i) {
-                if (tx[i].kind == Kind::open) {
-                    auto id = tx[i].conn;
-                    tx.erase(tx.begin(), tx.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-                    return id;
-                }
-            }
-            auto t = core.poll_timeout();
-            if (!t || *t > end) {
-                ADD_FAILURE() << "no open";
-                return 0;
-            }
-            now = std::max(now, *t);
-            core.handle_timeout(now);
-            drain();
-        }
-    }
-    const SocketStatus& status() const { return core.status().get(); }
+    std::uint64_t next_open(duration limit = 120s) { return expect_open(limit); }
     std::vector<std::string> sent_texts() {
         std::vector<std::string> out;
         for (auto& t : tx)
-            if (t.kind == Kind::send) out.push_back(t.message.data);
+            if (t.kind == Kind::send) out.push_back(t.data);
         return out;
     }
 };
@@ -90,7 +50,7 @@ TEST(SocketCore, AuthFirstThenSubscriptionsThenQueueOnEveryConnect) {
     cfg.await_auth_reply = true;
     cfg.subscriptions = {SocketMessage{"sub trades"}, SocketMessage{"sub orders"}};
     Harness h(cfg);
-    EXPECT_TRUE(h.core.send(h.now, SocketMessage{"early"}).empty());  // queued before connect
+    EXPECT_TRUE(h.core.send(h.now, SocketMessage{"early"}));  // queued before connect
     h.core.connect(h.now);
     h.drain();
     auto c = h.next_open();
@@ -108,10 +68,10 @@ TEST(SocketCore, AuthFirstThenSubscriptionsThenQueueOnEveryConnect) {
     h.tx.clear();
 
     // The link drops: everything is re-sent in the same order on the next connect.
-    h.core.handle_close(h.now, c, 1006, "");
+    h.closed(c, 1006, "");
     h.drain();
     EXPECT_EQ(h.status().state, ConnState::reconnecting);
-    EXPECT_TRUE(h.core.send(h.now, SocketMessage{"while away"}).empty());
+    EXPECT_TRUE(h.core.send(h.now, SocketMessage{"while away"}));
     c = h.next_open();
     h.core.handle_open(h.now, c);
     h.core.handle_auth_reply(h.now, c, true);
@@ -156,7 +116,7 @@ TEST(SocketCore, MissingPongClosesAndReconnectsWithinBackoff) {
     h.advance(1s);
     auto ping = h.take();
     EXPECT_EQ(ping.kind, Kind::ping);
-    EXPECT_EQ(ping.message.data, "ping");
+    EXPECT_EQ(ping.data, "ping");
     h.advance(100ms);
     h.core.handle_pong(h.now, c);  // answered: the link is alive
     h.drain();
@@ -195,7 +155,7 @@ TEST(SocketCore, AppLevelPingIsATextFrameAndTheDriverMatchesPongs) {
     h.advance(2s);
     auto t = h.take();
     EXPECT_EQ(t.kind, Kind::send);
-    EXPECT_EQ(t.message.data, R"({"op":"ping"})");
+    EXPECT_EQ(t.data, R"({"op":"ping"})");
     h.core.handle_pong(h.now, c);
     h.advance(20s);
     EXPECT_EQ(h.status().state, ConnState::reconnecting);  // later pings unanswered
@@ -210,7 +170,7 @@ TEST(SocketCore, FatalCloseCodeOrReasonStopsRetrying) {
     h.drain();
     auto c = h.next_open();
     h.core.handle_open(h.now, c);
-    h.core.handle_close(h.now, c, 4004, "bad token");
+    h.closed(c, 4004, "bad token");
     h.drain();
     EXPECT_EQ(h.status().state, ConnState::disconnected);
     EXPECT_EQ(h.status().reason, StopReason::fatal);
@@ -222,7 +182,7 @@ TEST(SocketCore, FatalCloseCodeOrReasonStopsRetrying) {
     h.drain();
     c = h.next_open(1ms);
     h.core.handle_open(h.now, c);
-    h.core.handle_close(h.now, c, 1000, "you are banned");
+    h.closed(c, 1000, "you are banned");
     h.drain();
     EXPECT_EQ(h.status().reason, StopReason::fatal);
 }
@@ -240,7 +200,7 @@ TEST(SocketCore, OfflinePausesAndOnlineAttemptsAtOnce) {
     EXPECT_EQ(close.kind, Kind::close);
     EXPECT_EQ(close.code, close_code::going_away);
     EXPECT_EQ(h.status().reason, StopReason::offline);
-    h.core.handle_close(h.now, c, 1001, "");
+    h.closed(c, 1001, "");
     h.drain();
     h.tx.clear();
     h.advance(1h);
@@ -260,7 +220,7 @@ TEST(SocketCore, MaxAttemptsStopsWithAReason) {
     h.drain();
     for (int i = 0; i < 3; ++i) {
         auto c = h.next_open();
-        h.core.handle_close(h.now, c, 1006, "refused");
+        h.closed(c, 1006, "refused");
         h.drain();
     }
     EXPECT_EQ(h.status().state, ConnState::disconnected);
@@ -273,24 +233,24 @@ TEST(SocketCore, QueueBoundsRejectOrDropOldestAndReport) {
     cfg.queue_count_max = 2;
     {
         Harness h(cfg);
-        EXPECT_EQ(h.core.send(h.now, {"a"}), "");
-        EXPECT_EQ(h.core.send(h.now, {"b"}), "");
-        EXPECT_EQ(h.core.send(h.now, {"c"}), "queue_full");
+        EXPECT_TRUE(h.core.send(h.now, {"a"}));
+        EXPECT_TRUE(h.core.send(h.now, {"b"}));
+        EXPECT_EQ(h.core.send(h.now, {"c"}).error(), error::queue_full);
         EXPECT_EQ(h.status().queued, 2u);
     }
     cfg.overflow = OverflowPolicy::drop_oldest;
     cfg.message_bytes_max = 4;
     Harness h(cfg);
-    EXPECT_EQ(h.core.send(h.now, {"a"}), "");
-    EXPECT_EQ(h.core.send(h.now, {"b"}), "");
-    EXPECT_EQ(h.core.send(h.now, {"c"}), "");
-    EXPECT_EQ(h.core.send(h.now, {"too long"}), "too_large");
+    EXPECT_TRUE(h.core.send(h.now, {"a"}));
+    EXPECT_TRUE(h.core.send(h.now, {"b"}));
+    EXPECT_TRUE(h.core.send(h.now, {"c"}));
+    EXPECT_EQ(h.core.send(h.now, {"too long"}).error(), error::too_large);
     h.drain();
     ASSERT_FALSE(h.events.empty());
     bool dropped_a = false;
     for (auto& e : h.events)
         if (auto* d = std::get_if<SocketDropped>(&e))
-            dropped_a = d->message.data == "a" && d->code == "dropped";
+            dropped_a = d->message.data == "a" && d->error == error::dropped;
     EXPECT_TRUE(dropped_a);
     EXPECT_EQ(h.core.metrics().dropped, 2u);
     h.core.close(h.now, true);
@@ -304,7 +264,7 @@ TEST(SocketCore, StaleSocketsAreAbortedAndCannotDriveTheState) {
     h.drain();
     auto c = h.next_open();
     h.core.handle_open(h.now, c);
-    h.core.handle_close(h.now, c, 1006, "");
+    h.closed(c, 1006, "");
     h.drain();
     h.core.handle_open(h.now, c);  // a late open of the dead socket
     h.drain();
@@ -320,7 +280,9 @@ TEST(SocketCore, InvalidConfigIsRejected) {
     SocketConfig c;
     c.backoff.initial = -1ms;
     EXPECT_THROW(SocketCore{c}, std::invalid_argument);
+    EXPECT_EQ(c.validate().error().code, error::invalid_config);
     SocketConfig d;
     d.ping_payload = std::string(200, 'x');
-    EXPECT_TRUE(d.validate());
+    EXPECT_EQ(d.validate().error().code, error::invalid_config);
+    EXPECT_TRUE(SocketConfig{}.validate());
 }

@@ -23,6 +23,7 @@
 /// @par Thread safety
 /// Distinct objects: safe. Shared objects: unsafe.
 
+#include <tether/core/error.hpp>
 #include <tether/core/random.hpp>
 #include <tether/core/time.hpp>
 
@@ -60,8 +61,8 @@ struct BackoffPolicy {
     duration stable_period{5'000};              ///< uptime after which the attempt counter resets
     duration retry_after_max{60'000};           ///< cap on server-given retry_after
 
-    /// Describes the first invalid field, or nullopt when the policy is usable.
-    std::optional<std::string> validate() const;
+    /// The first invalid field (error::invalid_config), or success.
+    [[nodiscard]] result<void, Error> validate() const;
 };
 
 /// Stateful delay generator for one reconnecting endpoint.

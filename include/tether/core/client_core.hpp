@@ -31,10 +31,10 @@
 /// @par Thread safety
 /// Distinct objects: safe. Shared objects: unsafe (drive it from one strand).
 
-#include <tether/core/backoff.hpp>
+#include <tether/core/error.hpp>
 #include <tether/core/observable.hpp>
 #include <tether/core/protocol.hpp>
-#include <tether/core/random.hpp>
+#include <tether/core/reconnector.hpp>
 #include <tether/core/time.hpp>
 #include <tether/version.hpp>
 
@@ -50,9 +50,6 @@
 
 namespace tether {
 
-/// Top-level connection state (seed 001).
-enum class ConnState : std::uint8_t { connecting, connected, reconnecting, disconnected, error };
-
 /// What the client is doing within its state.
 enum class Phase : std::uint8_t {
     none,
@@ -65,48 +62,32 @@ enum class Phase : std::uint8_t {
     sending,               ///< outbox not yet acknowledged: "sending x of y"
 };
 
-/// Why the client is disconnected or in error.
-enum class StopReason : std::uint8_t {
-    none,
-    not_started,   ///< connect() not called yet
-    manual,        ///< close() was called
-    offline,       ///< the environment is offline; resumes by itself
-    fatal,         ///< a fatal close code or reason
-    max_attempts,  ///< attempts_max exhausted and re-authentication failed
-    auth_failed,   ///< re-authentication with fresh credentials failed
-};
-
-std::string_view to_string(ConnState s) noexcept;
-std::string_view to_string(Phase p) noexcept;
-std::string_view to_string(StopReason r) noexcept;
+/// "opening", "catching up", ...
+[[nodiscard]] std::string_view to_string(Phase p) noexcept;
+/// Stable identifiers for scripts and JSON ("catching_up").
+[[nodiscard]] std::string_view to_id(Phase p) noexcept;
 
 /// Snapshot of the client's status, observable through ClientCore::status().
-struct ClientStatus {
-    ConnState state = ConnState::disconnected;
+struct ClientStatus : ConnectionStatus {
     Phase phase = Phase::none;
-    StopReason reason = StopReason::not_started;
-    std::uint32_t attempt = 0;                ///< current attempt within this outage
-    std::optional<time_point> next_retry_at;  ///< set while waiting to retry
-    std::uint16_t close_code = 0;             ///< last close code seen (0: none)
-    std::string close_reason;                 ///< last close reason seen
-    std::size_t sending_done = 0;             ///< "sending x of y": x
-    std::size_t sending_total = 0;            ///< "sending x of y": y
-    std::size_t pending = 0;                  ///< messages in the outbox
-    bool online = true;
+    std::size_t sending_done = 0;   ///< "sending x of y": x
+    std::size_t sending_total = 0;  ///< "sending x of y": y
+    std::size_t pending = 0;        ///< messages in the outbox
     friend bool operator==(const ClientStatus&, const ClientStatus&) = default;
 };
 
-/// One line for humans, e.g. "reconnecting (attempt 3, next in 2.1 s)".
-std::string describe(const ClientStatus& s, time_point now);
+/// One line for humans, e.g. "reconnecting (attempt 3, next in 2.1 s)",
+/// "connected (sending 3 of 10)".
+[[nodiscard]] std::string describe(const ClientStatus& s, time_point now);
 
-/// Per-room status (seed 001).
+/// Per-room status (docs/PROTOCOL.md, "Client states").
 enum class RoomState : std::uint8_t { connecting, joined, reconnecting, disconnected, error };
-std::string_view to_string(RoomState s) noexcept;
+[[nodiscard]] std::string_view to_string(RoomState s) noexcept;
 
 /// What happens when a publish would exceed the outbox bounds.
 enum class OverflowPolicy : std::uint8_t {
-    reject_new,   ///< publish() fails with "outbox_full"
-    drop_oldest,  ///< the oldest queued message is dropped (PublishFailed "dropped")
+    reject_new,   ///< publish() fails with error::outbox_full
+    drop_oldest,  ///< the oldest queued message is dropped (PublishFailed error::dropped)
 };
 
 struct OutboxLimits {
@@ -119,17 +100,19 @@ struct OutboxLimits {
     std::size_t inflight_max = 64;
 };
 
-struct ClientConfig {
-    BackoffPolicy backoff;
-    std::uint64_t seed = 1;  ///< jitter and publish-id prefix; give each client its own
-    std::string token;       ///< static credentials (used unless dynamic_credentials)
+/// The options of a ClientCore. Everything a tether::Client does is
+/// decided here; ClientOptions (client.hpp) extends it with the network's.
+struct ClientConfig : ReconnectConfig {
+    /// Fatal close codes: 4003, 4004, 4012, 4013, 4014 (docs/PROTOCOL.md).
+    ClientConfig();
+
+    std::string token;  ///< static credentials (used unless dynamic_credentials)
     /// When true, every attempt first emits CredentialsNeeded and waits for
     /// provide_credentials() / credentials_failed() (token refresh).
     bool dynamic_credentials = false;
     proto::ClientInfo client_info{"tether-cpp", std::string{version_string}};
     proto::Limits limits;
     duration credentials_timeout{10'000};
-    duration open_timeout{10'000};                  ///< socket + WebSocket handshake
     duration auth_timeout{10'000};                  ///< open -> READY/RESUMED
     std::optional<duration> heartbeat_interval;     ///< default: the server's HELLO value
     std::optional<duration> heartbeat_ack_timeout;  ///< default: the heartbeat interval
@@ -139,31 +122,13 @@ struct ClientConfig {
     /// First wait after a retryable JOIN_ERROR; doubles per error, capped at backoff.max.
     duration join_retry_delay{1'000};
     duration sync_timeout{30'000};  ///< authenticated -> rooms rejoined and caught up
-    duration close_timeout{2'000};  ///< close handshake, then hard teardown
-    std::vector<std::uint16_t> fatal_codes{4003, 4004, 4012, 4013, 4014};
-    std::vector<std::string> fatal_reasons;  ///< substrings of a close reason that are fatal
     /// Fatal codes that trigger one re-identify with fresh credentials.
     std::vector<std::uint16_t> reauth_codes{4003, 4004};
-    bool reset_backoff_on_online = true;
     std::size_t rooms_max = 1000;
     OutboxLimits outbox;
 
-    std::optional<std::string> validate() const;
-};
-
-/// An instruction for the driver.
-struct Transmit {
-    enum class Kind : std::uint8_t {
-        open,   ///< open connection `conn` (connect + WebSocket handshake with tether.v1)
-        send,   ///< send `text` as one text frame on `conn`
-        close,  ///< start a close handshake on `conn` with code/reason
-        abort,  ///< tear `conn` down now, without a handshake
-    };
-    Kind kind = Kind::send;
-    std::uint64_t conn = 0;
-    std::string text;
-    std::uint16_t code = 0;
-    std::string reason;
+    /// The first invalid field (error::invalid_config).
+    [[nodiscard]] result<void, Error> validate() const;
 };
 
 // ---- events for the application --------------------------------------------
@@ -173,7 +138,8 @@ struct StatusChanged {
 struct RoomStatusChanged {
     std::string room;
     RoomState state = RoomState::connecting;
-    std::string reason;
+    std::error_code error;  ///< why it is in `error` (invalid_room, not_permitted, ...)
+    std::string reason;     ///< for humans ("left", the server's JOIN_ERROR reason)
 };
 /// An event of a room, delivered exactly once and in order.
 struct MessageReceived {
@@ -197,7 +163,8 @@ struct PublishAcked {
 struct PublishFailed {
     std::string id;
     std::string room;
-    std::string code;  ///< NACK code, "expired", "dropped" or "too_large"
+    std::error_code error;    ///< expired, dropped, or the server's refusal (not_permitted, ...)
+    std::string server_code;  ///< the NACK code as sent, when the server refused it
     std::string reason;
     bool possibly_delivered = false;  ///< it was sent at least once before failing
 };
@@ -240,12 +207,6 @@ struct ClientMetrics {
     std::optional<duration> last_rtt;
 };
 
-struct PublishResult {
-    bool accepted = false;
-    std::string id;     ///< set when accepted
-    std::string error;  ///< "outbox_full", "too_large", "invalid_data", "invalid_room"
-};
-
 struct RoomInfo {
     std::string room;
     RoomState state = RoomState::connecting;
@@ -275,8 +236,9 @@ struct ClientSnapshot {
     friend bool operator==(const ClientSnapshot&, const ClientSnapshot&) = default;
 };
 
-class ClientCore {
+class ClientCore final : private ReconnectHooks {
   public:
+    /// Throws std::invalid_argument when the config does not validate().
     explicit ClientCore(ClientConfig config);
     ClientCore(const ClientCore&) = delete;
     ClientCore& operator=(const ClientCore&) = delete;
@@ -295,29 +257,32 @@ class ClientCore {
     void provide_credentials(time_point now, std::string token);
     void credentials_failed(time_point now, std::string reason);
 
-    /// Tracks a room; joins now or when connected. Empty string on success,
-    /// else "invalid_room" or "too_many_rooms".
-    std::string join(time_point now, std::string room);
-    void leave(time_point now, std::string_view room);
+    /// Tracks a room; joins now or when connected. Errors: invalid_room,
+    /// too_many_rooms.
+    [[nodiscard]] result<void> join(time_point now, std::string room);
+    /// Stops tracking a room (LEAVE when connected). False when not tracked.
+    bool leave(time_point now, std::string_view room);
     /// Queues `data` (one JSON value) for `room`; sent when connected.
-    PublishResult publish(time_point now, std::string room, std::string data);
+    /// Returns the publish id. Errors: invalid_room, invalid_data, too_large,
+    /// outbox_full.
+    [[nodiscard]] result<std::string> publish(time_point now, std::string room, std::string data);
 
     // ---- driver inputs ----
     void handle_open(time_point now, std::uint64_t conn);
     void handle_message(time_point now, std::uint64_t conn, std::string_view text);
-    /// The connection ended (or could not be opened: use 1006).
-    void handle_close(time_point now, std::uint64_t conn, std::uint16_t code,
-                      std::string_view reason);
+    /// The connection ended: the close frame received, or how the link failed.
+    void handle_close(time_point now, std::uint64_t conn, const LinkClose& why);
     void handle_timeout(time_point now);
 
     // ---- outputs ----
-    std::optional<Transmit> poll_transmit();
-    std::optional<ClientEvent> poll_event();
-    std::optional<time_point> poll_timeout() const;
+    [[nodiscard]] std::optional<Transmit> poll_transmit();
+    [[nodiscard]] std::optional<ClientEvent> poll_event();
+    /// The earliest deadline of the timer table (a past one means "due now").
+    [[nodiscard]] std::optional<time_point> poll_timeout() const;
 
     // ---- persistence ----
     /// The state to save (cheap: copies the outbox and the room positions).
-    ClientSnapshot snapshot() const;
+    [[nodiscard]] ClientSnapshot snapshot() const;
     /// Restores a snapshot before the first connect(). Rooms are tracked again
     /// and rejoined from their positions; the outbox is resent with its
     /// original ids, so the server's dedupe window makes each message count
@@ -325,7 +290,8 @@ class ClientCore {
     /// connect(), when rooms or messages already exist, or when the snapshot
     /// breaks a limit of the config (room names, data, outbox bounds).
     /// Restored messages get a fresh message_ttl counted from `now`.
-    std::optional<std::string> restore(time_point now, const ClientSnapshot& snap);
+    /// Errors: bad_call (after connect(), or not empty), invalid_state.
+    [[nodiscard]] result<void, Error> restore(time_point now, const ClientSnapshot& snap);
     /// Grows by one whenever snapshot() would answer something new.
     std::uint64_t state_version() const noexcept { return state_version_; }
 
@@ -337,15 +303,21 @@ class ClientCore {
     /// Id of the live connection, if any (for drivers and tests).
     std::optional<std::uint64_t> connection() const noexcept;
     const ClientConfig& config() const noexcept { return config_; }
+    /// Asserts the invariants (docs/DESIGN.md, "Assertions"); every input
+    /// calls it at entry and exit in builds with TETHER_INVARIANTS.
+    void check_invariants() const;
 
   private:
+    /// The current attempt's stage. The lifecycle (attempts, socket, close,
+    /// backoff, timers) is the Reconnector's; this is what the tether
+    /// protocol adds on top.
     enum class Stage : std::uint8_t {
-        credentials,
-        opening,
-        hello,
-        authenticating,
-        syncing,
-        established
+        credentials,     ///< waiting for provide_credentials()
+        opening,         ///< socket and WebSocket handshake
+        hello,           ///< waiting for HELLO
+        authenticating,  ///< IDENTIFY or RESUME sent
+        syncing,         ///< rejoining rooms and catching up
+        established      ///< `connected`
     };
     enum class JoinState : std::uint8_t { idle, sent, retry_wait, joined };
 
@@ -370,31 +342,29 @@ class ClientCore {
         std::uint64_t sent_on = 0;             ///< connection it is in flight on (0: queued)
         bool ever_sent = false;
     };
+    /// The protocol state of the current attempt (the Reconnector holds its id).
     struct Conn {
         std::uint64_t id = 0;
         Stage stage = Stage::credentials;
-        time_point deadline{};  ///< of the current stage (none when established)
         bool resuming = false;
         duration heartbeat_interval{0};
-        std::optional<time_point> next_heartbeat;
-        std::optional<time_point> ack_deadline;
-        std::int64_t heartbeat_ts = 0;
+        std::int64_t heartbeat_ts = 0;  ///< of the HEARTBEAT awaiting its ack
     };
-    struct Closing {
-        std::uint64_t id = 0;
-        time_point deadline{};
+    struct Session {
+        std::string id;
+        std::string resume_token;
+        std::string user;
     };
 
+    // ReconnectHooks
+    void begin_attempt(time_point now, std::uint64_t conn) override;
+    void link_lost(time_point now, const LinkClose& why, bool from_peer, bool established) override;
+
     // connection lifecycle
-    void start_attempt(time_point now);
-    void on_link_lost(time_point now, std::uint16_t code, std::string_view reason, bool from_peer);
-    void schedule_retry(time_point now);
-    void escalate(time_point now);
-    void note_established_lost(time_point now);
-    void fail_link(time_point now, std::uint16_t code, std::string reason);
-    void enter_error(StopReason r);
-    void send(proto::Message m);
-    void abort_closing();
+    void escalate(time_point now, StopReason cause);
+    void fail_link(time_point now, std::uint16_t code, std::string reason, error why);
+    void send(const proto::Message& m);
+    void on_timer(time_point now, Timer t);
 
     // message handling
     void on_message(time_point now, proto::Message& m);
@@ -407,50 +377,33 @@ class ClientCore {
     void on_nack(time_point now, const proto::Nack& m);
     void send_identify();
     void send_join(time_point now, Room& r);
+    void serve_joins(time_point now);
     void maybe_finish_sync(time_point now);
     void flush_outbox(time_point now);
     void expire_outbox(time_point now);
-    void fail_entry(std::size_t index, std::string code, std::string reason);
-    bool authenticated() const noexcept;
-    bool established() const noexcept;
+    void fail_entry(std::size_t index, std::error_code why, std::string server_code,
+                    std::string reason);
+    [[nodiscard]] bool authenticated() const noexcept;
+    [[nodiscard]] bool established() const noexcept;
     Room* find_room(std::string_view name);
 
     void refresh(time_point now);
-    ClientStatus derive_status() const;
-    RoomState derive_room_state(const Room& r) const;
+    void arm_timers();
+    [[nodiscard]] ClientStatus derive_status() const;
+    [[nodiscard]] RoomState derive_room_state(const Room& r) const;
     void emit(ClientEvent e);
 
     ClientConfig config_;
-    Rng rng_;
-    Backoff backoff_;
+    Reconnector rc_;
     std::string id_prefix_;
     std::uint64_t next_publish_ = 1;
-    std::uint64_t next_conn_ = 1;
 
-    bool want_connected_ = false;
-    bool online_ = true;
-    StopReason stop_reason_ = StopReason::not_started;
-    bool error_ = false;
-    bool escalating_ = false;      ///< this attempt is the one re-identify
-    bool need_refresh_ = false;    ///< next credentials request asks for a fresh token
-    bool connected_once_ = false;  ///< since the last connect()
-    std::uint32_t attempts_since_connect_ = 0;
-    std::uint32_t outage_attempts_ = 0;  ///< attempts since the last established connection
-    StopReason escalation_cause_ = StopReason::auth_failed;
-    std::optional<duration> pending_retry_after_;  ///< from RECONNECT, applied to the next delay
-    std::optional<time_point> retry_at_;
+    bool escalating_ = false;    ///< this attempt is the one re-identify
+    bool need_refresh_ = false;  ///< next credentials request asks for a fresh token
+    StopReason escalation_cause_ = StopReason::auth_failed;  ///< why the re-identify runs
     std::optional<Conn> conn_;
-    std::optional<Closing> closing_;
     std::optional<std::string> pending_token_;
     std::optional<time_point> lost_at_;  ///< start of the current outage
-    std::uint16_t last_close_code_ = 0;
-    std::string last_close_reason_;
-
-    struct Session {
-        std::string id;
-        std::string resume_token;
-        std::string user;
-    };
     std::optional<Session> session_;
 
     std::map<std::string, Room, std::less<>> rooms_;
@@ -460,7 +413,6 @@ class ClientCore {
     std::size_t sending_total_ = 0;
 
     std::uint64_t state_version_ = 0;
-    std::deque<Transmit> transmits_;
     std::deque<ClientEvent> events_;
     Observable<ClientStatus> status_;
     ClientMetrics metrics_;

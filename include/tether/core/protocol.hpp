@@ -13,6 +13,8 @@
 /// @par Thread safety
 /// All functions are pure; safe from any thread.
 
+#include <tether/core/error.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -227,32 +229,34 @@ struct DecodeError {
     std::uint16_t close_code() const noexcept;
 };
 
-/// Either a message or an error; never both.
-class DecodeResult {
-  public:
-    DecodeResult(Message m) : value_(std::move(m)) {}
-    DecodeResult(DecodeError e) : value_(std::move(e)) {}
-    explicit operator bool() const noexcept { return value_.index() == 0; }
-    Message& message() { return std::get<Message>(value_); }
-    const Message& message() const { return std::get<Message>(value_); }
-    const DecodeError& error() const { return std::get<DecodeError>(value_); }
+/// Thrown by DecodeResult::value() on an error: std::invalid_argument with message().
+[[noreturn]] void throw_exception_from_error(const DecodeError& e,
+                                             const boost::source_location& loc);
 
-  private:
-    std::variant<Message, DecodeError> value_;
-};
+/// A decoded message, or why the frame is not one.
+using DecodeResult = result<Message, DecodeError>;
 
 /// Parses one text frame. Never throws.
-DecodeResult decode(std::string_view frame, const Limits& limits = {}) noexcept;
+[[nodiscard]] DecodeResult decode(std::string_view frame, const Limits& limits = {}) noexcept;
 
 /// Serialises a message. Strings must be valid UTF-8 and `data` members valid
 /// JSON (check with validate_data()); encode does not re-validate them.
 std::string encode(const Message& m);
 
 /// Checks that `data` is a single JSON value within the limits (depth counted
-/// as it will be inside the envelope). nullopt when valid.
-std::optional<DecodeError> validate_data(std::string_view data, const Limits& limits = {}) noexcept;
+/// as it will be inside the envelope).
+[[nodiscard]] result<void, DecodeError> validate_data(std::string_view data,
+                                                      const Limits& limits = {}) noexcept;
 
 /// True when `s` is well-formed UTF-8.
-bool is_valid_utf8(std::string_view s) noexcept;
+[[nodiscard]] bool is_valid_utf8(std::string_view s) noexcept;
+
+/// The longest close reason a close frame can carry (RFC 6455 5.5: a control
+/// payload is at most 125 bytes, two of them the code).
+inline constexpr std::size_t close_reason_bytes_max = 123;
+
+/// `reason` cut to at most close_reason_bytes_max bytes, never inside a
+/// UTF-8 sequence: the one place where tether shortens a close reason.
+[[nodiscard]] std::string truncate_close_reason(std::string_view reason);
 
 }  // namespace tether::proto
