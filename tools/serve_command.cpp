@@ -248,11 +248,11 @@ Action add_serve_command(CLI::App& app) {
             cfg.authenticate = [secret = a->token_secret, log](std::string_view token,
                                                                std::int64_t now_ms) {
                 auto r = wire::jwt_verify(token, secret, now_ms / 1000);
-                if (!r.claims) {
-                    log->info("identify refused: {}", r.error);  // never the token itself
-                    return AuthResult{false, {}, r.error};
+                if (!r) {
+                    log->info("identify refused: {}", r.error().message);  // never the token
+                    return AuthResult{false, {}, r.error().message};
                 }
-                return AuthResult{true, r.claims->sub, {}};
+                return AuthResult{true, r->sub, {}};
             };
         }
 

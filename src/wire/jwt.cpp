@@ -82,42 +82,40 @@ std::optional<std::string> base64url_decode(std::string_view text) {
     return out;
 }
 
-JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s,
-                     std::int64_t leeway_s) {
-    JwtResult r;
+result<JwtClaims, Error> jwt_verify(std::string_view token, std::string_view secret,
+                                    std::int64_t now_s, std::int64_t leeway_s) {
     try {
-        if (token.empty() || token.size() > kTokenBytesMax) return r.error = "token size", r;
+        if (token.empty() || token.size() > kTokenBytesMax)
+            return make_error(error::token_malformed, "token size");
         const auto d1 = token.find('.');
         const auto d2 = d1 == std::string_view::npos ? d1 : token.find('.', d1 + 1);
         if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos)
-            return r.error = "not three parts", r;
+            return make_error(error::token_malformed, "not three parts");
         const auto header = parse_object(token.substr(0, d1));
-        if (!header) return r.error = "header is not base64url JSON", r;
+        if (!header) return make_error(error::token_malformed, "header is not base64url JSON");
         const auto* alg = header->if_contains("alg");
         if (!alg || !alg->is_string() || alg->get_string() != "HS256")
-            return r.error = "alg is not HS256", r;
+            return make_error(error::token_unsupported, "alg is not HS256");
         const auto sig = base64url_decode(token.substr(d2 + 1));
-        if (!sig) return r.error = "signature is not base64url", r;
+        if (!sig) return make_error(error::token_malformed, "signature is not base64url");
         const auto expected = hmac_sha256(secret, token.substr(0, d2));
         if (sig->size() != expected.size() ||
             CRYPTO_memcmp(sig->data(), expected.data(), expected.size()) != 0)
-            return r.error = "bad signature", r;
+            return make_error(error::token_bad_signature, "bad signature");
         const auto payload = parse_object(token.substr(d1 + 1, d2 - d1 - 1));
-        if (!payload) return r.error = "payload is not base64url JSON", r;
+        if (!payload) return make_error(error::token_malformed, "payload is not base64url JSON");
         const auto* sub = payload->if_contains("sub");
         if (!sub || !sub->is_string() || sub->get_string().empty() ||
             sub->get_string().size() > 256)
-            return r.error = "sub missing or invalid", r;
+            return make_error(error::token_malformed, "sub missing or invalid");
         const auto exp = int_claim(*payload, "exp");
-        if (!exp) return r.error = "exp missing", r;
-        if (*exp + leeway_s <= now_s) return r.error = "expired", r;
+        if (!exp) return make_error(error::token_malformed, "exp missing");
+        if (*exp + leeway_s <= now_s) return make_error(error::token_expired, "expired");
         if (const auto nbf = int_claim(*payload, "nbf"); nbf && *nbf - leeway_s > now_s)
-            return r.error = "not yet valid", r;
-        r.claims = JwtClaims{std::string{sub->get_string()}, *exp};
-        return r;
+            return make_error(error::token_not_yet_valid, "not yet valid");
+        return JwtClaims{std::string{sub->get_string()}, *exp};
     } catch (const std::exception& e) {
-        r.error = std::string{"malformed: "} + e.what();
-        return r;
+        return make_error(error::token_malformed, std::string{"malformed: "} + e.what());
     }
 }
 

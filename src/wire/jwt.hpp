@@ -7,6 +7,8 @@
 // present and in the future; `nbf`, when present, not in the future. A
 // leeway of `leeway_s` seconds absorbs clock skew. Never throws.
 
+#include <tether/core/error.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,13 +21,11 @@ struct JwtClaims {
     std::int64_t exp = 0;  ///< seconds since the Unix epoch
 };
 
-struct JwtResult {
-    std::optional<JwtClaims> claims;
-    std::string error;  ///< why it was refused (for logs; clients only see 4004)
-};
-
-JwtResult jwt_verify(std::string_view token, std::string_view secret, std::int64_t now_s,
-                     std::int64_t leeway_s = 30);
+/// The claims, or why the token is refused: token_malformed,
+/// token_unsupported, token_bad_signature, token_expired, token_not_yet_valid
+/// (the message is for logs; clients only see 4004).
+[[nodiscard]] result<JwtClaims, Error> jwt_verify(std::string_view token, std::string_view secret,
+                                                  std::int64_t now_s, std::int64_t leeway_s = 30);
 
 /// Mints a token for `sub` valid for `ttl_s` seconds from `now_s`.
 std::string jwt_mint(std::string_view secret, std::string_view sub, std::int64_t now_s,

@@ -35,8 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         while (auto t = core.poll_transmit()) {
             if (t->kind == Transmit::Kind::open) conn = t->conn;
             if (t->kind == Transmit::Kind::send) {
-                auto r = p::decode(t->text);
-                if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text.c_str());
+                auto r = p::decode(t->data);
+                if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->data.c_str());
                 TETHER_ASSERT(r);
                 if (auto* pub = std::get_if<p::Publish>(&(*r))) publish_ids.push_back(pub->id);
             }
@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto pos = [&] { return p::StreamPosition{in.byte() % 4 == 0 ? 2u : 1u, in.byte()}; };
     auto target = [&] { return in.byte() % 8 == 0 ? conn + 1 + in.byte() % 3 : conn; };
 
-    core.join(now, "a");
+    TETHER_ASSERT(core.join(now, "a"));
     core.connect(now);
     drain();
     for (int steps = 0; steps < 500 && !in.empty(); ++steps) {
@@ -79,7 +79,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 const auto code = i < std::size(kCodes)
                                       ? kCodes[i]
                                       : static_cast<std::uint16_t>(1000 + in.u16() % 4000);
-                core.handle_close(now, target(), code, in.str(16));
+                // A close frame, a transport failure, a certificate
+                // rejection, or a close frame followed by a reset.
+                const auto how = in.byte() % 4;
+                LinkClose why = how == 1   ? LinkClose::failed(error::connection_lost, in.str(16))
+                                : how == 2 ? LinkClose::failed(error::certificate_rejected, {})
+                                           : LinkClose::closed(code, in.str(16));
+                if (how == 3) why.error = error::connection_lost;
+                core.handle_close(now, target(), why);
                 break;
             }
             case 2:
@@ -155,13 +162,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     p::encode(p::Reconnect{"drain", static_cast<std::int64_t>(in.u16())}));
                 break;
             case 18:
-                core.publish(now, room(), in.pick({"1", R"({"x":1})", "{"}));
+                (void)core.publish(now, room(), in.pick({"1", R"({"x":1})", "{"}));
                 break;
             case 19:
-                core.join(now, room());
+                (void)core.join(now, room());
                 break;
             case 20:
-                core.leave(now, room());
+                (void)core.leave(now, room());
                 break;
             case 21:
                 core.set_online(now, in.byte() % 2 == 0);
