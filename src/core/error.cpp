@@ -84,6 +84,10 @@ class Category final : public std::error_category {
                 return "liveness timeout";
             case error::auth_rejected:
                 return "auth rejected";
+            case error::store_failed:
+                return "the store failed to write";
+            case error::store_unavailable:
+                return "the store is unavailable";
             case error::token_malformed:
                 return "malformed token";
             case error::token_unsupported:

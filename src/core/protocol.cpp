@@ -441,7 +441,7 @@ Op op_of(const Message& m) noexcept {
 }
 
 bool codes::retryable(std::string_view code) noexcept {
-    return code == rate_limited || code == internal;
+    return code == rate_limited || code == internal || code == unavailable;
 }
 
 std::string_view to_string(DecodeErrc e) noexcept {

@@ -4,7 +4,6 @@
 #include <tether/core/server_engine.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <stdexcept>
 #include <tuple>
 #include <variant>
@@ -13,70 +12,70 @@ namespace tether {
 namespace {
 
 constexpr std::int64_t kHousekeepingMs = 1'000;
-constexpr std::size_t kQueueMax = 1u << 22;     // transmits between two polls
+constexpr std::size_t kQueueMax = 1u << 22;     // transmits or store requests between two polls
 constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row before closing 4008
 // How long a rate-limited publish holds the ones behind it beyond its
 // retry_after; after that the client has evidently dropped it.
 constexpr std::int64_t kHeldGraceMs = 5'000;
-constexpr int kSessionIdAttemptsMax = 4;  // fresh ids tried before refusing with 1013
-constexpr std::size_t kHeldMax = 1024;    // NACKed ids remembered per connection (then 4008)
+constexpr int kSessionIdAttemptsMax = 4;    // fresh ids tried before refusing with 1013
+constexpr std::size_t kHeldMax = 1024;      // NACKed ids remembered per connection (then 4008)
+constexpr std::int64_t kBusyRetryMs = 100;  // NACK unavailable while the store is behind
+constexpr std::size_t kWaitingJoinsMax = 10'000;  // joins waiting for one room's stream
+
+ServerConfig validated(ServerConfig c) {
+    if (auto r = c.validate(); !r)
+        throw std::invalid_argument("tether: invalid server config: " + r.error().message);
+    return c;
+}
 
 }  // namespace
 
-std::optional<std::string> ServerConfig::validate() const {
-    if (!authenticate) return "an authenticator is required";
-    if (!random_bytes) return "a random source is required";
-    if (heartbeat.count() < 100) return "heartbeat must be >= 100 ms";
-    if (idle_timeout.count() < 0) return "idle timeout must not be negative";
-    if (handshake_timeout.count() <= 0) return "handshake timeout must be > 0";
-    if (session_ttl.count() < 0) return "session ttl must not be negative";
-    if (sessions_max == 0) return "sessions max must be >= 1";
-    if (rooms_per_connection_max == 0) return "rooms per connection must be >= 1";
+result<void, Error> ServerConfig::validate() const {
+    auto bad = [](const char* what) { return make_error(error::invalid_config, what); };
+    if (!authenticate) return bad("an authenticator is required");
+    if (!random_bytes) return bad("a random source is required");
+    if (heartbeat.count() < 100) return bad("heartbeat must be >= 100 ms");
+    if (idle_timeout.count() < 0) return bad("idle timeout must not be negative");
+    if (handshake_timeout.count() <= 0) return bad("handshake timeout must be > 0");
+    if (session_ttl.count() < 0) return bad("session ttl must not be negative");
+    if (sessions_max == 0) return bad("sessions max must be >= 1");
+    if (rooms_per_connection_max == 0) return bad("rooms per connection must be >= 1");
     if (room_name_bytes_max == 0 || room_name_bytes_max > limits.room_bytes_max)
-        return "room name limit must be between 1 and the codec's room limit";
+        return bad("room name limit must be between 1 and the codec's room limit");
     if (message_bytes_max == 0 || message_bytes_max >= limits.frame_bytes_max)
-        return "message size limit must be > 0 and below the frame limit";
+        return bad("message size limit must be > 0 and below the frame limit");
     if (!(publish_rate > 0) || !(publish_burst >= 1))
-        return "publish rate must be > 0 and burst >= 1";
+        return bad("publish rate must be > 0 and burst >= 1");
     if (replay_page_events == 0 || replay_page_bytes == 0)
-        return "replay pages must allow at least one event";
-    if (dedupe_per_user_max == 0) return "dedupe window must be >= 1";
-    return std::nullopt;
+        return bad("replay pages must allow at least one event");
+    if (dedupe_per_user_max == 0) return bad("dedupe window must be >= 1");
+    if (appends_in_flight_max == 0) return bad("appends in flight must be >= 1");
+    if (startup_page == 0) return bad("start-up pages must be >= 1");
+    return {};
 }
 
-ServerEngine::ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms)
-    : config_(std::move(config)), store_(store) {
-    if (auto e = config_.validate())
-        throw std::invalid_argument("tether: invalid server config: " + *e);
+ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
+    : config_(validated(std::move(config))) {
     idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout
                                                      : 2 * config_.heartbeat + duration{5'000};
     publish_limit_ = RateLimit{config_.publish_rate, config_.publish_burst};
     next_housekeeping_ms_ = now_ms + kHousekeepingMs;
-    // Sessions survive restarts of a durable store; the ones that were
-    // attached when the process died start their retention window now.
-    for (auto& rec : store_.load_sessions()) {
-        if (rec.expires_at_ms == 0) rec.expires_at_ms = now_ms + config_.session_ttl.count();
-        if (rec.expires_at_ms <= now_ms) {
-            store_.erase_session(rec.id);
-            continue;
-        }
-        store_.save_session(rec);
-        sessions_[rec.id] = Session{std::move(rec.resume_token), std::move(rec.user),
-                                    std::move(rec.rooms), rec.expires_at_ms, std::nullopt};
-    }
-    // Rebuild the dedupe window from history, so that a publish retried after
-    // a restart is still recognised.
-    const std::int64_t since = now_ms - config_.dedupe_ttl.count();
-    for (const auto& room : store_.rooms()) {
-        const auto info = store_.stream(room);
-        for (const auto& e : store_.read(room, 0, info.head, SIZE_MAX, SIZE_MAX))
-            if (!e.publish_id.empty() && e.at_ms >= since)
-                remember(e.publisher, e.publish_id,
-                         DedupeEntry{room, {info.epoch, e.offset}, e.at_ms, true});
-    }
+    startup_dedupe_since_ = now_ms - config_.dedupe_ttl.count();
+    // Start-up, one bounded page at a time: the sessions, then the history
+    // of every room for the dedupe window.
+    submit(store_op::LoadSessions{{}, config_.startup_page}, Startup{});
 }
 
 // ---- helpers ---------------------------------------------------------------------------
+
+std::uint64_t ServerEngine::submit(StoreOp op, Request pending) {
+    TETHER_ASSERT(store_out_.size() < kQueueMax);
+    const std::uint64_t id = next_request_++;
+    requests_.emplace(id, std::move(pending));
+    store_out_.push_back(StoreRequest{id, std::move(op)});
+    ++metrics_.store_requests;
+    return id;
+}
 
 void ServerEngine::send(std::uint64_t conn, const proto::Message& m) {
     send_frame(conn, std::make_shared<const std::string>(proto::encode(m)));
@@ -90,8 +89,8 @@ void ServerEngine::send_frame(std::uint64_t conn, std::shared_ptr<const std::str
 void ServerEngine::close(std::uint64_t conn, std::uint16_t code, std::string reason) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
-    transmits_.push_back(
-        ServerTransmit{ServerTransmit::Kind::close, conn, {}, code, std::move(reason)});
+    transmits_.push_back(ServerTransmit{
+        ServerTransmit::Kind::close, conn, {}, code, proto::truncate_close_reason(reason)});
     ++metrics_.closes_by_code[code];
     detach(it->second.last_seen_ms, conn, it->second);
     conns_.erase(it);
@@ -111,16 +110,9 @@ std::string ServerEngine::random_hex(std::size_t bytes) {
 }
 
 void ServerEngine::persist(const SessionEntry& s) {
-    store_.save_session(SessionRecord{s.first, s.second.resume_token, s.second.user, s.second.rooms,
-                                      s.second.expires_at_ms});
-}
-
-std::uint64_t ServerEngine::durable_head(std::string_view room) const {
-    const auto info = store_.stream(room);
-    auto it = durable_heads_.find(room);
-    // Nothing appended through this engine in this epoch: all of it is durable.
-    if (it == durable_heads_.end() || it->second.epoch != info.epoch) return info.head;
-    return std::min(it->second.head, info.head);
+    submit(store_op::SaveSession{SessionRecord{s.first, s.second.resume_token, s.second.user,
+                                               s.second.rooms, s.second.expires_at_ms}},
+           Background{});
 }
 
 void ServerEngine::remember(std::string_view user, std::string_view id, DedupeEntry e) {
@@ -147,6 +139,7 @@ ServerEngine::DedupeEntry* ServerEngine::recall(std::string_view user, std::stri
 // ---- inputs ----------------------------------------------------------------------------
 
 void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
+    TETHER_CHECKED(*this);
     ++metrics_.connections_opened;
     Conn c;
     c.opened_ms = now;
@@ -154,11 +147,13 @@ void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
     c.bucket = TokenBucket{publish_limit_, now};
     conns_[conn] = std::move(c);
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
+    if (!ready()) return close(conn, close_code::try_again_later, "server starting");
     send(conn, proto::Hello{config_.heartbeat.count(), config_.session_ttl.count(),
                             config_.server_name, config_.server_version, config_.node_id});
 }
 
 void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::string_view text) {
+    TETHER_CHECKED(*this);
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     Conn& c = it->second;
@@ -166,7 +161,10 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
     auto res = proto::decode(text, config_.limits);
     if (!res)
         return close(conn, res.error().close_code(), "decode error: " + res.error().message());
-    proto::Message& msg = *res;
+    dispatch(now, conn, c, *res);
+}
+
+void ServerEngine::dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto::Message& msg) {
     const bool authed = c.session != nullptr;
     std::visit(
         [&](auto& m) {
@@ -196,7 +194,6 @@ void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::str
             }
         },
         msg);
-    handle_durable(now);
 }
 
 void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
@@ -222,9 +219,7 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
     bool fresh = false;
     for (int attempt = 0; attempt < kSessionIdAttemptsMax && !fresh; ++attempt)
         std::tie(it, fresh) = sessions_.try_emplace(random_hex(16));
-    if (!fresh) {
-        return close(conn, close_code::try_again_later, "could not allocate a session id");
-    }
+    if (!fresh) return close(conn, close_code::try_again_later, "could not allocate a session id");
     Session& s = it->second;
     s.resume_token = random_hex(32);  // 256 bits
     s.user = auth.user;
@@ -260,8 +255,8 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     c.session = &*it;
     send(conn, proto::Resumed{it->first, s.resume_token});
     for (const auto& rp : m.rooms) {
-        proto::Join j{rp.room, rp.position};
-        on_join(now, conn, c, j);
+        if (!conns_.count(conn)) return;  // closed by a refusal (a flood)
+        on_join(now, conn, c, proto::Join{rp.room, rp.position});
     }
     persist(*it);
 }
@@ -295,41 +290,66 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
     std::int64_t retry = 0;
     if (!c.bucket.take(publish_limit_, now, retry))
         return refuse(proto::codes::rate_limited, "too many requests", false);
-    ++metrics_.joins;
-    join_room(conn, c, m.room, m.since);
+    auto& rs = rooms_[m.room];
+    if (!rs.known) {
+        // The stream must be read first: the join waits (bounded), the
+        // connection goes on.
+        if (rs.waiting.size() >= kWaitingJoinsMax)
+            return refuse(proto::codes::rate_limited, "room busy", false);
+        rs.waiting.emplace_back(conn, m);
+        if (rs.loading == 0) rs.loading = submit(store_op::ReadStream{m.room}, LoadRoom{m.room});
+    } else {
+        join_room(conn, c, m);
+    }
     if (std::find(s.rooms.begin(), s.rooms.end(), m.room) == s.rooms.end()) {
         s.rooms.push_back(m.room);
         persist(*c.session);
     }
-    pump_replay(conn, c);
 }
 
-void ServerEngine::join_room(std::uint64_t conn, Conn& c, const std::string& room,
-                             std::optional<proto::StreamPosition> since) {
-    const auto info = store_.stream(room);
-    const std::uint64_t head = durable_head(room);
-    const std::uint64_t first = std::min(info.first, head + 1);
-    const bool recoverable = !since || (since->epoch == info.epoch && since->offset <= head &&
+void ServerEngine::join_room(std::uint64_t conn, Conn& c, const proto::Join& m) {
+    auto& rs = rooms_.at(m.room);
+    TETHER_ASSERT(rs.known);
+    ++metrics_.joins;
+    const auto& since = m.since;
+    const std::uint64_t first = std::min(rs.first, rs.head + 1);
+    const bool recoverable = !since || (since->epoch == rs.epoch && since->offset <= rs.head &&
                                         since->offset + 1 >= first);
-    subscribers_[room].insert(conn);
-    send(conn, proto::Joined{room, {info.epoch, head}, recoverable});
-    if (since && recoverable && since->offset < head)
-        c.rooms[room] = Replay{since->offset + 1, info.epoch};
-    else
-        c.rooms[room] = std::nullopt;
+    rs.subscribers.insert(conn);
+    send(conn, proto::Joined{m.room, {rs.epoch, rs.head}, recoverable});
+    Cursor& cur = c.rooms[m.room];
+    const bool reading = cur.reading;  // a read of an earlier join is dropped when it returns
+    cur = Cursor{};
+    cur.reading = reading;
+    if (since && recoverable && since->offset < rs.head) {
+        cur.replaying = true;
+        cur.next = since->offset + 1;
+        cur.epoch = rs.epoch;
+    }
+    pump_replay(conn, c);
 }
 
 void ServerEngine::leave_room(std::uint64_t conn, Conn& c, std::string_view room) {
     c.rooms.erase(room);
-    if (auto it = subscribers_.find(room); it != subscribers_.end()) {
-        it->second.erase(conn);
-        if (it->second.empty()) subscribers_.erase(it);
+    if (auto it = rooms_.find(room); it != rooms_.end()) {
+        auto& w = it->second.waiting;
+        w.erase(std::remove_if(w.begin(), w.end(), [&](const auto& x) { return x.first == conn; }),
+                w.end());
+        it->second.subscribers.erase(conn);
+        drop_room_if_unused(room);
     }
     if (c.session) {
         auto& rooms = c.session->second.rooms;
         rooms.erase(std::remove(rooms.begin(), rooms.end(), room), rooms.end());
         persist(*c.session);
     }
+}
+
+void ServerEngine::drop_room_if_unused(std::string_view room) {
+    auto it = rooms_.find(room);
+    if (it == rooms_.end()) return;
+    const auto& rs = it->second;
+    if (rs.subscribers.empty() && rs.waiting.empty() && rs.loading == 0) rooms_.erase(it);
 }
 
 void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
@@ -342,10 +362,11 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
     const std::string& user = c.session->second.user;
     if (DedupeEntry* d = recall(user, m.id, now)) {
         ++metrics_.publish_dupes;
-        if (d->durable)
+        if (d->pending == 0)
             return send(conn, proto::Ack{m.id, d->room, d->position.epoch, d->position.offset});
-        for (auto& p : pending_)
-            if (p.room == d->room && p.position == d->position) p.ack_to.emplace_back(conn, m.id);
+        auto r = requests_.find(d->pending);
+        TETHER_ASSERT(r != requests_.end());
+        std::get<AppendRequest>(r->second).ack_to.emplace_back(conn, m.id);
         return;
     }
     if (!valid_room(m.room))
@@ -357,6 +378,9 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
                     "payload above " + std::to_string(config_.message_bytes_max) + " bytes");
     if (config_.authorize && !config_.authorize(user, m.room, true))
         return nack(proto::codes::not_permitted, "not permitted to publish here");
+    if (draining_) return nack(proto::codes::unavailable, "server draining", drain_retry_after_ms_);
+    if (appends_in_flight_ >= config_.appends_in_flight_max)
+        return nack(proto::codes::unavailable, "store busy", kBusyRetryMs);
     if (!c.held.empty() && now >= c.held_until_ms) c.held.clear();
     auto hold = [&](std::string reason, std::int64_t retry) {
         if (++c.rate_limited_in_a_row > kRateLimitedMax || c.held.size() >= kHeldMax)
@@ -374,149 +398,291 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
     if (!c.bucket.take(publish_limit_, now, retry)) return hold("publish rate exceeded", retry);
     c.rate_limited_in_a_row = 0;
     if (!c.held.empty()) c.held.erase(c.held.begin());
-    const auto res = append(now, m.room, m.data, user, m.id);
-    remember(user, m.id, DedupeEntry{m.room, res.position, now, false});
-    pending_.back().ack_to.emplace_back(conn, m.id);
+    AppendRequest req;
+    req.ack_to.emplace_back(conn, m.id);
+    append(now, m.room, m.data, user, m.id, std::move(req));
 }
 
-AppendResult ServerEngine::append(std::int64_t now, std::string_view room, std::string data,
-                                  std::string_view user, std::string_view id) {
-    const auto res = store_.append(room, data, user, id, now);
-    ++metrics_.publishes;
-    auto& dh = durable_heads_[std::string{room}];
-    if (dh.epoch != res.position.epoch)
-        dh = DurableHead{res.position.epoch, res.position.offset - 1};
-    pending_.push_back(Pending{res.seq,
-                               std::string{room},
-                               res.position,
-                               std::move(data),
-                               std::string{user},
-                               std::string{id},
-                               {}});
-    return res;
+void ServerEngine::append(std::int64_t now, std::string_view room, std::string data,
+                          std::string_view user, std::string_view id, AppendRequest req) {
+    req.room = std::string{room};
+    req.data = data;
+    req.user = std::string{user};
+    req.publish_id = std::string{id};
+    const auto request = submit(store_op::Append{std::string{room}, std::move(data),
+                                                 std::string{user}, std::string{id}, now},
+                                std::move(req));
+    ++appends_in_flight_;
+    if (!id.empty()) remember(user, id, DedupeEntry{std::string{room}, {}, now, request});
 }
 
-AppendResult ServerEngine::publish(std::int64_t now, std::string_view room, std::string data) {
-    const auto res = append(now, room, std::move(data), {}, {});
-    handle_durable(now);
-    return res;
-}
-
-void ServerEngine::handle_durable(std::int64_t) {
-    const std::uint64_t durable = store_.durable_seq();
-    while (!pending_.empty() && pending_.front().seq <= durable) {
-        Pending p = std::move(pending_.front());
-        pending_.pop_front();
-        auto& dh = durable_heads_[p.room];
-        if (dh.epoch == p.position.epoch) dh.head = p.position.offset;
-        if (!p.user.empty())
-            if (auto* d = recall(p.user, p.publish_id, std::nullopt)) d->durable = true;
-        for (const auto& [conn, id] : p.ack_to) {
-            if (!conns_.count(conn)) continue;  // gone: its retry will be answered from the window
-            send(conn, proto::Ack{id, p.room, p.position.epoch, p.position.offset});
-        }
-        auto sub = subscribers_.find(p.room);
-        if (sub == subscribers_.end()) continue;
-        std::shared_ptr<const std::string> frame;  // encoded once for every live subscriber
-        for (auto conn : sub->second) {
-            auto& c = conns_.at(conn);
-            auto r = c.rooms.find(p.room);
-            if (r == c.rooms.end() || r->second) continue;  // replaying: the cursor will read it
-            if (!frame)
-                frame = std::make_shared<const std::string>(
-                    proto::encode(proto::Event{p.room, p.position, p.data}));
-            send_frame(conn, frame);
-            ++metrics_.deliveries;
-        }
+void ServerEngine::publish(std::int64_t now, std::string_view room, std::string data,
+                           std::function<void(result<proto::StreamPosition>)> done) {
+    TETHER_CHECKED(*this);
+    if (draining_ || appends_in_flight_ >= config_.appends_in_flight_max) {
+        if (done) done(make_error_code(error::store_unavailable));
+        return;
     }
+    AppendRequest req;
+    req.done = std::move(done);
+    append(now, room, std::move(data), {}, {}, std::move(req));
 }
 
-void ServerEngine::handle_remote_append(std::int64_t, const RemoteAppend& a) {
-    auto& dh = durable_heads_[a.room];
-    // Rooms with subscribers have a known head (recorded at JOIN). An unknown
-    // room, or a new epoch, starts right before this append: subscribers of an
-    // older epoch then see the new epoch and resume (history lost, reported).
-    if (dh.epoch != a.position.epoch) dh = DurableHead{a.position.epoch, a.position.offset - 1};
-    if (a.position.offset <= dh.head) return;  // already delivered (or ours)
-    const bool contiguous = a.position.offset == dh.head + 1;
-    const std::uint64_t from = dh.head + 1;
-    dh.head = a.position.offset;
-    auto sub = subscribers_.find(a.room);
-    if (sub == subscribers_.end()) return;
+void ServerEngine::history(std::string_view room, std::uint64_t after, std::size_t limit,
+                           std::size_t max_bytes, std::function<void(result<HistoryPage>)> done) {
+    TETHER_CHECKED(*this);
+    HistoryRead req{std::move(done), std::nullopt};
+    auto it = rooms_.find(room);
+    // A room the engine tracks: never more than it has fanned out.
+    if (it != rooms_.end() && it->second.known) req.known_head = it->second.head;
+    store_op::ReadRange r{std::string{room}, after,
+                          req.known_head.value_or(std::numeric_limits<std::uint64_t>::max()), limit,
+                          max_bytes};
+    submit(std::move(r), std::move(req));
+}
+
+// ---- store results ---------------------------------------------------------------------
+
+void ServerEngine::handle_store(std::int64_t now, StoreResult r) {
+    TETHER_CHECKED(*this);
+    auto node = requests_.extract(r.id);
+    if (node.empty()) return;  // not ours, or already answered: ignore
+    if (r.error) ++metrics_.store_errors;
+    std::visit(
+        [&](auto& req) {
+            using T = std::decay_t<decltype(req)>;
+            if constexpr (std::is_same_v<T, AppendRequest>) {
+                on_appended(now, req, r);
+            } else if constexpr (std::is_same_v<T, LoadRoom>) {
+                on_room_loaded(now, req, r);
+            } else if constexpr (std::is_same_v<T, ReplayRead>) {
+                on_replay_read(req, r);
+            } else if constexpr (std::is_same_v<T, HistoryRead>) {
+                if (r.error) {
+                    if (req.done) req.done(r.error);
+                    return;
+                }
+                auto& range = std::get<store_result::Range>(r.value);
+                if (req.known_head) range.info.head = std::min(range.info.head, *req.known_head);
+                range.info.first = std::min(range.info.first, range.info.head + 1);
+                if (req.done) req.done(HistoryPage{range.info, std::move(range.events)});
+            } else if constexpr (std::is_same_v<T, Startup>) {
+                on_startup(now, r);
+            }
+        },
+        node.mapped());
+    maybe_finish_drain(now);
+}
+
+void ServerEngine::on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r) {
+    TETHER_ASSERT(appends_in_flight_ > 0);
+    --appends_in_flight_;
+    DedupeEntry* d = req.publish_id.empty() ? nullptr : recall(req.user, req.publish_id, {});
+    if (r.error) {
+        // Nothing was stored: every asker hears it, and may retry.
+        if (d && d->pending == r.id) {
+            auto& ids = dedupe_[req.user];
+            ids.erase(req.publish_id);
+        }
+        for (const auto& [conn, id] : req.ack_to) {
+            if (!conns_.count(conn)) continue;
+            ++metrics_.nacks;
+            send(conn,
+                 proto::Nack{id, std::string{proto::codes::unavailable},
+                             "the store could not take it: " + r.error.message(), kBusyRetryMs});
+        }
+        if (req.done) req.done(r.error);
+        return;
+    }
+    const auto pos = std::get<store_result::Appended>(r.value).position;
+    ++metrics_.publishes;
+    if (d && d->pending == r.id) {
+        d->position = pos;
+        d->pending = 0;
+    }
+    for (const auto& [conn, id] : req.ack_to) {
+        if (!conns_.count(conn)) continue;  // gone: its retry will be answered from the window
+        send(conn, proto::Ack{id, req.room, pos.epoch, pos.offset});
+    }
+    if (req.done) req.done(pos);
+    (void)now;
+    advance(req.room, pos, req.data);
+}
+
+void ServerEngine::advance(std::string_view room, proto::StreamPosition pos,
+                           const std::string& data) {
+    auto it = rooms_.find(room);
+    if (it == rooms_.end()) return;  // nobody listens: nothing to fan out
+    RoomState& rs = it->second;
+    if (!rs.known) {
+        // Its stream is being read: the join answers from whichever is newer.
+        if (pos.epoch > rs.seen_loading.epoch ||
+            (pos.epoch == rs.seen_loading.epoch && pos.offset > rs.seen_loading.offset))
+            rs.seen_loading = pos;
+        return;
+    }
+    if (pos.epoch != rs.epoch) {
+        // The store lost the stream: a new epoch starts right before this
+        // event. Subscribers of the old one see the epoch change and resume
+        // (history lost, reported by their client).
+        rs.epoch = pos.epoch;
+        rs.head = pos.offset - 1;
+        rs.first = 1;
+    }
+    if (pos.offset <= rs.head) return;  // already delivered (a read covered it)
+    const bool contiguous = pos.offset == rs.head + 1;
+    const std::uint64_t from = rs.head + 1;
+    rs.head = pos.offset;
     std::shared_ptr<const std::string> frame;  // encoded once for every live subscriber
-    for (auto conn : sub->second) {
+    for (auto conn : rs.subscribers) {
         auto& c = conns_.at(conn);
-        auto r = c.rooms.find(a.room);
-        if (r == c.rooms.end() || r->second) continue;  // replaying: its cursor reads the store
+        auto cur = c.rooms.find(room);
+        if (cur == c.rooms.end() || cur->second.replaying) continue;  // its cursor reads it
         if (contiguous) {
             if (!frame)
                 frame = std::make_shared<const std::string>(
-                    proto::encode(proto::Event{a.room, a.position, a.data}));
+                    proto::encode(proto::Event{std::string{room}, pos, data}));
             send_frame(conn, frame);
             ++metrics_.deliveries;
         } else {
-            r->second =
-                Replay{from, a.position.epoch};  // missed remote appends: catch up from the store
+            // Offsets were missed (another node's, or a lost notification):
+            // catch up from the store, never a gap.
+            ++metrics_.gap_fills;
+            cur->second.replaying = true;
+            cur->second.next = from;
+            cur->second.epoch = pos.epoch;
             pump_replay(conn, c);
         }
     }
 }
 
+void ServerEngine::handle_remote_append(std::int64_t, const RemoteAppend& a) {
+    TETHER_CHECKED(*this);
+    advance(a.room, a.position, a.data);
+}
+
+void ServerEngine::on_room_loaded(std::int64_t now, const LoadRoom& req, const StoreResult& r) {
+    auto it = rooms_.find(req.room);
+    if (it == rooms_.end()) return;
+    RoomState& rs = it->second;
+    rs.loading = 0;
+    auto waiting = std::exchange(rs.waiting, {});
+    if (r.error) {
+        // The joins cannot be answered now: they are refused as retryable.
+        for (const auto& [conn, m] : waiting) {
+            if (!conns_.count(conn)) continue;
+            ++metrics_.join_errors;
+            send(conn, proto::JoinError{m.room, std::string{proto::codes::rate_limited},
+                                        "the room's history is unavailable", false});
+        }
+        drop_room_if_unused(req.room);
+        return;
+    }
+    const auto& info = std::get<store_result::Stream>(r.value).info;
+    rs.known = true;
+    rs.epoch = info.epoch;
+    rs.head = info.head;
+    // An append may have completed while the stream was read.
+    if (rs.seen_loading.epoch == info.epoch) rs.head = std::max(rs.head, rs.seen_loading.offset);
+    rs.first = info.first;
+    rs.seen_loading = {};
+    for (const auto& [conn, m] : waiting) {
+        auto c = conns_.find(conn);
+        if (c == conns_.end() || !c->second.session) continue;  // left meanwhile
+        join_room(conn, c->second, m);
+    }
+    (void)now;
+    drop_room_if_unused(req.room);
+}
+
 void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
-    if (!c.writable) return;
-    std::size_t events = 0, bytes = 0;
-    bool sent = false;
-    for (auto& [room, replay] : c.rooms) {
-        if (!replay) continue;
-        const auto info = store_.stream(room);
-        if (info.epoch != replay->epoch) {
-            replay.reset();  // the stream was lost meanwhile: the next event tells the client
+    if (!c.writable || c.reading) return;
+    for (auto& [room, cur] : c.rooms) {
+        if (!cur.replaying || cur.reading) continue;
+        const auto& rs = rooms_.at(room);
+        if (!rs.known || rs.epoch != cur.epoch) {
+            cur.replaying =
+                false;  // the stream was lost meanwhile: the next event tells the client
             continue;
         }
-        const std::uint64_t head = durable_head(room);
-        while (replay && events < config_.replay_page_events && bytes < config_.replay_page_bytes) {
-            auto batch =
-                store_.read(room, replay->next - 1, head, config_.replay_page_events - events,
-                            config_.replay_page_bytes - bytes);
-            for (auto& e : batch) {
-                bytes += e.data.size();
-                ++events;
-                send(conn, proto::Event{room, {info.epoch, e.offset}, std::move(e.data)});
-                ++metrics_.deliveries;
-                ++metrics_.replayed;
-                replay->next = e.offset + 1;
-                sent = true;
-            }
-            if (replay->next > head)
-                replay.reset();  // caught up: live from now on
-            else if (batch.empty()) {
-                // History was trimmed under the cursor: the client must learn of the gap.
-                close(conn, close_code::invalid_position, "replay position fell out of history");
-                return;
-            }
+        if (cur.next > rs.head) {
+            cur.replaying = false;  // caught up: live from now on
+            continue;
         }
-        if (events >= config_.replay_page_events || bytes >= config_.replay_page_bytes) break;
-    }
-    if (sent) {
-        ++metrics_.replay_pages;
-        c.writable = false;
+        cur.reading = true;
+        c.reading = true;
+        submit(store_op::ReadRange{room, cur.next - 1, rs.head, config_.replay_page_events,
+                                   config_.replay_page_bytes},
+               ReplayRead{conn, room, cur.next - 1});
+        return;  // one read per connection at a time
     }
 }
 
-void ServerEngine::handle_writable(std::int64_t now, std::uint64_t conn) {
+void ServerEngine::on_replay_read(const ReplayRead& req, StoreResult& r) {
+    auto cit = conns_.find(req.conn);
+    if (cit == conns_.end()) return;  // the connection is gone
+    Conn& c = cit->second;
+    c.reading = false;
+    auto cur_it = c.rooms.find(req.room);
+    if (cur_it == c.rooms.end()) return pump_replay(req.conn, c);  // left meanwhile
+    Cursor& cur = cur_it->second;
+    cur.reading = false;
+    if (!cur.replaying || cur.next != req.after + 1) return pump_replay(req.conn, c);  // stale
+    if (r.error)
+        return close(req.conn, close_code::try_again_later, "history unavailable: try again");
+    auto& range = std::get<store_result::Range>(r.value);
+    auto& rs = rooms_.at(req.room);
+    if (range.info.epoch != cur.epoch || rs.epoch != cur.epoch) {
+        cur.replaying = false;  // the stream was lost meanwhile: the next event tells the client
+        return pump_replay(req.conn, c);
+    }
+    rs.first = range.info.first;
+    if (range.events.empty() || range.events.front().offset != cur.next) {
+        // History was trimmed under the cursor: the client must learn of the gap.
+        return close(req.conn, close_code::invalid_position, "replay position fell out of history");
+    }
+    for (auto& e : range.events) {
+        TETHER_ASSERT(e.offset == cur.next && e.offset <= rs.head);
+        send(req.conn, proto::Event{req.room, {cur.epoch, e.offset}, std::move(e.data)});
+        ++metrics_.deliveries;
+        ++metrics_.replayed;
+        cur.next = e.offset + 1;
+    }
+    ++metrics_.replay_pages;
+    if (cur.next > rs.head) cur.replaying = false;  // caught up: live from now on
+    c.writable = false;                             // the next page once this one is written
+}
+
+void ServerEngine::handle_writable(std::int64_t, std::uint64_t conn) {
+    TETHER_CHECKED(*this);
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     it->second.writable = true;
     pump_replay(conn, it->second);
-    handle_durable(now);
 }
 
 void ServerEngine::detach(std::int64_t now, std::uint64_t conn, Conn& c) {
-    for (const auto& [room, r] : c.rooms) {
-        auto it = subscribers_.find(room);
-        if (it == subscribers_.end()) continue;
-        it->second.erase(conn);
-        if (it->second.empty()) subscribers_.erase(it);
+    for (const auto& [room, cur] : c.rooms) {
+        if (auto it = rooms_.find(room); it != rooms_.end()) {
+            it->second.subscribers.erase(conn);
+            auto& w = it->second.waiting;
+            w.erase(
+                std::remove_if(w.begin(), w.end(), [&](const auto& x) { return x.first == conn; }),
+                w.end());
+            drop_room_if_unused(room);
+        }
+    }
+    // Joins still waiting for a room of a connection that never got a cursor.
+    if (c.session) {
+        for (const auto& room : c.session->second.rooms) {
+            if (auto it = rooms_.find(room); it != rooms_.end()) {
+                auto& w = it->second.waiting;
+                w.erase(std::remove_if(w.begin(), w.end(),
+                                       [&](const auto& x) { return x.first == conn; }),
+                        w.end());
+                drop_room_if_unused(room);
+            }
+        }
     }
     c.rooms.clear();
     if (c.session) {
@@ -531,6 +697,7 @@ void ServerEngine::detach(std::int64_t now, std::uint64_t conn, Conn& c) {
 }
 
 void ServerEngine::handle_close(std::int64_t now, std::uint64_t conn) {
+    TETHER_CHECKED(*this);
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     detach(now, conn, it->second);
@@ -538,6 +705,7 @@ void ServerEngine::handle_close(std::int64_t now, std::uint64_t conn) {
 }
 
 void ServerEngine::handle_timeout(std::int64_t now) {
+    TETHER_CHECKED(*this);
     if (now < next_housekeeping_ms_) return;
     next_housekeeping_ms_ = now + kHousekeepingMs;
     std::vector<std::pair<std::uint64_t, const char*>> expired;
@@ -554,7 +722,7 @@ void ServerEngine::handle_timeout(std::int64_t now) {
     }
     for (auto it = sessions_.begin(); it != sessions_.end();) {
         if (!it->second.conn && it->second.expires_at_ms <= now) {
-            store_.erase_session(it->first);
+            submit(store_op::EraseSession{it->first}, Background{});
             ++metrics_.sessions_expired;
             it = sessions_.erase(it);
         } else {
@@ -566,12 +734,11 @@ void ServerEngine::handle_timeout(std::int64_t now) {
         auto& ids = dedupe_[user];
         while (!order.empty() && order.front().first < dedupe_cutoff) {
             auto d = ids.find(order.front().second);
-            if (d != ids.end() && d->second.durable) ids.erase(d);
+            if (d != ids.end() && d->second.pending == 0) ids.erase(d);
             order.pop_front();
         }
     }
-    store_.trim(now);
-    handle_durable(now);
+    if (ready()) submit(store_op::Trim{now, dedupe_cutoff}, Background{});
 }
 
 std::optional<ServerTransmit> ServerEngine::poll_transmit() {
@@ -581,39 +748,114 @@ std::optional<ServerTransmit> ServerEngine::poll_transmit() {
     return t;
 }
 
+std::optional<StoreRequest> ServerEngine::poll_store() {
+    if (store_out_.empty()) return std::nullopt;
+    StoreRequest r = std::move(store_out_.front());
+    store_out_.pop_front();
+    return r;
+}
+
 std::optional<std::int64_t> ServerEngine::poll_timeout() const {
     return next_housekeeping_ms_;
 }
 
+// ---- start-up ---------------------------------------------------------------------------
+
+void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
+    if (r.error) {
+        // A store that cannot be read at start-up: try the same step again
+        // (the driver's store reconnects); nothing is served meanwhile.
+        return next_startup_step(now);
+    }
+    switch (phase_) {
+        case Phase::loading_sessions: {
+            auto& page = std::get<store_result::Sessions>(r.value);
+            // Sessions survive restarts of a durable store; the ones that were
+            // attached when the process died start their retention window now.
+            for (auto& rec : page.sessions) {
+                startup_after_user_ = rec.id;
+                if (rec.expires_at_ms == 0) rec.expires_at_ms = now + config_.session_ttl.count();
+                if (rec.expires_at_ms <= now) {
+                    submit(store_op::EraseSession{rec.id}, Background{});
+                    continue;
+                }
+                submit(store_op::SaveSession{rec}, Background{});
+                sessions_[rec.id] = Session{std::move(rec.resume_token), std::move(rec.user),
+                                            std::move(rec.rooms), rec.expires_at_ms, std::nullopt};
+            }
+            if (!page.more) {
+                phase_ = Phase::loading_publishes;
+                startup_after_user_.clear();
+            }
+            break;
+        }
+        case Phase::loading_publishes: {
+            // Rebuild the dedupe window from the publish log, so that a
+            // publish retried after a restart is still recognised, even when
+            // its event already left the room's history.
+            auto& page = std::get<store_result::Publishes>(r.value);
+            for (auto& rec : page.records) {
+                startup_after_user_ = rec.user;
+                startup_after_id_ = rec.publish_id;
+                remember(rec.user, rec.publish_id,
+                         DedupeEntry{std::move(rec.room), rec.position, rec.at_ms, 0});
+            }
+            if (!page.more) {
+                phase_ = Phase::ready;
+                return;
+            }
+            break;
+        }
+        case Phase::ready:
+            return;
+    }
+    next_startup_step(now);
+}
+
+void ServerEngine::next_startup_step(std::int64_t) {
+    switch (phase_) {
+        case Phase::loading_sessions:
+            submit(store_op::LoadSessions{startup_after_user_, config_.startup_page}, Startup{});
+            break;
+        case Phase::loading_publishes:
+            submit(store_op::LoadPublishes{startup_dedupe_since_, startup_after_user_,
+                                           startup_after_id_, config_.startup_page},
+                   Startup{});
+            break;
+        case Phase::ready:
+            break;
+    }
+}
+
+// ---- drain, admin -----------------------------------------------------------------------
+
 void ServerEngine::drain(std::int64_t now, std::int64_t retry_after_ms) {
+    TETHER_CHECKED(*this);
     draining_ = true;
-    store_.flush();
-    handle_durable(now);
+    drain_retry_after_ms_ = retry_after_ms;
+    maybe_finish_drain(now);
+}
+
+void ServerEngine::maybe_finish_drain(std::int64_t) {
+    // Once every append in flight is durable (and acknowledged), everyone is
+    // asked to reconnect elsewhere.
+    if (!draining_ || drain_sent_ || appends_in_flight_ > 0) return;
+    drain_sent_ = true;
     std::vector<std::uint64_t> ids;
     for (const auto& [id, c] : conns_)
         ids.push_back(id);
     for (auto id : ids) {
         std::uint8_t r[2];
         config_.random_bytes(r);
-        const auto jitter = retry_after_ms > 0 ? (r[0] << 8 | r[1]) % retry_after_ms : 0;
-        send(id, proto::Reconnect{"server draining", retry_after_ms + jitter});
+        const auto retry = drain_retry_after_ms_;
+        const auto jitter = retry > 0 ? (r[0] << 8 | r[1]) % retry : 0;
+        send(id, proto::Reconnect{"server draining", retry + jitter});
         close(id, close_code::going_away, "server draining");
     }
 }
 
-StreamInfo ServerEngine::stream_info(std::string_view room) const {
-    auto info = store_.stream(room);
-    info.head = durable_head(room);
-    info.first = std::min(info.first, info.head + 1);
-    return info;
-}
-
-std::vector<StoredEvent> ServerEngine::history(std::string_view room, std::uint64_t after,
-                                               std::size_t limit, std::size_t max_bytes) const {
-    return store_.read(room, after, durable_head(room), limit, max_bytes);
-}
-
 bool ServerEngine::disconnect_session(std::int64_t, std::string_view session_id) {
+    TETHER_CHECKED(*this);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return false;
     if (it->second.conn)
@@ -634,6 +876,53 @@ std::optional<SessionInfo> ServerEngine::session(std::string_view id) const {
     if (it == sessions_.end()) return std::nullopt;
     const auto& s = it->second;
     return SessionInfo{it->first, s.user, s.rooms, s.conn.has_value(), s.expires_at_ms};
+}
+
+// ---- invariants -------------------------------------------------------------------------
+
+void ServerEngine::check_invariants() const {
+    std::size_t appends = 0;
+    for (const auto& [id, r] : requests_) {
+        TETHER_ASSERT(id < next_request_);
+        if (std::holds_alternative<AppendRequest>(r)) ++appends;
+    }
+    TETHER_ASSERT(appends == appends_in_flight_);
+    for (const auto& [id, c] : conns_) {
+        // Session and connection point at each other.
+        if (c.session) {
+            TETHER_ASSERT(c.session->second.conn == id);
+            TETHER_ASSERT(sessions_.count(c.session->first) == 1);
+        }
+        TETHER_ASSERT(c.rooms.size() <= config_.rooms_per_connection_max);
+        std::size_t reading = 0;
+        for (const auto& [room, cur] : c.rooms) {
+            // Subscriber sets match each connection's rooms.
+            auto rs = rooms_.find(room);
+            TETHER_ASSERT(rs != rooms_.end() && rs->second.known);
+            TETHER_ASSERT(rs->second.subscribers.count(id) == 1);
+            if (cur.replaying) TETHER_ASSERT(cur.next >= 1);
+            if (cur.reading) ++reading;
+        }
+        // One replay read per connection (its room may have been left meanwhile).
+        TETHER_ASSERT(reading <= 1 && (reading == 0 || c.reading));
+        TETHER_ASSERT(c.held.size() <= kHeldMax);
+    }
+    for (const auto& [name, rs] : rooms_) {
+        for (auto conn : rs.subscribers) {
+            auto c = conns_.find(conn);
+            TETHER_ASSERT(c != conns_.end() && c->second.rooms.contains(name));
+        }
+        // A room waits for its stream exactly while a read is in flight.
+        TETHER_ASSERT(rs.known || rs.loading != 0);
+        TETHER_ASSERT(rs.waiting.empty() || rs.loading != 0);
+        if (rs.loading != 0) TETHER_ASSERT(requests_.count(rs.loading) == 1);
+        TETHER_ASSERT(rs.first >= 1);
+        TETHER_ASSERT(rs.waiting.size() <= kWaitingJoinsMax);
+    }
+    for (const auto& [id, s] : sessions_)
+        if (s.conn) TETHER_ASSERT(conns_.count(*s.conn) == 1);
+    TETHER_ASSERT(ready() || conns_.empty());  // refused with 1013 until then
+    if (drain_sent_) TETHER_ASSERT(conns_.empty() || draining_);
 }
 
 }  // namespace tether

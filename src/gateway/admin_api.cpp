@@ -137,39 +137,48 @@ void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
                 return respond(make_response(
                     http::status::bad_request,
                     error_body("body must be one JSON value: " + valid.error().message()), true));
-            const auto res = engine.publish(wall_ms(), r.room, req.body());
-            auto answer = [respond, room = r.room, pos = res.position] {
-                json::object o;
-                o["room"] = room;
-                o["epoch"] = pos.epoch;
-                o["offset"] = pos.offset;
-                respond(make_response(http::status::ok, json::serialize(o), true));
-            };
-            if (engine.durable_seq() >= res.seq)
-                answer();
-            else
-                g.durable_waiters.emplace(res.seq, std::move(answer));
+            engine.publish(wall_ms(), r.room, req.body(),
+                           [respond, room = r.room](result<proto::StreamPosition> pos) {
+                               if (!pos)
+                                   return respond(make_response(
+                                       http::status::service_unavailable,
+                                       error_body("not stored: " + pos.error().message()), true));
+                               json::object o;
+                               o["room"] = room;
+                               o["epoch"] = pos->epoch;
+                               o["offset"] = pos->offset;
+                               respond(make_response(http::status::ok, json::serialize(o), true));
+                           });
             g.flush();
             return;
         }
         case Kind::history: {
-            const auto info = engine.stream_info(r.room);
-            json::object o;
-            o["room"] = r.room;
-            o["epoch"] = info.epoch;
-            o["head"] = info.head;
-            o["first"] = info.first;
-            std::string events = "[";
-            for (const auto& e : engine.history(r.room, r.since, r.limit, 1u << 20)) {
-                if (events.size() > 1) events += ',';
-                events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
-                          std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
-            }
-            events += "]";
-            std::string body = json::serialize(o);
-            body.pop_back();
-            body += R"(,"events":)" + events + "}";
-            return respond(make_response(http::status::ok, std::move(body), true));
+            engine.history(
+                r.room, r.since, r.limit, 1u << 20,
+                [respond, room = r.room](result<HistoryPage> page) {
+                    if (!page)
+                        return respond(make_response(
+                            http::status::service_unavailable,
+                            error_body("history unavailable: " + page.error().message()), true));
+                    json::object o;
+                    o["room"] = room;
+                    o["epoch"] = page->info.epoch;
+                    o["head"] = page->info.head;
+                    o["first"] = page->info.first;
+                    std::string events = "[";
+                    for (const auto& e : page->events) {
+                        if (events.size() > 1) events += ',';
+                        events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
+                                  std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
+                    }
+                    events += "]";
+                    std::string body = json::serialize(o);
+                    body.pop_back();
+                    body += R"(,"events":)" + events + "}";
+                    respond(make_response(http::status::ok, std::move(body), true));
+                });
+            g.flush();
+            return;
         }
         default:
             respond(make_response(http::status::not_found, error_body("not found"), true));

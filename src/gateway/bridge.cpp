@@ -19,29 +19,60 @@ Bridge::Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spd
       room_bytes_max(cfg.room_name_bytes_max),
       ioc(static_cast<int>(std::max(1u, opt.concurrency_hint))),
       engine_strand(asio::make_strand(ioc)),
-      engine(std::move(cfg), s, wall_ms()),
+      engine(std::move(cfg), wall_ms()),
       admin_bucket(RateLimit{opt.admin_rate, opt.admin_burst}, wall_ms()),
       timer_(engine_strand),
       drain_timer_(engine_strand) {}
 
 void Bridge::flush() {
-    while (auto t = engine.poll_transmit()) {
-        auto it = conns.find(t->conn);
-        if (it == conns.end()) continue;
-        if (t->kind == ServerTransmit::Kind::send) {
-            it->second->send(std::move(t->frame));
-        } else {
-            it->second->close(t->code, std::move(t->reason));
-            conns.erase(it);
+    for (;;) {
+        bool progress = false;
+        while (auto t = engine.poll_transmit()) {
+            progress = true;
+            auto it = conns.find(t->conn);
+            if (it == conns.end()) continue;
+            if (t->kind == ServerTransmit::Kind::send) {
+                it->second->send(std::move(t->frame));
+            } else {
+                it->second->close(t->code, std::move(t->reason));
+                conns.erase(it);
+            }
         }
+        while (auto r = engine.poll_store()) {
+            progress = true;
+            store.submit(std::move(*r));  // may complete at once: into results_
+        }
+        {
+            std::lock_guard lock{results_mu_};
+            taking_.swap(results_);
+        }
+        for (auto& r : taking_) {
+            progress = true;
+            engine.handle_store(wall_ms(), std::move(r));
+        }
+        taking_.clear();
+        if (!progress) break;
     }
-    const auto durable = engine.durable_seq();
-    while (!durable_waiters.empty() && durable_waiters.begin()->first <= durable) {
-        auto fn = std::move(durable_waiters.begin()->second);
-        durable_waiters.erase(durable_waiters.begin());
-        fn();
+    if (!ready_announced && engine.ready()) {
+        // Connections are accepted only once the sessions and the dedupe
+        // window are loaded (until then they would be refused with 1013).
+        ready_announced = true;
+        log->info("ready: {} session(s) loaded", engine.session_count());
+        if (on_ready) on_ready();
     }
     arm_timer();
+}
+
+void Bridge::store_done(StoreResult r) {
+    bool kick = false;
+    {
+        std::lock_guard lock{results_mu_};
+        kick = results_.empty();
+        results_.push_back(std::move(r));
+    }
+    // A result from inside flush() is taken by its loop; one from the store's
+    // own thread wakes the engine strand (once per batch).
+    if (kick && !engine_strand.running_in_this_thread()) on_engine([this] { flush(); });
 }
 
 void Bridge::arm_timer() {
@@ -90,8 +121,7 @@ void Bridge::maybe_finish_drain() {
 void Bridge::finish_drain() {
     if (drained) return;
     drained = true;
-    store.flush();
-    log->info("drained; store flushed (durable seq {})", engine.durable_seq());
+    log->info("drained ({} store request(s) in flight)", engine.store_in_flight());
     ioc.stop();
 }
 

@@ -22,8 +22,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -64,20 +66,24 @@ struct Bridge {
     // Engine strand only.
     ServerEngine engine;
     std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> conns;
-    std::multimap<std::uint64_t, std::function<void()>> durable_waiters;
     GatewayCounters counters;
     bool draining = false;
     bool drained = false;
     TokenBucket admin_bucket;
     std::function<void()> on_drain_started;  ///< closes the listener (its own strand)
+    std::function<void()> on_ready;          ///< the engine finished start-up: accept
+    bool ready_announced = false;
 
     template <class F>
     void on_engine(F&& f) {
         boost::asio::post(engine_strand, std::forward<F>(f));
     }
-    /// Engine strand: carries out what the engine wants written, answers
-    /// durable waiters, re-arms the timer.
+    /// Engine strand: carries out what the engine wants written and asks of
+    /// the store, feeds it the store's results, re-arms the timer.
     void flush();
+    /// Any thread: the store's sink (results are queued, the engine strand
+    /// takes them).
+    void store_done(StoreResult r);
     /// Engine strand: a WebSocket session ended.
     void connection_closed(std::uint64_t id);
     /// Any thread.
@@ -93,6 +99,9 @@ struct Bridge {
 
     boost::asio::steady_timer timer_;
     std::optional<std::int64_t> timer_for_;
+    std::mutex results_mu_;
+    std::vector<StoreResult> results_;  // guarded: completed, not yet handed to the engine
+    std::vector<StoreResult> taking_;   // engine strand: the batch being handed over
     boost::asio::steady_timer drain_timer_;
 };
 

@@ -14,12 +14,8 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
     load_tls(g);
     listener_ = std::make_unique<Listener>(g);
     g.on_drain_started = [l = listener_.get()] { l->close(); };
-    store.on_durable([&g] {
-        g.on_engine([&g] {
-            g.engine.handle_durable(wall_ms());
-            g.flush();
-        });
-    });
+    g.on_ready = [l = listener_.get()] { l->start(); };
+    store.set_sink([&g](StoreResult r) { g.store_done(std::move(r)); });
     // Appends made by other gateway nodes on a shared store (Redis, next).
     store.on_remote_append([&g](RemoteAppend a) {
         g.on_engine([&g, a = std::move(a)] {
@@ -30,7 +26,7 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
 }
 
 Gateway::~Gateway() {
-    bridge_->store.on_durable({});
+    bridge_->store.set_sink({});
     bridge_->store.on_remote_append({});
 }
 
@@ -48,8 +44,8 @@ boost::asio::any_io_executor Gateway::executor() {
 
 void Gateway::run() {
     std::call_once(started_, [this] {
-        listener_->start();
-        bridge_->on_engine([g = bridge_.get()] { g->flush(); });  // arms the engine's timer
+        // Start-up: the engine reads the store; the listener starts once it is ready.
+        bridge_->on_engine([g = bridge_.get()] { g->flush(); });
     });
     bridge_->ioc.run();
 }

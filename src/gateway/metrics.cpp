@@ -69,8 +69,15 @@ std::string metrics_text(const ServerEngine& engine, const GatewayCounters& coun
          counters.admin_unauthorized);
     line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.",
          counters.admin_rate_limited);
-    line("tether_store_durable_seq", "gauge", "Last durable store sequence number.",
-         engine.durable_seq());
+    line("tether_store_requests_total", "counter", "Store requests the engine made.",
+         m.store_requests);
+    line("tether_store_errors_total", "counter", "Store requests that failed.", m.store_errors);
+    line("tether_store_in_flight", "gauge", "Store requests not completed yet.",
+         engine.store_in_flight());
+    line("tether_appends_in_flight", "gauge", "Publishes not durable yet.",
+         engine.appends_in_flight());
+    line("tether_gap_fills_total", "counter",
+         "Live subscribers sent back to the store by a jump in offsets.", m.gap_fills);
     return out;
 }
 

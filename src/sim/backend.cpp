@@ -2,7 +2,6 @@
 
 #include <tether/core/random.hpp>
 #include <tether/core/server_engine.hpp>
-#include "store/memory_store.hpp"
 
 #include <utility>
 
@@ -16,32 +15,22 @@ std::int64_t wall(time_point t) {
     return kWallBaseMs + to_ms(t);
 }
 
-/// A memory store that also writes every append into the checker's archive.
-class RecordingStore : public store::MemoryStore {
-  public:
-    RecordingStore(StoreLimits limits, std::uint64_t epoch_base, Archive& archive)
-        : MemoryStore(limits, epoch_base), archive_(archive) {}
-    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
-                        std::string_view publish_id, std::int64_t now_ms) override {
-        auto copy = data;
-        auto res = MemoryStore::append(room, std::move(data), publisher, publish_id, now_ms);
-        archive_[{std::string{room}, res.position.epoch}].push_back(
-            SimServer::Entry{res.position.offset, std::move(copy), std::string{publish_id}});
-        return res;
-    }
-
-  private:
-    Archive& archive_;
-};
-
 class EngineBackend : public Backend {
   public:
-    EngineBackend(ServerConfig cfg, StoreLimits limits, std::uint64_t seed)
-        : cfg_(std::move(cfg)), limits_(limits), rng_(seed) {
+    EngineBackend(Scheduler& sched, const EngineSetup& setup) : sched_(sched), rng_(setup.seed) {
+        cfg_.server_name = "tether-sim";
+        cfg_.heartbeat = setup.heartbeat;
+        cfg_.session_ttl = setup.session_ttl;
+        cfg_.publish_rate = setup.publish_rate;
+        cfg_.publish_burst = setup.publish_burst;
+        cfg_.replay_page_events = setup.page_events;
+        cfg_.startup_page = 16;  // several pages even for small histories
         cfg_.authenticate = [this](std::string_view token, std::int64_t) {
+            // "tok-<client>-<generation>" is the user "user-<client>".
             if (reject_identify || token.rfind("tok-", 0) != 0)
                 return AuthResult{false, {}, "rejected"};
-            return AuthResult{true, "user", {}};
+            const auto dash = token.find('-', 4);
+            return AuthResult{true, "user-" + std::string{token.substr(4, dash - 4)}, {}};
         };
         cfg_.authorize = [this](std::string_view, std::string_view room, bool) {
             return !forbidden_rooms.count(room);
@@ -50,32 +39,47 @@ class EngineBackend : public Backend {
             for (auto& b : out)
                 b = static_cast<std::uint8_t>(rng_.next_u64());
         };
-        store_ = std::make_unique<RecordingStore>(
-            limits_, static_cast<std::uint64_t>(wall(time_point{})), archive_);
-        engine_ = std::make_unique<ServerEngine>(cfg_, *store_, wall(time_point{}));
+        StoreLimits limits;
+        limits.history_size = setup.history_size;
+        store_ = std::make_unique<DelayedStore>(
+            sched_, setup.store, limits, static_cast<std::uint64_t>(wall(time_point{})), archive_);
+        store_->set_sink([this](StoreResult r) {
+            if (!engine_) return;
+            engine_->handle_store(wall(sched_.now()), std::move(r));
+            pump();
+            if (on_output) on_output();
+        });
+        start(time_point{});
     }
     const char* name() const override { return "engine"; }
 
     void on_open(time_point now, std::uint64_t conn) override {
         engine_->handle_open(wall(now), conn);
         open_.insert(conn);
+        pump();
     }
     void on_frame(time_point now, std::uint64_t conn, std::string_view text) override {
         engine_->handle_message(wall(now), conn, text);
+        pump();
     }
     void on_disconnect(time_point now, std::uint64_t conn) override {
         open_.erase(conn);
         engine_->handle_close(wall(now), conn);
+        pump();
     }
     void on_writable(time_point now, std::uint64_t conn) override {
         engine_->handle_writable(wall(now), conn);
+        pump();
     }
     std::optional<time_point> next_tick() const override {
         auto t = engine_->poll_timeout();
         if (!t) return std::nullopt;
         return from_ms(*t - kWallBaseMs);
     }
-    void on_tick(time_point now) override { engine_->handle_timeout(wall(now)); }
+    void on_tick(time_point now) override {
+        engine_->handle_timeout(wall(now));
+        pump();
+    }
     std::vector<ServerOutput> take_outputs() override {
         std::vector<ServerOutput> out = std::exchange(injected_, {});
         while (auto t = engine_->poll_transmit()) {
@@ -85,33 +89,34 @@ class EngineBackend : public Backend {
         return out;
     }
     void publish_backend(time_point now, std::string_view room, std::string data) override {
-        engine_->publish(wall(now), room, std::move(data));
+        engine_->publish(wall(now), room, std::move(data), {});
+        pump();
     }
     void lose_history(time_point, std::string_view room) override { store_->reset_stream(room); }
     std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
                                        bool lose_store) override {
         std::vector<std::uint64_t> dropped{open_.begin(), open_.end()};
         open_.clear();
+        injected_.clear();
         engine_.reset();
-        if (lose_store) {
-            store_ = std::make_unique<RecordingStore>(
-                limits_, static_cast<std::uint64_t>(wall(now)), archive_);
-        } else if (lose_sessions) {
-            for (const auto& s : store_->load_sessions())
-                store_->erase_session(s.id);
-        }
-        engine_ = std::make_unique<ServerEngine>(cfg_, *store_, wall(now));
+        store_->forget_pending();
+        if (lose_store)
+            store_->replace(static_cast<std::uint64_t>(wall(now)));
+        else if (lose_sessions)
+            store_->lose_sessions();
+        start(now);
         return dropped;
     }
     void drain(time_point now, std::int64_t retry_after_ms) override {
         engine_->drain(wall(now), retry_after_ms);
-        open_.clear();
+        pump();
     }
     void close_conn(time_point now, std::uint64_t conn, std::uint16_t code,
                     std::string reason) override {
         if (!open_.count(conn)) return;
         open_.erase(conn);
         engine_->handle_close(wall(now), conn);
+        pump();
         injected_.push_back(
             ServerOutput{ServerOutput::Kind::close, conn, {}, code, std::move(reason)});
     }
@@ -120,12 +125,22 @@ class EngineBackend : public Backend {
     const Archive& archive() const override { return archive_; }
 
   private:
+    void start(time_point now) {
+        engine_ = std::make_unique<ServerEngine>(cfg_, wall(now));
+        pump();
+    }
+    /// Hands the engine's store requests to the store.
+    void pump() {
+        while (auto r = engine_->poll_store())
+            store_->submit(std::move(*r));
+    }
+
+    Scheduler& sched_;
     std::vector<ServerOutput> injected_;
     ServerConfig cfg_;
-    StoreLimits limits_;
     Rng rng_;
     Archive archive_;
-    std::unique_ptr<RecordingStore> store_;
+    std::unique_ptr<DelayedStore> store_;
     std::unique_ptr<ServerEngine> engine_;
     std::set<std::uint64_t> open_;
 };
@@ -197,20 +212,8 @@ class SimBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat,
-                                             duration session_ttl, double publish_rate,
-                                             double publish_burst, std::size_t page_events,
-                                             std::uint64_t seed) {
-    ServerConfig cfg;
-    cfg.server_name = "tether-sim";
-    cfg.heartbeat = heartbeat;
-    cfg.session_ttl = session_ttl;
-    cfg.publish_rate = publish_rate;
-    cfg.publish_burst = publish_burst;
-    cfg.replay_page_events = page_events;
-    StoreLimits limits;
-    limits.history_size = history_size;
-    return std::make_unique<EngineBackend>(std::move(cfg), limits, seed);
+std::unique_ptr<Backend> make_engine_backend(Scheduler& sched, const EngineSetup& setup) {
+    return std::make_unique<EngineBackend>(sched, setup);
 }
 
 std::unique_ptr<Backend> make_sim_backend(SimServer::Config config, std::uint64_t sloppy_overlap) {

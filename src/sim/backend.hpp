@@ -1,20 +1,21 @@
 #pragma once
-// What the simulated client talks to: the real ServerEngine on a memory
-// store (most seeds), or the at-least-once SimServer (the rest), behind one
-// interface so that the world, the faults and the checker do not care.
+// What the simulated clients talk to: the real ServerEngine on a delayed,
+// reordering store (most seeds), or the at-least-once SimServer (the rest),
+// behind one interface so that the world, the faults and the checker do not
+// care which.
 
+#include "sim/delayed_store.hpp"
+#include "sim/scheduler.hpp"
 #include "sim/sim_server.hpp"
 
 #include <tether/core/store.hpp>
 #include <tether/core/time.hpp>
 
+#include <functional>
 #include <memory>
 #include <set>
 
 namespace tether::sim {
-
-/// Everything ever appended, per (room, epoch), for the checker.
-using Archive = std::map<std::pair<std::string, std::uint64_t>, std::vector<SimServer::Entry>>;
 
 class Backend {
   public:
@@ -28,6 +29,9 @@ class Backend {
     virtual std::optional<time_point> next_tick() const = 0;
     virtual void on_tick(time_point now) = 0;
     virtual std::vector<ServerOutput> take_outputs() = 0;
+    /// Called when the backend has outputs without an input (a store result
+    /// arrived): the world drains them.
+    std::function<void()> on_output;
 
     virtual void publish_backend(time_point now, std::string_view room, std::string data) = 0;
     virtual void lose_history(time_point now, std::string_view room) = 0;
@@ -53,12 +57,22 @@ class Backend {
     virtual void add_join_errors(std::uint32_t /*count*/) {}
 };
 
-/// The real gateway engine. `publish_rate`/`burst` come from the seed, so
-/// low rates produce genuine NACK rate_limited and JOIN_ERROR rate_limited.
-std::unique_ptr<Backend> make_engine_backend(std::size_t history_size, duration heartbeat,
-                                             duration session_ttl, double publish_rate,
-                                             double publish_burst, std::size_t page_events,
-                                             std::uint64_t seed);
+/// The engine's configuration drawn by the world.
+struct EngineSetup {
+    std::size_t history_size = 200;
+    duration heartbeat{5'000};
+    duration session_ttl{60'000};
+    double publish_rate = 50.0;
+    double publish_burst = 100.0;
+    std::size_t page_events = 256;
+    StoreDelays store;
+    std::uint64_t seed = 1;
+};
+
+/// The real gateway engine on a DelayedStore. Tokens "tok-<client>-..." are
+/// user "user-<client>"; low publish rates produce genuine NACK rate_limited
+/// and JOIN_ERROR rate_limited.
+std::unique_ptr<Backend> make_engine_backend(Scheduler& sched, const EngineSetup& setup);
 
 /// The simulated at-least-once server (overlapping replays, duplicate live
 /// events) with its own fault knobs.

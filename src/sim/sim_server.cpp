@@ -168,7 +168,8 @@ void SimServer::on_frame(time_point now, std::uint64_t conn, std::string_view te
         Session s;
         s.id = "s" + std::to_string(next_session_++);
         s.resume_token = "rt-" + s.id + "-" + std::to_string(conn * 7919);
-        s.user = "user";
+        const auto dash = m->token.find('-', 4);
+        s.user = "user-" + m->token.substr(4, dash - 4);
         sessions_[s.id] = s;
         attach(now, conn, s.id);
         send(conn, proto::Ready{s.id, s.resume_token, s.user});

@@ -1,26 +1,25 @@
 #pragma once
 // In-memory store: tests, the simulator and `tether serve --memory`.
-// Everything is durable at once (durable_seq() == last seq); nothing survives
-// the process. Bounded by StoreLimits per room.
+// Everything is durable at once and every request completes inside submit();
+// nothing survives the process. Bounded by StoreLimits per room.
 
 #include <tether/core/store.hpp>
 
-#include <atomic>
 #include <deque>
 #include <map>
-#include <mutex>
 
 namespace tether::store {
 
 class MemoryStore : public Store {
   public:
-    /// What save_session() does with a record.
+    /// What SaveSession (and the publish log) does with a record.
     enum class Sessions {
-        keep,     ///< kept for load_sessions(): an engine restarted on the same
+        keep,     ///< kept for LoadSessions: an engine restarted on the same
                   ///< store (the simulator, tests) finds its sessions again
         discard,  ///< dropped: nothing can read them back (`tether serve
                   ///< --memory`, whose store dies with the process). Saves a
-                  ///< copy of every session (~400 bytes per idle connection).
+                  ///< copy of every session (~400 bytes per idle connection)
+                  ///< and of the publish log.
     };
 
     /// New streams start at `epoch_base` (use the wall clock at creation, ms):
@@ -32,40 +31,37 @@ class MemoryStore : public Store {
           epoch_base_(epoch_base == 0 ? 1 : epoch_base),
           keep_sessions_(sessions == Sessions::keep) {}
 
-    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
-                        std::string_view publish_id, std::int64_t now_ms) override;
-    std::uint64_t durable_seq() const noexcept override { return durable_.load(); }
-    void on_durable(std::function<void()> notify) override;
+    void submit(StoreRequest request) override;
     void flush() override {}
 
-    StreamInfo stream(std::string_view room) const override;
-    std::vector<StoredEvent> read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
-                                  std::size_t max_events, std::size_t max_bytes) const override;
-    std::vector<std::string> rooms() const override;
-    void trim(std::int64_t now_ms) override;
-    void reset_stream(std::string_view room) override;
-
-    void save_session(SessionRecord s) override {
-        if (keep_sessions_) sessions_[s.id] = std::move(s);
-    }
-    void erase_session(std::string_view id) override {
-        if (auto it = sessions_.find(id); it != sessions_.end()) sessions_.erase(it);
-    }
-    std::vector<SessionRecord> load_sessions() const override;
+    /// Forgets a stream's history: new epoch, offsets restart at 1 (the
+    /// simulator's history-loss fault; not an engine request).
+    virtual void reset_stream(std::string_view room);
+    /// The stream as stored (tests and the simulator's checker).
+    [[nodiscard]] StreamInfo stream(std::string_view room) const;
+    /// Every session kept (tests and the simulator).
+    [[nodiscard]] std::vector<SessionRecord> sessions() const;
 
   protected:
-    /// Appends to memory and assigns the next sequence number, without
-    /// declaring it durable (durable stores do that after their write).
-    AppendResult append_entry(std::string_view room, std::string data, std::string_view publisher,
-                              std::string_view publish_id, std::int64_t now_ms);
-    /// Declares everything up to `seq` durable and notifies.
-    void mark_durable(std::uint64_t seq);
-
     struct Stream {
         std::uint64_t epoch = 0;
         std::uint64_t head = 0;
         std::deque<StoredEvent> events;
     };
+
+    /// Appends to memory and returns the position, without declaring anything
+    /// (durable stores complete the request after their write).
+    proto::StreamPosition append_entry(const store_op::Append& a);
+    /// The last durable offset of a stream: what reads may return (memory:
+    /// the head; a durable store: what its writer committed).
+    virtual std::uint64_t durable_head(std::string_view room, const Stream& s) const;
+    store_result::Range range(const store_op::ReadRange& r) const;
+    store_result::Publishes page_publishes(const store_op::LoadPublishes& l) const;
+    store_result::Sessions page_sessions(const store_op::LoadSessions& l) const;
+    void trim_memory(const store_op::Trim& t);
+    void save(SessionRecord s);
+    void erase(std::string_view id);
+
     /// Inserts an event that is already stored elsewhere (recovery of a
     /// durable store at startup).
     void restore(std::string_view room, std::uint64_t epoch, StoredEvent e);
@@ -78,10 +74,9 @@ class MemoryStore : public Store {
     bool keep_sessions_ = true;
     std::map<std::string, Stream, std::less<>> streams_;
     std::map<std::string, SessionRecord, std::less<>> sessions_;
-    std::uint64_t next_seq_ = 0;  // strand only
-    std::atomic<std::uint64_t> durable_{0};
-    std::mutex notify_mu_;  // on_durable() may race a writer thread's notification
-    std::function<void()> notify_;
+    /// The publish log, by (user, id); kept like the sessions (`keep`).
+    std::map<std::pair<std::string, std::string>, store_result::PublishRecord> publishes_;
+    std::deque<std::pair<std::int64_t, std::pair<std::string, std::string>>> publish_order_;
 };
 
 }  // namespace tether::store

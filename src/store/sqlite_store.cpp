@@ -115,6 +115,19 @@ SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, Store
             "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, resume_token TEXT NOT NULL, "
             "user TEXT NOT NULL,"
             " rooms TEXT NOT NULL, expires_at_ms INTEGER NOT NULL)");
+        // The publish log: the dedupe window's source, trimmed by age only.
+        // A database from before it existed gets it filled from the events.
+        Stmt exists{db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'publishes'"};
+        const bool had_log = exists.step() == SQLITE_ROW;
+        exec(
+            "CREATE TABLE IF NOT EXISTS publishes (user TEXT NOT NULL, publish_id TEXT NOT NULL,"
+            " room TEXT NOT NULL, epoch INTEGER NOT NULL, offset INTEGER NOT NULL,"
+            " at_ms INTEGER NOT NULL, PRIMARY KEY (user, publish_id)) WITHOUT ROWID");
+        exec("CREATE INDEX IF NOT EXISTS publishes_at ON publishes (at_ms)");
+        if (!had_log)
+            exec(
+                "INSERT OR IGNORE INTO publishes SELECT publisher, publish_id, room, epoch, offset,"
+                " at_ms FROM events WHERE publish_id <> ''");
         load();
     } catch (...) {
         sqlite3_close(db_);
@@ -156,6 +169,7 @@ void SqliteStore::load() {
                 " ORDER BY offset DESC LIMIT ?3"};
     for (const auto& [room, epoch, head] : rooms) {
         restore_epoch(room, epoch, head);
+        durable_[room] = {epoch, head};  // what is on disk is durable
         events.text(1, room);
         events.u64(2, epoch);
         events.u64(3, limits_.history_size);
@@ -169,46 +183,70 @@ void SqliteStore::load() {
             restore(room, epoch, std::move(*it));
         loaded_events_ += newest_first.size();
     }
-    // Sessions stay in the database (not in memory): the engine reads them
-    // once, through load_sessions().
+    // Sessions stay in the database (not in memory): the engine pages through
+    // them once at start-up (LoadSessions).
     Stmt sessions{db_, "SELECT COUNT(*) FROM sessions"};
     if (sessions.step() == SQLITE_ROW)
         loaded_sessions_ = static_cast<std::size_t>(sessions.col_i64(0));
 }
 
-std::vector<SessionRecord> SqliteStore::load_sessions() const {
-    // Wait until the writer has committed everything queued, and keep it
-    // from starting another batch while this thread uses the connection
-    // (opened without SQLite's own mutex).
-    std::unique_lock lock{mu_};
-    done_cv_.wait(lock, [this] { return pending_ops_ == 0 || !writer_error_.empty(); });
-    std::vector<SessionRecord> out;
-    Stmt sessions{db_, "SELECT id, resume_token, user, rooms, expires_at_ms FROM sessions"};
-    while (sessions.step() == SQLITE_ROW)
-        out.push_back(SessionRecord{sessions.col_text(0), sessions.col_text(1),
-                                    sessions.col_text(2), rooms_from_json(sessions.col_text(3)),
-                                    sessions.col_i64(4)});
-    return out;
+std::uint64_t SqliteStore::durable_head(std::string_view room, const Stream& s) const {
+    if (mode_ == FsyncMode::off) return s.head;  // acknowledged before the write, by design
+    std::lock_guard lock{mu_};
+    auto it = durable_.find(room);
+    if (it == durable_.end() || it->second.first != s.epoch) return 0;
+    return std::min(it->second.second, s.head);
 }
 
 void SqliteStore::enqueue(Op op) {
     {
         std::lock_guard lock{mu_};
-        if (auto* e = std::get_if<EventOp>(&op)) enqueued_seq_ = e->seq;
         queue_.push_back(std::move(op));
         ++pending_ops_;
     }
     cv_.notify_one();
 }
 
-AppendResult SqliteStore::append(std::string_view room, std::string data,
-                                 std::string_view publisher, std::string_view publish_id,
-                                 std::int64_t now_ms) {
-    auto res = append_entry(room, data, publisher, publish_id, now_ms);
-    enqueue(EventOp{res.seq, std::string{room}, res.position.epoch, res.position.offset, now_ms,
-                    std::move(data), std::string{publisher}, std::string{publish_id}});
-    if (mode_ == FsyncMode::off) mark_durable(res.seq);
-    return res;
+void SqliteStore::fail(std::uint64_t request) {
+    complete(StoreResult{request, error::store_failed, store_result::Done{}});
+}
+
+void SqliteStore::submit(StoreRequest request) {
+    bool failed = false;
+    {
+        std::lock_guard lock{mu_};
+        failed = !writer_error_.empty();
+    }
+    auto* append = std::get_if<store_op::Append>(&request.op);
+    auto* save = std::get_if<store_op::SaveSession>(&request.op);
+    auto* erase = std::get_if<store_op::EraseSession>(&request.op);
+    auto* load = std::get_if<store_op::LoadSessions>(&request.op);
+    auto* publishes = std::get_if<store_op::LoadPublishes>(&request.op);
+    auto* trim_op = std::get_if<store_op::Trim>(&request.op);
+    if (failed && (append || save || erase || load || publishes)) return fail(request.id);
+    if (append) {
+        const auto pos = append_entry(*append);
+        enqueue(EventOp{request.id, append->room, pos.epoch, pos.offset, append->at_ms,
+                        std::move(append->data), std::move(append->publisher),
+                        std::move(append->publish_id)});
+        // fsync off: acknowledged before the write, by design (docs/CLI.md).
+        if (mode_ == FsyncMode::off)
+            complete(StoreResult{request.id, {}, store_result::Appended{pos}});
+    } else if (save) {
+        enqueue(SessionOp{request.id, std::move(save->record)});
+    } else if (erase) {
+        enqueue(EraseSessionOp{request.id, std::move(erase->id)});
+    } else if (load) {
+        // The writer thread owns the connection: it answers after what is queued.
+        enqueue(LoadSessionsOp{request.id, std::move(*load)});
+    } else if (publishes) {
+        enqueue(LoadPublishesOp{request.id, std::move(*publishes)});
+    } else if (trim_op) {
+        trim(*trim_op);
+        complete(StoreResult{request.id, {}, store_result::Done{}});
+    } else {
+        MemoryStore::submit(std::move(request));  // reads: from memory, at once
+    }
 }
 
 void SqliteStore::flush() {
@@ -216,11 +254,12 @@ void SqliteStore::flush() {
     done_cv_.wait(lock, [this] { return pending_ops_ == 0 || !writer_error_.empty(); });
 }
 
-void SqliteStore::trim(std::int64_t now_ms) {
-    MemoryStore::trim(now_ms);
+void SqliteStore::trim(const store_op::Trim& t) {
+    trim_memory(t);
+    const auto now_ms = t.now_ms;
     if (now_ms - last_trim_ms_ < kTrimEveryMs) return;
     last_trim_ms_ = now_ms;
-    TrimOp op{now_ms - limits_.history_ttl.count(), {}};
+    TrimOp op{now_ms - limits_.history_ttl.count(), t.publishes_before_ms, {}};
     for (const auto& [name, s] : streams_)
         op.firsts.emplace_back(name, s.epoch,
                                s.events.empty() ? s.head + 1 : s.events.front().offset);
@@ -230,14 +269,6 @@ void SqliteStore::trim(std::int64_t now_ms) {
 void SqliteStore::reset_stream(std::string_view room) {
     MemoryStore::reset_stream(room);
     enqueue(ResetOp{std::string{room}, streams_.find(room)->second.epoch});
-}
-
-void SqliteStore::save_session(SessionRecord s) {
-    enqueue(SessionOp{std::move(s)});
-}
-
-void SqliteStore::erase_session(std::string_view id) {
-    enqueue(EraseSessionOp{std::string{id}});
 }
 
 void SqliteStore::writer() {
@@ -253,8 +284,20 @@ void SqliteStore::writer() {
         "INSERT OR REPLACE INTO sessions (id, resume_token, user, rooms, expires_at_ms)"
         " VALUES (?1, ?2, ?3, ?4, ?5)"};
     Stmt del_session{db_, "DELETE FROM sessions WHERE id = ?1"};
+    Stmt page_sessions{db_,
+                       "SELECT id, resume_token, user, rooms, expires_at_ms FROM sessions"
+                       " WHERE id > ?1 ORDER BY id LIMIT ?2"};
     Stmt del_room{db_, "DELETE FROM events WHERE room = ?1"};
     Stmt trim_old{db_, "DELETE FROM events WHERE at_ms < ?1"};
+    Stmt put_publish{
+        db_,
+        "INSERT OR REPLACE INTO publishes (user, publish_id, room, epoch, offset, at_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"};
+    Stmt page_publishes{db_,
+                        "SELECT user, publish_id, room, epoch, offset, at_ms FROM publishes"
+                        " WHERE (user, publish_id) > (?1, ?2) AND at_ms >= ?3"
+                        " ORDER BY user, publish_id LIMIT ?4"};
+    Stmt trim_publishes{db_, "DELETE FROM publishes WHERE at_ms < ?1"};
     Stmt trim_room{db_, "DELETE FROM events WHERE room = ?1 AND (epoch <> ?2 OR offset < ?3)"};
     for (;;) {
         std::deque<Op> batch;
@@ -267,7 +310,8 @@ void SqliteStore::writer() {
                 queue_.pop_front();
             }
         }
-        std::uint64_t last_seq = 0;
+        std::vector<StoreResult> results;  // delivered once the batch committed
+        std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>> committed;
         try {
             exec("BEGIN");
             for (auto& op : batch) {
@@ -284,7 +328,19 @@ void SqliteStore::writer() {
                     head.u64(2, e->epoch);
                     head.u64(3, e->offset);
                     head.done(db_);
-                    last_seq = e->seq;
+                    if (!e->publish_id.empty()) {
+                        put_publish.text(1, e->publisher);
+                        put_publish.text(2, e->publish_id);
+                        put_publish.text(3, e->room);
+                        put_publish.u64(4, e->epoch);
+                        put_publish.u64(5, e->offset);
+                        put_publish.i64(6, e->at_ms);
+                        put_publish.done(db_);
+                    }
+                    committed.emplace_back(e->room, e->epoch, e->offset);
+                    if (mode_ != FsyncMode::off)
+                        results.push_back(StoreResult{
+                            e->request, {}, store_result::Appended{{e->epoch, e->offset}}});
                 } else if (auto* s = std::get_if<SessionOp>(&op)) {
                     put_session.text(1, s->record.id);
                     put_session.text(2, s->record.resume_token);
@@ -292,9 +348,50 @@ void SqliteStore::writer() {
                     put_session.text(4, rooms_to_json(s->record.rooms));
                     put_session.i64(5, s->record.expires_at_ms);
                     put_session.done(db_);
+                    results.push_back(StoreResult{s->request, {}, store_result::Done{}});
                 } else if (auto* d = std::get_if<EraseSessionOp>(&op)) {
                     del_session.text(1, d->id);
                     del_session.done(db_);
+                    results.push_back(StoreResult{d->request, {}, store_result::Done{}});
+                } else if (auto* l = std::get_if<LoadSessionsOp>(&op)) {
+                    store_result::Sessions page;
+                    page_sessions.text(1, l->page.after);
+                    page_sessions.u64(2, l->page.max + 1);
+                    while (page_sessions.step() == SQLITE_ROW) {
+                        if (page.sessions.size() == l->page.max) {
+                            page.more = true;
+                            break;
+                        }
+                        page.sessions.push_back(SessionRecord{
+                            page_sessions.col_text(0), page_sessions.col_text(1),
+                            page_sessions.col_text(2), rooms_from_json(page_sessions.col_text(3)),
+                            page_sessions.col_i64(4)});
+                    }
+                    sqlite3_reset(page_sessions.s);
+                    sqlite3_clear_bindings(page_sessions.s);
+                    results.push_back(StoreResult{l->request, {}, std::move(page)});
+                } else if (auto* p = std::get_if<LoadPublishesOp>(&op)) {
+                    store_result::Publishes page;
+                    page_publishes.text(1, p->page.after_user);
+                    page_publishes.text(2, p->page.after_id);
+                    page_publishes.i64(3, p->page.since_ms);
+                    page_publishes.u64(4, p->page.max + 1);
+                    while (page_publishes.step() == SQLITE_ROW) {
+                        if (page.records.size() == p->page.max) {
+                            page.more = true;
+                            break;
+                        }
+                        page.records.push_back(store_result::PublishRecord{
+                            page_publishes.col_text(0),
+                            page_publishes.col_text(1),
+                            page_publishes.col_text(2),
+                            {static_cast<std::uint64_t>(page_publishes.col_i64(3)),
+                             static_cast<std::uint64_t>(page_publishes.col_i64(4))},
+                            page_publishes.col_i64(5)});
+                    }
+                    sqlite3_reset(page_publishes.s);
+                    sqlite3_clear_bindings(page_publishes.s);
+                    results.push_back(StoreResult{p->request, {}, std::move(page)});
                 } else if (auto* r = std::get_if<ResetOp>(&op)) {
                     del_room.text(1, r->room);
                     del_room.done(db_);
@@ -305,6 +402,8 @@ void SqliteStore::writer() {
                 } else if (auto* t = std::get_if<TrimOp>(&op)) {
                     trim_old.i64(1, t->cutoff_ms);
                     trim_old.done(db_);
+                    trim_publishes.i64(1, t->publishes_before_ms);
+                    trim_publishes.done(db_);
                     for (const auto& [room, epoch, first] : t->firsts) {
                         trim_room.text(1, room);
                         trim_room.u64(2, epoch);
@@ -316,20 +415,37 @@ void SqliteStore::writer() {
             exec("COMMIT");
             ++commits_;
         } catch (const std::exception& ex) {
-            // A store that cannot write must not acknowledge anything more.
-            std::lock_guard lock{mu_};
-            writer_error_ = ex.what();
+            // A store that cannot write must not acknowledge anything more:
+            // every request of the batch, and every later one, fails.
+            std::deque<Op> rest;
+            {
+                std::lock_guard lock{mu_};
+                writer_error_ = ex.what();
+                rest.swap(queue_);
+                pending_ops_ = 0;
+            }
             std::fprintf(stderr, "tether: store write failed, no further acknowledgements: %s\n",
                          ex.what());
+            for (auto* ops : {&batch, &rest})
+                for (auto& op : *ops)
+                    std::visit(
+                        [this](auto& o) {
+                            if constexpr (requires { o.request; }) fail(o.request);
+                        },
+                        op);
             done_cv_.notify_all();
             return;
         }
         {
             std::lock_guard lock{mu_};
-            if (last_seq) written_seq_ = last_seq;
+            for (const auto& [room, epoch, offset] : committed) {
+                auto& d = durable_[room];
+                d = {epoch, std::max(d.first == epoch ? d.second : 0, offset)};
+            }
             pending_ops_ -= batch.size();
         }
-        if (last_seq && mode_ != FsyncMode::off) mark_durable(last_seq);
+        for (auto& r : results)
+            complete(std::move(r));
         done_cv_.notify_all();
     }
 }

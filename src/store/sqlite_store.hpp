@@ -14,11 +14,14 @@
 
 #include "store/memory_store.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <variant>
 
 struct sqlite3;
@@ -32,21 +35,18 @@ std::string_view to_string(FsyncMode m);
 class SqliteStore : public MemoryStore {
   public:
     /// Opens (or creates) `dir`/tether.db and loads the history into memory
-    /// (sessions stay in the database until load_sessions()).
+    /// (sessions stay in the database; LoadSessions pages through them).
     /// Throws std::runtime_error with a readable message on failure.
     SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
                 std::int64_t now_ms);
     ~SqliteStore() override;
 
-    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
-                        std::string_view publish_id, std::int64_t now_ms) override;
+    /// Appends, sessions, session and publish-log loads go to the writer
+    /// thread (and complete after its commit); history reads are answered
+    /// from memory at once, bounded by what the writer committed.
+    void submit(StoreRequest request) override;
     void flush() override;
-    void trim(std::int64_t now_ms) override;
     void reset_stream(std::string_view room) override;
-    void save_session(SessionRecord s) override;
-    void erase_session(std::string_view id) override;
-    /// Reads the sessions table (after the writer committed what is queued).
-    std::vector<SessionRecord> load_sessions() const override;
 
     std::size_t loaded_events() const noexcept { return loaded_events_; }
     std::size_t loaded_sessions() const noexcept { return loaded_sessions_; }
@@ -54,17 +54,27 @@ class SqliteStore : public MemoryStore {
 
   private:
     struct EventOp {
-        std::uint64_t seq;
+        std::uint64_t request;
         std::string room;
         std::uint64_t epoch, offset;
         std::int64_t at_ms;
         std::string data, publisher, publish_id;
     };
     struct SessionOp {
+        std::uint64_t request;
         SessionRecord record;
     };
     struct EraseSessionOp {
+        std::uint64_t request;
         std::string id;
+    };
+    struct LoadSessionsOp {
+        std::uint64_t request;
+        store_op::LoadSessions page;
+    };
+    struct LoadPublishesOp {
+        std::uint64_t request;
+        store_op::LoadPublishes page;
     };
     struct ResetOp {
         std::string room;
@@ -72,15 +82,21 @@ class SqliteStore : public MemoryStore {
     };
     struct TrimOp {
         std::int64_t cutoff_ms;
+        std::int64_t publishes_before_ms;
         std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>>
             firsts;  // room, epoch, first kept
     };
-    using Op = std::variant<EventOp, SessionOp, EraseSessionOp, ResetOp, TrimOp>;
+    using Op = std::variant<EventOp, SessionOp, EraseSessionOp, LoadSessionsOp, LoadPublishesOp,
+                            ResetOp, TrimOp>;
 
+    std::uint64_t durable_head(std::string_view room, const Stream& s) const override;
     void load();
     void enqueue(Op op);
     void writer();
     void exec(const char* sql);
+    void trim(const store_op::Trim& t);
+    /// Fails a request because the writer stopped (store_failed).
+    void fail(std::uint64_t request);
 
     FsyncMode mode_;
     sqlite3* db_ = nullptr;
@@ -92,11 +108,11 @@ class SqliteStore : public MemoryStore {
     std::condition_variable cv_;               // writer waits for work
     mutable std::condition_variable done_cv_;  // flush() waits for the writer
     std::deque<Op> queue_;
-    std::uint64_t enqueued_seq_ = 0;  // highest event seq queued
-    std::uint64_t written_seq_ = 0;   // highest event seq committed
-    std::size_t pending_ops_ = 0;     // queued + being written
+    std::size_t pending_ops_ = 0;  // queued + being written
     bool stop_ = false;
     std::string writer_error_;
+    /// Room -> (epoch, last committed offset): what reads may return.
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>, std::less<>> durable_;
     std::atomic<std::uint64_t> commits_{0};
     std::thread thread_;
 };

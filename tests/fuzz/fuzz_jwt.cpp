@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         TETHER_ASSERT(r->exp + 30 > now);
         TETHER_ASSERT(!jwt_verify(token, "another-secret", now));
     } else {
-        TETHER_ASSERT(!r.error.empty());
+        TETHER_ASSERT(r.error().code.category() == tether::error_category() &&
+                      !r.error().message.empty());
     }
     // A token minted for any UTF-8 subject of 1..256 bytes verifies.
     if (size > 0 && size <= 256 && tether::proto::is_valid_utf8(token)) {

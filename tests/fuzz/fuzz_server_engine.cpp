@@ -1,6 +1,8 @@
 // The server engine driven by fuzzer bytes: connections open and close,
 // frames arrive (raw bytes or well-formed messages with fuzzed fields,
-// including RESUMEs of real and forged sessions), time passes. Whatever
+// including RESUMEs of real and forged sessions), time passes, and the
+// store's results come back when and in the order the fuzzer chooses
+// (appends of one room in order, as the Store contract says). Whatever
 // happens, the engine's own assertions hold, every frame it sends decodes,
 // every close code is a documented one, and nothing is acknowledged that the
 // store does not hold at that offset.
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace {
@@ -48,10 +51,52 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (auto& b : out)
             b = static_cast<std::uint8_t>(++counter * 131);
     };
-    ServerEngine engine{cfg, store, 1'000'000};
+    ServerEngine engine{cfg, 1'000'000};
     std::int64_t now = 1'000'000;
     std::set<std::uint64_t> open;
     std::vector<p::Ready> readies;  // real sessions, for RESUMEs
+
+    // Results wait here until the fuzzer hands them back; id 0 is the
+    // fuzzer's own reads (the ack check).
+    struct Waiting {
+        StoreResult result;
+        std::string append_room;  // set for appends: they complete in order per room
+    };
+    std::vector<Waiting> waiting;
+    std::optional<StoreResult> own;
+    std::string last_room;
+    store.set_sink([&](StoreResult r) {
+        if (r.id == 0) return void(own = std::move(r));
+        waiting.push_back(Waiting{std::move(r), std::exchange(last_room, {})});
+    });
+    auto submit_all = [&] {
+        while (auto r = engine.poll_store()) {
+            if (auto* a = std::get_if<store_op::Append>(&r->op)) last_room = a->room;
+            store.submit(std::move(*r));
+        }
+    };
+    auto deliver = [&](std::size_t i) {
+        // An append may not overtake an earlier append of its room.
+        for (std::size_t j = 0; j < i; ++j)
+            if (!waiting[i].append_room.empty() &&
+                waiting[j].append_room == waiting[i].append_room) {
+                i = j;
+                break;
+            }
+        auto r = std::move(waiting[i].result);
+        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+        engine.handle_store(now, std::move(r));
+        submit_all();
+    };
+    auto stored_at = [&](const std::string& room, std::uint64_t offset) {
+        store.submit(StoreRequest{0, store_op::ReadRange{room, offset - 1, offset, 1, 1u << 20}});
+        const auto& range = std::get<store_result::Range>(own->value);
+        return !range.events.empty() && range.events.front().offset == offset;
+    };
+    submit_all();
+    while (!waiting.empty())
+        deliver(0);  // start-up
+    TETHER_ASSERT(engine.ready());
 
     auto drain = [&] {
         while (auto t = engine.poll_transmit()) {
@@ -64,10 +109,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (!r) std::fprintf(stderr, "undecodable frame sent: %s\n", t->text().c_str());
             TETHER_ASSERT(r);  // the server never sends a frame it could not read itself
             if (auto* ready = std::get_if<p::Ready>(&(*r))) readies.push_back(*ready);
-            if (auto* ack = std::get_if<p::Ack>(&(*r))) {
-                auto h = engine.history(ack->room, ack->offset - 1, 1, 1u << 20);
-                TETHER_ASSERT(!h.empty() && h.front().offset == ack->offset);
-            }
+            if (auto* ack = std::get_if<p::Ack>(&(*r)))
+                TETHER_ASSERT(stored_at(ack->room, ack->offset));
         }
     };
 
@@ -149,12 +192,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 if (open.count(conn)) engine.handle_writable(now, conn);
                 break;
             case 13:
-                engine.publish(now, in.pick({"a", "b"}), "1");
+                engine.publish(now, in.pick({"a", "b"}), "1", {});
+                break;
+            case 14:
+                // One store result, in the fuzzer's order.
+                if (!waiting.empty()) deliver(in.byte() % waiting.size());
                 break;
             default:
+                while (!waiting.empty())
+                    deliver(0);
                 engine.handle_timeout(now);
                 break;
         }
+        submit_all();
         drain();
     }
     return 0;

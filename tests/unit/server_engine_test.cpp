@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include <unistd.h>
 
@@ -32,18 +34,44 @@ ServerConfig config() {
     return c;
 }
 
+/// Drives an engine and its store: submits the engine's store requests,
+/// hands the results back, collects what the engine transmits.
 struct Driver {
-    explicit Driver(ServerEngine& engine) : e(engine) {}
+    Driver(ServerEngine& engine, Store& s) : e(engine), store(s) {
+        store.set_sink([this](StoreResult r) { results.push_back(std::move(r)); });
+        pump();
+        EXPECT_TRUE(e.ready());
+    }
+    ~Driver() { store.set_sink({}); }
     ServerEngine& e;
+    Store& store;
     std::int64_t now = 1'000'000;
+    std::vector<StoreResult> results;
     std::vector<ServerTransmit> out;
-    void drain() {
+    /// Until quiet: requests to the store, results to the engine, frames out.
+    void pump() {
+        for (bool progress = true; progress;) {
+            progress = false;
+            while (auto r = e.poll_store()) {
+                progress = true;
+                store.submit(std::move(*r));
+            }
+            for (auto& r : std::exchange(results, {})) {
+                progress = true;
+                e.handle_store(now, std::move(r));
+            }
+        }
         while (auto t = e.poll_transmit())
             out.push_back(std::move(*t));
     }
+    void drain() { pump(); }
     void send(std::uint64_t conn, const p::Message& m) {
         e.handle_message(now, conn, p::encode(m));
-        drain();
+        pump();
+    }
+    void open(std::uint64_t conn) {
+        e.handle_open(now, conn);
+        pump();
     }
     std::vector<p::Message> frames(std::uint64_t conn) {
         std::vector<p::Message> v;
@@ -61,29 +89,41 @@ struct Driver {
         return v;
     }
     void identify(std::uint64_t conn, std::string user) {
-        e.handle_open(now, conn);
+        open(conn);
         send(conn, p::Identify{std::move(user), {}});
         out.clear();
+    }
+    void publish(std::string_view room, std::string data) {
+        e.publish(now, room, std::move(data), {});
+        pump();
     }
 };
 
 }  // namespace
 
-/// A memory store whose writes become durable only when the test says so,
+/// A memory store whose appends become durable only when the test says so,
 /// like a durable store whose commit group is still in flight.
 class ManualCommitStore : public store::MemoryStore {
   public:
-    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
-                        std::string_view publish_id, std::int64_t now_ms) override {
-        return append_entry(room, std::move(data), publisher, publish_id, now_ms);
+    void submit(StoreRequest r) override {
+        if (std::holds_alternative<store_op::Append>(r.op))
+            held_.push_back(std::move(r));
+        else
+            MemoryStore::submit(std::move(r));
     }
-    void commit() { mark_durable(next_seq_); }
+    void commit() {
+        for (auto& r : std::exchange(held_, {}))
+            MemoryStore::submit(std::move(r));
+    }
+
+  private:
+    std::vector<StoreRequest> held_;
 };
 
 TEST(ServerEngine, NoAckOrFanOutBeforeTheStoreIsDurable) {
     ManualCommitStore store;
-    ServerEngine e{config(), store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{config(), 1'000'000};
+    Driver d{e, store};
     d.identify(1, "alice");
     d.identify(2, "bob");
     d.send(2, p::Join{"r", std::nullopt});
@@ -96,7 +136,6 @@ TEST(ServerEngine, NoAckOrFanOutBeforeTheStoreIsDurable) {
     d.send(3, p::Join{"r", p::StreamPosition{store.stream("r").epoch, 0}});
     EXPECT_EQ(std::get<p::Joined>(d.frames(3).at(0)).position.offset, 0u);
     store.commit();
-    e.handle_durable(d.now);
     d.drain();
     auto out = std::move(d.out);
     d.out = out;
@@ -115,19 +154,17 @@ TEST(ServerEngine, ReplayIsPagedAndWaitsForTheSocketToDrain) {
     store::MemoryStore store;
     auto cfg = config();
     cfg.replay_page_events = 10;
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     for (int i = 0; i < 35; ++i)
-        e.publish(d.now, "r", std::to_string(i));
-    d.drain();
+        d.publish("r", std::to_string(i));
     d.identify(1, "alice");
     d.send(1, p::Join{"r", p::StreamPosition{store.stream("r").epoch, 2}});
     auto first = d.frames(1);
     ASSERT_EQ(first.size(), 11u);  // JOINED + one page
     EXPECT_EQ(std::get<p::Joined>(first[0]).position.offset, 35u);
     EXPECT_EQ(std::get<p::Event>(first[1]).position.offset, 3u);
-    e.publish(d.now, "r", R"("live")");  // held back: the room is still replaying
-    d.drain();
+    d.publish("r", R"("live")");  // held back: the room is still replaying
     EXPECT_TRUE(d.frames(1).empty());
     std::vector<std::uint64_t> offsets;
     for (int page = 0; page < 4; ++page) {
@@ -149,8 +186,8 @@ TEST(ServerEngine, IdleConnectionsAreClosedAndTheirSessionsKept) {
     store::MemoryStore store;
     auto cfg = config();
     cfg.heartbeat = duration{1'000};
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     e.handle_open(d.now, 1);
     d.send(1, p::Identify{"alice", {}});
     const auto ready = d.of<p::Ready>(1).at(0);
@@ -170,8 +207,8 @@ TEST(ServerEngine, SessionsExpireAfterTheirRetentionWindow) {
     store::MemoryStore store;
     auto cfg = config();
     cfg.session_ttl = duration{60'000};
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     e.handle_open(d.now, 1);
     d.send(1, p::Identify{"alice", {}});
     const auto ready = d.of<p::Ready>(1).at(0);
@@ -182,7 +219,8 @@ TEST(ServerEngine, SessionsExpireAfterTheirRetentionWindow) {
     d.send(2, p::Resume{ready.session_id, ready.resume_token, {}});
     ASSERT_EQ(d.of<p::InvalidSession>(2).size(), 1u);
     EXPECT_EQ(e.metrics().sessions_expired, 1u);
-    EXPECT_TRUE(store.load_sessions().empty());
+    d.drain();
+    EXPECT_TRUE(store.sessions().empty());
 }
 
 TEST(ServerEngine, PublishFloodIsClosedWith4008) {
@@ -190,8 +228,8 @@ TEST(ServerEngine, PublishFloodIsClosedWith4008) {
     auto cfg = config();
     cfg.publish_rate = 1;
     cfg.publish_burst = 1;
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     d.identify(1, "alice");
     for (int i = 0; i < 300; ++i)
         e.handle_message(d.now, 1, p::encode(p::Publish{"r", std::to_string(i), "1"}));
@@ -206,8 +244,8 @@ TEST(ServerEngine, RateLimitedPublishHoldsTheOnesBehindItSoOrderIsKept) {
     auto cfg = config();
     cfg.publish_rate = 10;
     cfg.publish_burst = 1;
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     d.identify(1, "alice");
     // Pipelined: "a" takes the only token, "b" is rate limited, "c" must not overtake "b".
     for (const char* id : {"a", "b", "c"})
@@ -264,8 +302,8 @@ TEST(ServerEngine, AUserIdNoClientCouldDecodeIsRefused) {
         if (token == "empty") return AuthResult{true, "", {}};
         return AuthResult{true, std::string(2000, 'u'), {}};
     };
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     for (const char* token : {"cut", "empty", "long"}) {
         e.handle_open(d.now, 1);
         d.send(1, p::Identify{token, {}});
@@ -280,8 +318,8 @@ TEST(ServerEngine, AUserIdNoClientCouldDecodeIsRefused) {
 
 TEST(ServerEngine, DrainSendsJitteredReconnectThenRefuses) {
     store::MemoryStore store;
-    ServerEngine e{config(), store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{config(), 1'000'000};
+    Driver d{e, store};
     d.identify(1, "a");
     d.identify(2, "b");
     e.drain(d.now, 1'000);
@@ -310,14 +348,21 @@ class ClusterStore : public Store {
         : shared_(shared), nodes_(nodes) {
         nodes_.push_back(this);
     }
-    AppendResult append(std::string_view room, std::string data, std::string_view publisher,
-                        std::string_view publish_id, std::int64_t now_ms) override {
-        auto res = shared_.append(room, data, publisher, publish_id, now_ms);
-        for (auto* n : nodes_)
-            if (n != this && n->remote_)
-                pending_.push_back({n, RemoteAppend{std::string{room}, res.position, data}});
-        return res;
+    void submit(StoreRequest r) override {
+        std::optional<std::pair<std::string, std::string>> appended;
+        if (auto* a = std::get_if<store_op::Append>(&r.op)) appended.emplace(a->room, a->data);
+        StoreResult got;
+        shared_.set_sink([&](StoreResult x) { got = std::move(x); });
+        shared_.submit(std::move(r));
+        if (appended) {
+            const auto pos = std::get<store_result::Appended>(got.value).position;
+            for (auto* n : nodes_)
+                if (n != this && n->remote_)
+                    pending_.push_back({n, RemoteAppend{appended->first, pos, appended->second}});
+        }
+        complete(std::move(got));
     }
+    void flush() override {}
     /// Delivers queued fan-out, like pub/sub messages arriving a moment later.
     void deliver(std::size_t max = SIZE_MAX) {
         for (std::size_t i = 0; i < max && !pending_.empty(); ++i) {
@@ -327,21 +372,7 @@ class ClusterStore : public Store {
         }
     }
     void drop_next() { pending_.erase(pending_.begin()); }
-    std::uint64_t durable_seq() const noexcept override { return shared_.durable_seq(); }
-    void on_durable(std::function<void()>) override {}
-    void flush() override {}
-    StreamInfo stream(std::string_view room) const override { return shared_.stream(room); }
-    std::vector<StoredEvent> read(std::string_view room, std::uint64_t after, std::uint64_t up_to,
-                                  std::size_t e, std::size_t b) const override {
-        return shared_.read(room, after, up_to, e, b);
-    }
-    std::vector<std::string> rooms() const override { return shared_.rooms(); }
-    void trim(std::int64_t now_ms) override { shared_.trim(now_ms); }
-    void reset_stream(std::string_view room) override { shared_.reset_stream(room); }
     void on_remote_append(std::function<void(RemoteAppend)> f) override { remote_ = std::move(f); }
-    void save_session(SessionRecord s) override { shared_.save_session(std::move(s)); }
-    void erase_session(std::string_view id) override { shared_.erase_session(id); }
-    std::vector<SessionRecord> load_sessions() const override { return shared_.load_sessions(); }
 
   private:
     store::MemoryStore& shared_;
@@ -354,10 +385,13 @@ TEST(ServerEngine, AppendsOnOneNodeReachSubscribersOfAnotherWithoutGaps) {
     store::MemoryStore shared;
     std::vector<ClusterStore*> nodes;
     ClusterStore sa{shared, nodes}, sb{shared, nodes};
-    ServerEngine a{config(), sa, 1'000'000}, b{config(), sb, 1'000'000};
+    ServerEngine a{config(), 1'000'000}, b{config(), 1'000'000};
+    Driver da{a, sa}, db{b, sb};
     sa.on_remote_append([&](RemoteAppend r) { a.handle_remote_append(1'000'000, r); });
-    sb.on_remote_append([&](RemoteAppend r) { b.handle_remote_append(1'000'000, r); });
-    Driver da{a}, db{b};
+    sb.on_remote_append([&](RemoteAppend r) {
+        b.handle_remote_append(1'000'000, r);
+        db.pump();  // the gap's catch-up reads the store
+    });
     db.identify(7, "sub-on-b");
     db.send(7, p::Join{"r", std::nullopt});
     db.out.clear();
@@ -367,59 +401,142 @@ TEST(ServerEngine, AppendsOnOneNodeReachSubscribersOfAnotherWithoutGaps) {
     sa.deliver(2);   // offsets 1 and 2 arrive at node b
     sa.drop_next();  // the pub/sub message for 3 is lost
     sa.deliver();    // 4 and 5 arrive: b notices the jump and catches up from the store
-    db.drain();
     std::vector<std::uint64_t> got;
+    for (int round = 0; round < 4; ++round) {  // each replay page waits for the socket
+        b.handle_writable(db.now, 7);
+        db.drain();
+    }
     for (auto& m : db.frames(7))
         got.push_back(std::get<p::Event>(m).position.offset);
     EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+    EXPECT_GE(b.metrics().gap_fills, 1u);
 }
 
 // ---- session persistence: one copy in memory (the engine's), issue #6
+
+/// Runs one request on a store and waits (bounded) for its result.
+StoreResult run(Store& s, StoreOp op) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<StoreResult> got;
+    s.set_sink([&](StoreResult r) {
+        std::lock_guard lk(mu);
+        got = std::move(r);
+        cv.notify_all();
+    });
+    s.submit(StoreRequest{1, std::move(op)});
+    std::unique_lock lk(mu);
+    EXPECT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return got.has_value(); }));
+    lk.unlock();
+    s.set_sink({});
+    return got.value_or(StoreResult{});
+}
+
+std::vector<SessionRecord> sessions_of(Store& s) {
+    auto r = run(s, store_op::LoadSessions{});
+    return std::get<store_result::Sessions>(r.value).sessions;
+}
 
 TEST(Store, SqliteSessionsAreReadFromTheDatabaseNotCached) {
     const auto dir = std::filesystem::temp_directory_path() /
                      ("tether-store-test-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     {
-        store::SqliteStore s{dir, store::FsyncMode::off, {}, 1'000};
+        store::SqliteStore s{dir, store::FsyncMode::batch, {}, 1'000};
         EXPECT_EQ(s.loaded_sessions(), 0u);
-        s.save_session({"a", "token-a", "alice", {"r1", "r2"}, 0});
-        s.save_session({"b", "token-b", "bob", {}, 5'000});
-        s.save_session({"a", "token-a2", "alice", {"r1"}, 0});  // replaces
-        s.erase_session("b");
-        const auto got = s.load_sessions();  // waits for the writer
+        (void)run(s, store_op::SaveSession{{"a", "token-a", "alice", {"r1", "r2"}, 0}});
+        (void)run(s, store_op::SaveSession{{"b", "token-b", "bob", {}, 5'000}});
+        (void)run(s, store_op::SaveSession{{"a", "token-a2", "alice", {"r1"}, 0}});  // replaces
+        (void)run(s, store_op::EraseSession{"b"});
+        const auto got = sessions_of(s);  // the writer thread answers, after what is queued
         ASSERT_EQ(got.size(), 1u);
         EXPECT_EQ(got[0].resume_token, "token-a2");
         EXPECT_EQ(got[0].rooms, std::vector<std::string>{"r1"});
     }
-    store::SqliteStore reopened{dir, store::FsyncMode::off, {}, 2'000};
+    store::SqliteStore reopened{dir, store::FsyncMode::batch, {}, 2'000};
     EXPECT_EQ(reopened.loaded_sessions(), 1u);
-    const auto got = reopened.load_sessions();
+    const auto got = sessions_of(reopened);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].id, "a");
     EXPECT_EQ(got[0].user, "alice");
     std::filesystem::remove_all(dir);
 }
 
+TEST(Store, SqliteReadsOnlyWhatItCommittedAndKeepsThePublishLogPastTheHistory) {
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("tether-store-log-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    StoreLimits limits;
+    limits.history_size = 2;  // the history keeps two events, the log all five
+    {
+        store::SqliteStore s{dir, store::FsyncMode::batch, limits, 1'000};
+        for (int i = 1; i <= 5; ++i) {
+            auto r = run(s, store_op::Append{"r", std::to_string(i), "alice",
+                                             "id-" + std::to_string(i), 1'000});
+            ASSERT_FALSE(r.error);
+            EXPECT_EQ(std::get<store_result::Appended>(r.value).position.offset,
+                      static_cast<std::uint64_t>(i));
+        }
+        auto range = run(s, store_op::ReadRange{"r", 0});
+        EXPECT_EQ(std::get<store_result::Range>(range.value).events.size(), 2u);
+    }
+    store::SqliteStore reopened{dir, store::FsyncMode::batch, limits, 2'000};
+    auto log = run(reopened, store_op::LoadPublishes{0, {}, {}, 3});
+    auto page = std::get<store_result::Publishes>(log.value);
+    ASSERT_EQ(page.records.size(), 3u);  // paged
+    EXPECT_TRUE(page.more);
+    auto rest = run(reopened, store_op::LoadPublishes{0, page.records.back().user,
+                                                      page.records.back().publish_id, 3});
+    EXPECT_EQ(std::get<store_result::Publishes>(rest.value).records.size(), 2u);
+    EXPECT_EQ(page.records[0].publish_id, "id-1");
+    EXPECT_EQ(page.records[0].position.offset, 1u);
+    std::filesystem::remove_all(dir);
+}
+
 TEST(Store, MemoryStoreKeepsOrDiscardsSessionsAsConfigured) {
     store::MemoryStore keep;
-    keep.save_session({"a", "t", "alice", {}, 0});
-    EXPECT_EQ(keep.load_sessions().size(), 1u);
-    keep.erase_session("a");
-    EXPECT_TRUE(keep.load_sessions().empty());
+    (void)run(keep, store_op::SaveSession{{"a", "t", "alice", {}, 0}});
+    EXPECT_EQ(keep.sessions().size(), 1u);
+    (void)run(keep, store_op::EraseSession{"a"});
+    EXPECT_TRUE(keep.sessions().empty());
 
     store::MemoryStore discard{{}, 1, store::MemoryStore::Sessions::discard};
-    discard.save_session({"a", "t", "alice", {}, 0});
-    EXPECT_TRUE(discard.load_sessions().empty());
-    discard.erase_session("a");  // nothing to erase: no error
+    (void)run(discard, store_op::SaveSession{{"a", "t", "alice", {}, 0}});
+    EXPECT_TRUE(discard.sessions().empty());
+    (void)run(discard, store_op::EraseSession{"a"});  // nothing to erase: no error
+}
+
+TEST(ServerEngine, ARetryAfterARestartIsRecognisedEvenWhenItsEventLeftTheHistory) {
+    // Found by the simulator with three clients: the dedupe window was
+    // rebuilt from the room history, which had already been trimmed past the
+    // original, so the retry was stored twice.
+    StoreLimits limits;
+    limits.history_size = 2;
+    store::MemoryStore store{limits};
+    {
+        ServerEngine e{config(), 1'000'000};
+        Driver d{e, store};
+        d.identify(1, "alice");
+        d.send(1, p::Publish{"r", "first", "1"});
+        for (int i = 0; i < 5; ++i)
+            d.publish("r", std::to_string(i));  // pushes "first" out of the history
+    }
+    ServerEngine e{config(), 1'000'000};  // a restarted process on the same store
+    Driver d{e, store};
+    d.identify(2, "alice");
+    d.send(2, p::Publish{"r", "first", "1"});  // the client never saw its ack
+    const auto acks = d.of<p::Ack>(2);
+    ASSERT_EQ(acks.size(), 1u);
+    EXPECT_EQ(acks[0].offset, 1u);          // the original offset
+    EXPECT_EQ(store.stream("r").head, 6u);  // stored once
 }
 
 TEST(ServerEngine, SessionsAndTheirRoomsSurviveAnEngineRestartOnTheStore) {
     store::MemoryStore store;  // keeps sessions, like a durable store
     p::Ready ready;
     {
-        ServerEngine e{config(), store, 1'000'000};
-        Driver d{e};
+        ServerEngine e{config(), 1'000'000};
+        Driver d{e, store};
         e.handle_open(d.now, 1);
         d.send(1, p::Identify{"alice", {}});
         ready = d.of<p::Ready>(1).at(0);
@@ -434,8 +551,8 @@ TEST(ServerEngine, SessionsAndTheirRoomsSurviveAnEngineRestartOnTheStore) {
         for (auto& b : out)
             b = ++counter;
     };
-    ServerEngine e{cfg, store, 1'001'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'001'000};
+    Driver d{e, store};
     d.now = 1'001'000;
     const auto s = e.session(ready.session_id);
     ASSERT_TRUE(s);
@@ -453,8 +570,8 @@ TEST(ServerEngine, ARepeatingRandomSourceNeverHandsOutAnExistingSession) {
     store::MemoryStore store;
     auto cfg = config();
     cfg.random_bytes = [](std::span<std::uint8_t> out) { std::fill(out.begin(), out.end(), 7); };
-    ServerEngine e{cfg, store, 1'000'000};
-    Driver d{e};
+    ServerEngine e{cfg, 1'000'000};
+    Driver d{e, store};
     e.handle_open(d.now, 1);
     d.send(1, p::Identify{"alice", {}});
     const auto alice = d.of<p::Ready>(1).at(0);

@@ -75,6 +75,10 @@ enum class error {
     liveness_timeout,     ///< no heartbeat ack or pong in time
     auth_rejected,        ///< the auth reply of a generic server was refused
 
+    // ---- the gateway's store ----
+    store_failed,       ///< the store could not write (a disk error); nothing more is acknowledged
+    store_unavailable,  ///< the store cannot be reached now; retry later
+
     // ---- access tokens (the gateway's verifier) ----
     token_malformed,      ///< not three base64url parts of JSON, or claims missing
     token_unsupported,    ///< an algorithm other than the configured one

@@ -189,6 +189,8 @@ inline constexpr std::string_view too_large = "too_large";
 inline constexpr std::string_view rate_limited = "rate_limited";
 inline constexpr std::string_view too_many_rooms = "too_many_rooms";
 inline constexpr std::string_view internal = "internal";
+/// The server cannot store it now (draining, its store is down): retry.
+inline constexpr std::string_view unavailable = "unavailable";
 /// True for codes after which the same request may succeed later.
 bool retryable(std::string_view code) noexcept;
 }  // namespace codes

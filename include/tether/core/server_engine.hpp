@@ -4,9 +4,18 @@
 ///
 /// Same shape as ClientCore: the network layer feeds `handle_open`,
 /// `handle_message`, `handle_writable`, `handle_close`, `handle_timeout`,
-/// `handle_durable`, and carries out `poll_transmit()`; `poll_timeout()` says
-/// when to call `handle_timeout` next. `now` is wall-clock time (ms since the
-/// Unix epoch) so that session expiry and history age survive restarts.
+/// `handle_store` (a store request completed) and `handle_remote_append`,
+/// and carries out `poll_transmit()` (frames and closes) and `poll_store()`
+/// (requests for the Store); `poll_timeout()` says when to call
+/// `handle_timeout` next. The engine holds no store and never waits for
+/// one: every read and write is a request whose result comes back later,
+/// in any order (docs/DESIGN.md, "An asynchronous store"). `now` is
+/// wall-clock time (ms since the Unix epoch) so that session expiry and
+/// history age survive restarts.
+///
+/// Start-up: the engine first pages through the stored sessions, then
+/// rebuilds the dedupe window from the store's publish log (bounded pages);
+/// until ready() it refuses connections with 1013.
 ///
 /// Rules it enforces (docs/PROTOCOL.md):
 /// - HELLO on open; IDENTIFY -> READY with a new session (128+ random bits of
@@ -79,6 +88,11 @@ struct ServerConfig {
     std::size_t replay_page_bytes = 256u << 10;
     std::size_t dedupe_per_user_max = 10'000;  ///< most recent publish ids remembered per user
     duration dedupe_ttl{600'000};              ///< ... for at most this long
+    /// Appends in flight (not durable yet) at most; beyond it publishes get
+    /// NACK unavailable with a short retry_after (the store is behind).
+    std::size_t appends_in_flight_max = 100'000;
+    /// Start-up pages: sessions and history events per store read.
+    std::size_t startup_page = 1024;
     proto::Limits limits;
 
     /// Verifies an access token. Required.
@@ -89,7 +103,8 @@ struct ServerConfig {
     /// Fills the span with cryptographically secure random bytes. Required.
     std::function<void(std::span<std::uint8_t>)> random_bytes;
 
-    std::optional<std::string> validate() const;
+    /// The first invalid field (error::invalid_config).
+    [[nodiscard]] result<void, Error> validate() const;
 };
 
 struct ServerTransmit {
@@ -116,7 +131,7 @@ struct ServerMetrics {
     std::uint64_t resumes_failed = 0;
     std::uint64_t joins = 0;
     std::uint64_t join_errors = 0;
-    std::uint64_t publishes = 0;      ///< appended
+    std::uint64_t publishes = 0;      ///< appended (durable)
     std::uint64_t publish_dupes = 0;  ///< answered from the dedupe window
     std::uint64_t nacks = 0;
     std::uint64_t deliveries = 0;  ///< EVENT frames written (live + replay)
@@ -125,7 +140,16 @@ struct ServerMetrics {
     std::uint64_t heartbeats = 0;
     std::uint64_t idle_closes = 0;
     std::uint64_t sessions_expired = 0;
+    std::uint64_t store_requests = 0;  ///< requests emitted
+    std::uint64_t store_errors = 0;    ///< requests that completed with an error
+    std::uint64_t gap_fills = 0;       ///< live subscribers sent back to the store by a jump
     std::map<std::uint16_t, std::uint64_t> closes_by_code;  ///< closes the server initiated
+};
+
+/// A page of a room's durable history (the admin API).
+struct HistoryPage {
+    StreamInfo info;
+    std::vector<StoredEvent> events;
 };
 
 struct SessionInfo {
@@ -138,57 +162,79 @@ struct SessionInfo {
 
 class ServerEngine {
   public:
-    ServerEngine(ServerConfig config, Store& store, std::int64_t now_ms);
+    /// Throws std::invalid_argument when the config does not validate().
+    ServerEngine(ServerConfig config, std::int64_t now_ms);
     ServerEngine(const ServerEngine&) = delete;
     ServerEngine& operator=(const ServerEngine&) = delete;
 
+    // ---- driver inputs ----
     void handle_open(std::int64_t now_ms, std::uint64_t conn);
     void handle_message(std::int64_t now_ms, std::uint64_t conn, std::string_view text);
     /// The connection's outbound queue drained: the next replay page may go.
     void handle_writable(std::int64_t now_ms, std::uint64_t conn);
     void handle_close(std::int64_t now_ms, std::uint64_t conn);
     void handle_timeout(std::int64_t now_ms);
-    /// The store's durable sequence advanced: release ACKs and fan-out.
-    void handle_durable(std::int64_t now_ms);
+    /// A request of poll_store() completed.
+    void handle_store(std::int64_t now_ms, StoreResult result);
     /// Another node appended to a room (Store::on_remote_append). Live
     /// subscribers get it; if appends were missed in between, they catch up
     /// from the store instead (never a gap).
     void handle_remote_append(std::int64_t now_ms, const RemoteAppend& a);
 
-    std::optional<ServerTransmit> poll_transmit();
-    std::optional<std::int64_t> poll_timeout() const;
+    // ---- outputs ----
+    [[nodiscard]] std::optional<ServerTransmit> poll_transmit();
+    /// The next request for the store (submit it; feed its result to handle_store).
+    [[nodiscard]] std::optional<StoreRequest> poll_store();
+    [[nodiscard]] std::optional<std::int64_t> poll_timeout() const;
 
-    /// Server-side publish (admin API). `data` must already be one valid JSON
-    /// value (check with proto::validate_data). The position is final; it is
-    /// delivered once durable.
-    AppendResult publish(std::int64_t now_ms, std::string_view room, std::string data);
-    /// RECONNECT to every connection, then close them with 1001; new
-    /// connections are refused with 1013 from now on. Each connection gets its
-    /// own retry_after in [retry_after_ms, 2 x retry_after_ms) so that clients
-    /// do not all come back at the same instant.
+    // ---- the admin API ----
+    /// Server-side publish. `data` must already be one valid JSON value
+    /// (check with proto::validate_data). `done` runs once, on the engine's
+    /// strand, with the position once durable (or store_unavailable while
+    /// draining, store_failed).
+    void publish(std::int64_t now_ms, std::string_view room, std::string data,
+                 std::function<void(result<proto::StreamPosition>)> done);
+    /// Durable events after `after`, bounded by count and bytes; `done`
+    /// runs once with the page.
+    void history(std::string_view room, std::uint64_t after, std::size_t limit,
+                 std::size_t max_bytes, std::function<void(result<HistoryPage>)> done);
+    /// RECONNECT to every connection, then close them with 1001, once the
+    /// appends in flight are durable (publishes meanwhile get NACK
+    /// unavailable); new connections are refused with 1013 from now on. Each
+    /// connection gets its own retry_after in [retry_after_ms, 2 x
+    /// retry_after_ms) so that clients do not all come back at once.
     void drain(std::int64_t now_ms, std::int64_t retry_after_ms);
-
-    /// The room's stream as clients see it: `head` is the last durable offset.
-    StreamInfo stream_info(std::string_view room) const;
-    /// Durable events after `after`, bounded by count and bytes (admin API).
-    std::vector<StoredEvent> history(std::string_view room, std::uint64_t after, std::size_t limit,
-                                     std::size_t max_bytes) const;
-    std::uint64_t durable_seq() const noexcept { return store_.durable_seq(); }
     /// Closes one session's connection (admin API). False if unknown.
     bool disconnect_session(std::int64_t now_ms, std::string_view session_id);
 
-    std::vector<SessionInfo> sessions() const;
-    std::optional<SessionInfo> session(std::string_view id) const;
+    // ---- state ----
+    /// Start-up finished (sessions loaded, dedupe window rebuilt).
+    [[nodiscard]] bool ready() const noexcept { return phase_ == Phase::ready; }
+    [[nodiscard]] bool draining() const noexcept { return draining_; }
+    [[nodiscard]] std::vector<SessionInfo> sessions() const;
+    [[nodiscard]] std::optional<SessionInfo> session(std::string_view id) const;
     const ServerMetrics& metrics() const noexcept { return metrics_; }
     std::size_t connection_count() const noexcept { return conns_.size(); }
     std::size_t session_count() const noexcept { return sessions_.size(); }
-    std::size_t room_count() const noexcept { return subscribers_.size(); }
-    bool draining() const noexcept { return draining_; }
+    /// Rooms the engine tracks (subscribers, or a join waiting for the store).
+    std::size_t room_count() const noexcept { return rooms_.size(); }
+    /// Store requests emitted and not completed yet.
+    std::size_t store_in_flight() const noexcept { return requests_.size(); }
+    /// Appends emitted and not yet durable.
+    std::size_t appends_in_flight() const noexcept { return appends_in_flight_; }
+    /// Asserts the invariants (docs/DESIGN.md, "Assertions"); every input
+    /// calls it at entry and exit in builds with TETHER_INVARIANTS.
+    void check_invariants() const;
 
   private:
-    struct Replay {
-        std::uint64_t next = 0;  ///< next offset to send
-        std::uint64_t epoch = 0;
+    enum class Phase : std::uint8_t { loading_sessions, loading_publishes, ready };
+
+    /// A connection's place in one of its rooms.
+    struct Cursor {
+        std::uint64_t next = 0;   ///< next offset to send while replaying
+        std::uint64_t epoch = 0;  ///< the stream being replayed
+        bool replaying = false;   ///< false: live
+        bool reading = false;     ///< a replay read is in flight
     };
     /// A session, keyed by its id in sessions_ (the id is not repeated
     /// here: every byte counts per idle connection, docs/BENCHMARKS.md).
@@ -203,12 +249,12 @@ class ServerEngine {
     /// A node of sessions_ (stable until erased; a session is erased only
     /// when no connection holds it).
     using SessionEntry = SessionMap::value_type;
-    /// A connection's rooms with their replay cursors (nullopt: live), sorted
-    /// by name in one vector: a std::map node per room cost ~100 bytes per
-    /// idle connection. At most rooms_per_connection_max entries.
+    /// A connection's rooms with their cursors, sorted by name in one vector:
+    /// a std::map node per room cost ~100 bytes per idle connection. At most
+    /// rooms_per_connection_max entries.
     class RoomCursors {
       public:
-        using value_type = std::pair<std::string, std::optional<Replay>>;
+        using value_type = std::pair<std::string, Cursor>;
         using iterator = std::vector<value_type>::iterator;
         using const_iterator = std::vector<value_type>::const_iterator;
         iterator begin() noexcept { return v_.begin(); }
@@ -220,12 +266,18 @@ class ServerEngine {
             auto it = lower(room);
             return it != v_.end() && it->first == room ? it : v_.end();
         }
-        bool contains(std::string_view room) { return find(room) != v_.end(); }
+        const_iterator find(std::string_view room) const {
+            auto it = std::lower_bound(
+                v_.begin(), v_.end(), room,
+                [](const value_type& e, std::string_view r) { return e.first < r; });
+            return it != v_.end() && it->first == room ? it : v_.end();
+        }
+        bool contains(std::string_view room) const { return find(room) != v_.end(); }
         /// The room's cursor, inserted (live) if the room is new.
-        std::optional<Replay>& operator[](std::string_view room) {
+        Cursor& operator[](std::string_view room) {
             auto it = lower(room);
             if (it == v_.end() || it->first != room)
-                it = v_.emplace(it, std::string{room}, std::nullopt);
+                it = v_.emplace(it, std::string{room}, Cursor{});
             return it->second;
         }
         void erase(std::string_view room) {
@@ -248,6 +300,7 @@ class ServerEngine {
         TokenBucket bucket;  ///< publishes and joins (ServerConfig::publish_rate/_burst)
         RoomCursors rooms;
         bool writable = true;
+        bool reading = false;  ///< one replay read in flight at most
         std::uint32_t rate_limited_in_a_row = 0;
         /// Order gate: the ids NACKed on this connection, oldest first. Only
         /// the oldest may be accepted next (the client resends in order), so
@@ -259,41 +312,71 @@ class ServerEngine {
         std::int64_t held_until_ms =
             0;  ///< the gate opens by itself then (the client dropped them)
     };
-    struct Pending {
-        std::uint64_t seq = 0;
-        std::string room;
-        proto::StreamPosition position;
-        std::string data;
-        std::string user;        ///< publisher (empty: server-side publish)
-        std::string publish_id;  ///< client id of the publish
-        std::vector<std::pair<std::uint64_t, std::string>> ack_to;  ///< (conn, publish id)
-    };
-    struct DurableHead {
+    /// What the engine knows of a room's stream: the durable head it has
+    /// fanned out (every subscriber is live up to it or replaying towards
+    /// it), and the joins that wait for the stream to be read.
+    struct RoomState {
+        bool known = false;
         std::uint64_t epoch = 0;
-        std::uint64_t head = 0;  ///< last offset fanned out
+        std::uint64_t head = 0;
+        std::uint64_t first = 1;
+        std::uint64_t loading = 0;           ///< the ReadStream in flight (0: none)
+        proto::StreamPosition seen_loading;  ///< newest append completed while loading
+        std::set<std::uint64_t> subscribers;
+        std::vector<std::pair<std::uint64_t, proto::Join>> waiting;  ///< (conn, join)
     };
     struct DedupeEntry {
         std::string room;
         proto::StreamPosition position;
         std::int64_t at_ms = 0;
-        bool durable = false;
+        std::uint64_t pending = 0;  ///< the append in flight (0: durable)
     };
+    // Requests in flight, by id.
+    struct AppendRequest {
+        std::string room;
+        std::string data;
+        std::string user;
+        std::string publish_id;
+        std::vector<std::pair<std::uint64_t, std::string>> ack_to;  ///< (conn, publish id)
+        std::function<void(result<proto::StreamPosition>)> done;    ///< admin publishes
+    };
+    struct LoadRoom {
+        std::string room;
+    };
+    struct ReplayRead {
+        std::uint64_t conn = 0;
+        std::string room;
+        std::uint64_t after = 0;
+    };
+    struct HistoryRead {
+        std::function<void(result<HistoryPage>)> done;
+        std::optional<std::uint64_t> known_head;
+    };
+    struct Startup {};
+    struct Background {};  ///< session writes, trims: only errors matter
+    using Request =
+        std::variant<AppendRequest, LoadRoom, ReplayRead, HistoryRead, Startup, Background>;
 
+    std::uint64_t submit(StoreOp op, Request pending);
     void send(std::uint64_t conn, const proto::Message& m);
-
     void send_frame(std::uint64_t conn, std::shared_ptr<const std::string> frame);
     void close(std::uint64_t conn, std::uint16_t code, std::string reason);
+    void dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto::Message& msg);
     void on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m);
     void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);
     void on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m);
     void on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m);
-    void join_room(std::uint64_t conn, Conn& c, const std::string& room,
-                   std::optional<proto::StreamPosition> since);
+    void join_room(std::uint64_t conn, Conn& c, const proto::Join& m);
     void leave_room(std::uint64_t conn, Conn& c, std::string_view room);
-    bool valid_room(std::string_view room) const;
+    [[nodiscard]] bool valid_room(std::string_view room) const;
     void pump_replay(std::uint64_t conn, Conn& c);
-    AppendResult append(std::int64_t now, std::string_view room, std::string data,
-                        std::string_view user, std::string_view id);
+    void append(std::int64_t now, std::string_view room, std::string data, std::string_view user,
+                std::string_view id, AppendRequest req);
+    /// The room's stream advanced to `position` (an append of ours or of
+    /// another node): live subscribers get it in order, or catch up from the
+    /// store when offsets were missed.
+    void advance(std::string_view room, proto::StreamPosition position, const std::string& data);
+    void drop_room_if_unused(std::string_view room);
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
     void persist(const SessionEntry& s);
     std::string random_hex(std::size_t bytes);
@@ -301,23 +384,37 @@ class ServerEngine {
     /// The entry for a publish id still inside the window (any age when now is nullopt).
     DedupeEntry* recall(std::string_view user, std::string_view id,
                         std::optional<std::int64_t> now);
-    std::uint64_t durable_head(std::string_view room) const;
+    void maybe_finish_drain(std::int64_t now);
+
+    // results
+    void on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r);
+    void on_room_loaded(std::int64_t now, const LoadRoom& req, const StoreResult& r);
+    void on_replay_read(const ReplayRead& req, StoreResult& r);
+    void on_startup(std::int64_t now, StoreResult& r);
+    void next_startup_step(std::int64_t now);
 
     ServerConfig config_;
-    Store& store_;
     duration idle_timeout_{0};
     RateLimit publish_limit_;
+    Phase phase_ = Phase::loading_sessions;
+    std::string startup_after_user_;  ///< paging cursor of the start-up step (session id, user)
+    std::string startup_after_id_;    ///< ... and publish id
+    std::int64_t startup_dedupe_since_ = 0;
     bool draining_ = false;
+    bool drain_sent_ = false;
+    std::int64_t drain_retry_after_ms_ = 0;
     std::map<std::uint64_t, Conn> conns_;
     SessionMap sessions_;
-    std::map<std::string, std::set<std::uint64_t>, std::less<>> subscribers_;
-    std::map<std::string, DurableHead, std::less<>> durable_heads_;
-    std::deque<Pending> pending_;
+    std::map<std::string, RoomState, std::less<>> rooms_;
+    std::map<std::uint64_t, Request> requests_;
+    std::size_t appends_in_flight_ = 0;
+    std::uint64_t next_request_ = 1;
     std::map<std::string, std::map<std::string, DedupeEntry>, std::less<>>
         dedupe_;  ///< user -> id -> entry
     std::map<std::string, std::deque<std::pair<std::int64_t, std::string>>, std::less<>>
         dedupe_order_;
     std::deque<ServerTransmit> transmits_;
+    std::deque<StoreRequest> store_out_;
     std::int64_t next_housekeeping_ms_ = 0;
     ServerMetrics metrics_;
 };
