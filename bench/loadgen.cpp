@@ -990,7 +990,7 @@ class Storm {
                     on_all_joined();
             };
             ro.on_history_lost = [this](const tether::HistoryLost&) { ++history_lost_; };
-            c->join(room_name(i % a_.rooms), std::move(ro));
+            (void)c->join(room_name(i % a_.rooms), std::move(ro));
             clients_.push_back(std::move(c));
         }
         connect_started_ = started;

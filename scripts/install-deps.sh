@@ -22,6 +22,8 @@ packages=(
   redis-server nginx python3 python3-websockets openssl curl
   # benchmarks: the plots of docs/BENCHMARKS.md
   gnuplot-nox
+  # the API reference (the `api_docs` target) and clang-tidy (scripts/lint.sh)
+  doxygen clang-tidy
 )
 # Node.js: any install that provides both `node` and `npm` is fine (a machine
 # may carry a newer vendor build whose nodejs package already bundles npm and

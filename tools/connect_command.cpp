@@ -88,7 +88,7 @@ constexpr const char* kYellow = "33";
 constexpr const char* kGreen = "32";
 constexpr const char* kRed = "31";
 
-void emit_json(json::object o) {
+void emit_json(const json::object& o) {
     out_line(json::serialize(o));
 }
 
@@ -144,7 +144,7 @@ json::object status_json(const ConnectionStatus& s) {
     return o;
 }
 
-/// The human status banner (seed 002): yellow while reconnecting, green when
+/// The human status banner (docs/CLI.md): yellow while reconnecting, green when
 /// (re)connected, red when it stopped for good with how to go on.
 template <class Status>
 class Banner {
@@ -437,7 +437,7 @@ int run_tether(const ConnectArgs& a) {
         };
         auto tf = std::make_shared<TokenFile>();
         tf->path = a.token_file;
-        o.credentials = [tf](bool refresh, CredentialsReply reply) {
+        o.credentials = [tf](bool refresh, const CredentialsReply& reply) {
             std::thread([tf, refresh, reply] {
                 const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(9);
                 std::string t = read_token_file(tf->path);
@@ -476,7 +476,7 @@ int run_tether(const ConnectArgs& a) {
             o2["pending"] = s.pending;
             o2["sending_done"] = s.sending_done;
             o2["sending_total"] = s.sending_total;
-            emit_json(std::move(o2));
+            emit_json(o2);
         } else {
             banner->show(s, interactive);
             if (s.state == ConnState::connected && s.sending_total > 1 &&
@@ -679,7 +679,7 @@ int run_raw(const ConnectArgs& a) {
         if (js) {
             auto o2 = status_json(s);
             o2["queued"] = s.queued;
-            emit_json(std::move(o2));
+            emit_json(o2);
         } else {
             banner->show(s, interactive);
         }

@@ -155,9 +155,9 @@ Action add_serve_command(CLI::App& app) {
         if (!fsync)
             return usage_error("--fsync must be always, batch or off, not '" + a->fsync + "'");
         struct D {
-            const char* flag;
+            const char* flag = nullptr;
             std::string& text;
-            std::int64_t min_ms;
+            std::int64_t min_ms = 0;
             std::int64_t value = 0;
         };
         D durations[] = {{"--heartbeat", a->heartbeat, 1'000},

@@ -58,8 +58,11 @@ namespace tether {
 class CredentialsReply {
   public:
     CredentialsReply() = default;
+    /// Wraps the function that answers (the client makes these).
     explicit CredentialsReply(std::function<void(bool, std::string)> f) : f_(std::move(f)) {}
+    /// The token to send.
     void ok(std::string token) const { f_(true, std::move(token)); }
+    /// No token can be had: the attempt fails (and is retried with backoff).
     void fail(std::string reason) const { f_(false, std::move(reason)); }
 
   private:
@@ -92,18 +95,19 @@ struct ClientOptions : ClientConfig, TransportOptions {
     /// Handlers installed before the client starts, so that none misses the
     /// first events (the on_*() setters may: the client connects at once).
     std::function<void(const ClientStatus&)> on_status;
-    std::function<void(std::chrono::milliseconds rtt)> on_latency;
-    std::function<void(const SessionStarted&)> on_session;
-    std::function<void(const PublishOutcome&)> on_publish;
+    std::function<void(std::chrono::milliseconds rtt)> on_latency;  ///< each heartbeat round trip
+    std::function<void(const SessionStarted&)> on_session;  ///< each session started or resumed
+    std::function<void(const PublishOutcome&)>
+        on_publish;  ///< every publish outcome (see on_publish())
 };
 
 /// The outcome of Room::publish: acknowledged at `position`, or failed with
 /// `error` (outbox_full, too_large, invalid_data, invalid_room, expired,
 /// dropped, client_closed, or the server's refusal: not_permitted, ...).
 struct PublishOutcome {
-    std::error_code error;  ///< none: acknowledged
-    std::string id;         ///< publish id (set unless the client refused it at once)
-    std::string room;
+    std::error_code error;           ///< none: acknowledged
+    std::string id;                  ///< publish id (set unless the client refused it at once)
+    std::string room;                ///< its room
     proto::StreamPosition position;  ///< where the server stored it (acknowledged only)
     std::string server_code;         ///< the NACK code as sent, when the server refused it
     std::string reason;              ///< human-readable detail
@@ -119,7 +123,7 @@ class Client;
 struct RoomOptions {
     /// Each event of the room, exactly once and in order (replays included).
     std::function<void(const MessageReceived&)> on_message;
-    /// connecting, joined, reconnecting, disconnected, error (seed 001).
+    /// connecting, joined, reconnecting, disconnected, error.
     std::function<void(const RoomStatusChanged&)> on_status;
     /// Events between the last delivered one and the new position are gone:
     /// refetch the application state.
@@ -131,6 +135,7 @@ struct RoomOptions {
 class Room {
   public:
     Room() = default;
+    /// The room's name.
     const std::string& name() const noexcept { return name_; }
     /// Each event of the room, exactly once and in order (replays included).
     /// False (and `f` never runs) when the client no longer exists.
@@ -158,13 +163,14 @@ class Room {
     std::string name_;
 };
 
+/// The reconnecting tether client: see this file's description.
 class Client {
   public:
     /// Runs on its own thread. Starts connecting at once. Throws
     /// std::invalid_argument on invalid options (bad URL, bad backoff, ...).
     explicit Client(ClientOptions options);
     /// Runs on `executor` (the application's io_context, say) through a strand.
-    Client(boost::asio::any_io_executor executor, ClientOptions options);
+    Client(const boost::asio::any_io_executor& executor, ClientOptions options);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -173,8 +179,15 @@ class Client {
     /// reconnect from the last delivered position. Throws
     /// std::invalid_argument for an invalid name; error::too_many_rooms
     /// arrives as an `error` room status.
-    Room join(std::string room);
-    Room join(std::string room, RoomOptions handlers);
+    [[nodiscard(
+        "the Room publishes and leaves; cast to void when its handlers are all in "
+        "RoomOptions")]] Room
+    join(std::string room);
+    /// join() with the room's handlers installed before anything can arrive.
+    [[nodiscard(
+        "the Room publishes and leaves; cast to void when its handlers are all in "
+        "RoomOptions")]] Room
+    join(std::string room, RoomOptions handlers);
 
     /// Blocks until the client is connected (true), the timeout passes, or
     /// the client stopped for good (fatal close, close(), error): false.
@@ -187,11 +200,14 @@ class Client {
     /// Called at once with the current status, then on every change (retry
     /// countdown, sending x of y, ...).
     void on_status(std::function<void(const ClientStatus&)> f);
+    /// Each heartbeat round trip.
     void on_latency(std::function<void(std::chrono::milliseconds rtt)> f);
+    /// Each session started (READY) or resumed (RESUMED).
     void on_session(std::function<void(const SessionStarted&)> f);
     /// Every publish outcome, including messages restored from the state file
     /// (which have no per-call callback).
     void on_publish(std::function<void(const PublishOutcome&)> f);
+    /// Counters since creation.
     ClientMetrics metrics() const;
     /// Messages in the outbox (not yet acknowledged).
     std::size_t pending() const;

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// `tether::ReconnectingWebSocket`: a reconnecting WebSocket for any server
-/// (exchanges, home automation, chat bridges) -- seed 003.
+/// (exchanges, home automation, chat bridges).
 ///
 /// The same backoff, fatal-close classification, offline handling and
 /// bounded outbound queue as tether::Client, without the tether protocol:
@@ -73,18 +73,20 @@ struct ReconnectingWebSocketOptions : SocketConfig, TransportOptions {
     /// Handlers installed before the socket starts, so that none misses the
     /// first events (the on_*() setters may: the socket connects at once).
     std::function<void(const SocketMessage&)> on_message;
-    std::function<void(const SocketStatus&)> on_status;
-    std::function<void(std::chrono::milliseconds rtt)> on_latency;
+    std::function<void(const SocketStatus&)> on_status;  ///< status changes (the current one first)
+    std::function<void(std::chrono::milliseconds rtt)> on_latency;  ///< each ping round trip
     /// A message that will not be sent: too_large, queue_full, dropped.
     std::function<void(const SocketMessage&, std::error_code error)> on_dropped;
 };
 
+/// The reconnecting WebSocket for any server: see this file's description.
 class ReconnectingWebSocket {
   public:
     /// Runs on its own thread; starts connecting at once. Throws
     /// std::invalid_argument on invalid options.
     explicit ReconnectingWebSocket(ReconnectingWebSocketOptions options);
-    ReconnectingWebSocket(boost::asio::any_io_executor executor,
+    /// Runs on `executor` (the application's io_context, say) through a strand.
+    ReconnectingWebSocket(const boost::asio::any_io_executor& executor,
                           ReconnectingWebSocketOptions options);
     ~ReconnectingWebSocket();
     ReconnectingWebSocket(const ReconnectingWebSocket&) = delete;
@@ -93,28 +95,38 @@ class ReconnectingWebSocket {
     /// Sends now when connected, else queues (bounded). A refused or dropped
     /// message is reported to on_dropped (queue_full, too_large, dropped).
     void send(std::string text);
+    /// Like send(), as a binary frame.
     void send_binary(std::string data);
 
+    /// Each message from the server (pongs, auth replies and answered pings excepted).
     void on_message(std::function<void(const SocketMessage&)> f);
     /// Called at once with the current status, then on every change.
     void on_status(std::function<void(const SocketStatus&)> f);
+    /// Each ping round trip.
     void on_latency(std::function<void(std::chrono::milliseconds)> f);
+    /// Each message that will not be sent, with why.
     void on_dropped(std::function<void(const SocketMessage&, std::error_code error)> f);
 
     /// Blocks until connected (true), the timeout passes, or the socket
     /// stopped for good (false).
     [[nodiscard]] bool wait_connected(std::chrono::milliseconds timeout);
+    /// The current status.
     SocketStatus status() const;
+    /// The status for humans: "reconnecting (attempt 2, next in 1.4 s), 3 queued".
     std::string status_line() const;
+    /// Counters since creation.
     SocketMetrics metrics() const;
     /// Blocks until every message sent before the call left the queue
     /// (written to a socket) or was dropped (true), or the timeout passed.
     [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
 
+    /// Attempt now (leaves a fatal or error state too).
     void retry_now();
+    /// Starts again after close() or a fatal stop.
     void connect(bool reset_backoff = false);
     /// Closes (1000) and stops reconnecting; queued messages are kept.
     void close();
+    /// Tells the socket the network is down/up.
     void set_online(bool online);
 
     /// The clock of status().next_retry_at.

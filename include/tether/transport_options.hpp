@@ -15,6 +15,7 @@
 
 namespace tether {
 
+/// How a network client reaches its server.
 struct TransportOptions {
     /// ws://host:port/path or wss://host:port/path. Required.
     std::string url;

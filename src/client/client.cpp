@@ -27,7 +27,7 @@ struct Room::Shared {
 namespace {
 
 ClientConfig core_config(const ClientOptions& o) {
-    ClientConfig c = o;  // every option of the core, as given
+    ClientConfig c{static_cast<const ClientConfig&>(o)};  // every option of the core, as given
     c.seed = detail::seed_or_random(o.seed);
     c.dynamic_credentials = static_cast<bool>(o.credentials);
     if (auto r = c.validate(); !r)
@@ -47,15 +47,15 @@ detail::LinkOptions link_options(const ClientOptions& o) {
 }  // namespace
 
 struct Client::Impl : detail::Driver<Client::Impl, ClientCore, ClientStatus, ClientMetrics> {
-    Impl(asio::any_io_executor ex, ClientOptions o)
+    Impl(const asio::any_io_executor& ex, ClientOptions o)
         : Driver(ex, detail::endpoint_or_throw(o, "tether::Client"), core_config(o),
                  link_options(o), o.network_monitor),
           opt(std::move(o)),
-          save_timer(strand) {
-        on_status_cb = opt.on_status;
-        on_latency_cb = opt.on_latency;
-        on_session_cb = opt.on_session;
-        on_publish_cb = opt.on_publish;
+          save_timer(strand),
+          on_status_cb(opt.on_status),
+          on_latency_cb(opt.on_latency),
+          on_session_cb(opt.on_session),
+          on_publish_cb(opt.on_publish) {
         if (opt.state_file) {
             state_lock = std::make_unique<detail::StateLock>(*opt.state_file);
             auto snap = detail::load_state(*opt.state_file);
@@ -73,7 +73,7 @@ struct Client::Impl : detail::Driver<Client::Impl, ClientCore, ClientStatus, Cli
 
     // ---- what the shared driver asks of a client ----------------------------------------
     void before_open(std::uint64_t) {}
-    void on_link_message(std::uint64_t id, std::string data, bool binary) {
+    void on_link_message(std::uint64_t id, const std::string& data, bool binary) {
         // Binary frames are not part of tether.v1: the core closes with 4002.
         core.handle_message(Client::now(), id, binary ? std::string_view{"\x01"} : data);
     }
@@ -200,7 +200,7 @@ struct Client::Impl : detail::Driver<Client::Impl, ClientCore, ClientStatus, Cli
                 if (ok)
                     d.core.provide_credentials(Client::now(), std::move(value));
                 else
-                    d.core.credentials_failed(Client::now(), std::move(value));
+                    d.core.credentials_failed(Client::now(), value);
                 d.pump();
             });
         }};
@@ -302,8 +302,8 @@ Client::Client(ClientOptions options) : own_(std::make_unique<Own>()) {
     detail::start_driver(impl_, own_.get());
 }
 
-Client::Client(asio::any_io_executor executor, ClientOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {
+Client::Client(const asio::any_io_executor& executor, ClientOptions options)
+    : impl_(std::make_shared<Impl>(executor, std::move(options))) {
     detail::start_driver(impl_, nullptr);
 }
 

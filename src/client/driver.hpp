@@ -41,6 +41,7 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <variant>
 
 namespace tether::detail {
 
@@ -223,8 +224,8 @@ template <class Derived, class Core, class Status, class Metrics>
 class Driver : public std::enable_shared_from_this<Derived> {
   public:
     template <class Config>
-    Driver(boost::asio::any_io_executor ex, std::shared_ptr<const Endpoint> endpoint, Config config,
-           LinkOptions link_options, bool network_monitor)
+    Driver(const boost::asio::any_io_executor& ex, std::shared_ptr<const Endpoint> endpoint,
+           Config config, LinkOptions link_options, bool network_monitor)
         : strand(boost::asio::make_strand(ex)),
           core(std::move(config)),
           timer_(strand),

@@ -79,7 +79,7 @@ namespace {
 class NetlinkMonitor final : public NetworkMonitor,
                              public std::enable_shared_from_this<NetlinkMonitor> {
   public:
-    NetlinkMonitor(asio::any_io_executor ex, std::function<void(bool)> f)
+    NetlinkMonitor(const asio::any_io_executor& ex, std::function<void(bool)> f)
         : fd_(ex), on_change_(std::move(f)) {}
 
     result<void, Error> start() override {
@@ -139,7 +139,7 @@ class NetlinkMonitor final : public NetworkMonitor,
 
 }  // namespace
 
-std::shared_ptr<NetworkMonitor> make_network_monitor(asio::any_io_executor ex,
+std::shared_ptr<NetworkMonitor> make_network_monitor(const asio::any_io_executor& ex,
                                                      std::function<void(bool)> on_change) {
     return std::make_shared<NetlinkMonitor>(ex, std::move(on_change));
 }

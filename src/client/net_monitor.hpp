@@ -4,7 +4,7 @@
 // tells us when links or addresses change; after each change we look at
 // getifaddrs() and call the host "online" when some interface other than
 // loopback is up, running and has a routable address (not IPv4/IPv6
-// link-local). Internal to src/net.
+// link-local). Internal to src/client.
 //
 // Every handler runs on the executor given at creation; call stop() from it.
 // Where netlink is unavailable start() returns an error and the client stays
@@ -50,7 +50,7 @@ class NetworkMonitor {
     virtual void stop() = 0;
 };
 
-std::shared_ptr<NetworkMonitor> make_network_monitor(boost::asio::any_io_executor ex,
+std::shared_ptr<NetworkMonitor> make_network_monitor(const boost::asio::any_io_executor& ex,
                                                      std::function<void(bool online)> on_change);
 
 }  // namespace tether::detail

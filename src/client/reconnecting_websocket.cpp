@@ -16,7 +16,7 @@ using detail::steady_now;
 namespace {
 
 SocketConfig core_config(const ReconnectingWebSocketOptions& o) {
-    SocketConfig c = o;  // every option of the core, as given
+    SocketConfig c{static_cast<const SocketConfig&>(o)};  // every option of the core, as given
     c.seed = detail::seed_or_random(o.seed);
     c.await_auth_reply = static_cast<bool>(o.auth_validator);
     if (auto r = c.validate(); !r)
@@ -37,14 +37,14 @@ detail::LinkOptions link_options(const ReconnectingWebSocketOptions& o) {
 
 struct ReconnectingWebSocket::Impl
     : detail::Driver<ReconnectingWebSocket::Impl, SocketCore, SocketStatus, SocketMetrics> {
-    Impl(asio::any_io_executor ex, ReconnectingWebSocketOptions o)
+    Impl(const asio::any_io_executor& ex, ReconnectingWebSocketOptions o)
         : Driver(ex, detail::endpoint_or_throw(o, "tether::ReconnectingWebSocket"), core_config(o),
                  link_options(o), o.network_monitor),
-          opt(std::move(o)) {
-        on_message_cb = opt.on_message;
-        on_status_cb = opt.on_status;
-        on_latency_cb = opt.on_latency;
-        on_dropped_cb = opt.on_dropped;
+          opt(std::move(o)),
+          on_message_cb(opt.on_message),
+          on_status_cb(opt.on_status),
+          on_latency_cb(opt.on_latency),
+          on_dropped_cb(opt.on_dropped) {
         if (!opt.pong_matcher)
             opt.pong_matcher = [](const SocketMessage& m) { return !m.binary && m.data == "pong"; };
     }
@@ -63,7 +63,7 @@ struct ReconnectingWebSocket::Impl
         if (opt.liveness == LivenessMode::app_message && opt.pong_matcher(m))
             return core.handle_pong(now, id);
         if (opt.ping_responder) {
-            if (auto reply = opt.ping_responder(m)) return core.reply(now, std::move(*reply));
+            if (auto reply = opt.ping_responder(m)) return core.reply(now, *reply);
         }
         core.handle_message(now, id, std::move(m));
     }
@@ -80,7 +80,7 @@ struct ReconnectingWebSocket::Impl
     void dispatch(SocketDropped& e) { gate.call(on_dropped_cb, e.message, e.error); }
     void dispatch(SocketLatency& e) { gate.call(on_latency_cb, e.rtt); }
 
-    void send(SocketMessage m, std::uint64_t ticket) {
+    void send(const SocketMessage& m, std::uint64_t ticket) {
         if (auto r = core.send(steady_now(), m); !r) gate.call(on_dropped_cb, m, r.error());
         pump();
         mirror.applied(ticket);
@@ -101,9 +101,9 @@ ReconnectingWebSocket::ReconnectingWebSocket(ReconnectingWebSocketOptions option
     detail::start_driver(impl_, own_.get());
 }
 
-ReconnectingWebSocket::ReconnectingWebSocket(asio::any_io_executor executor,
+ReconnectingWebSocket::ReconnectingWebSocket(const asio::any_io_executor& executor,
                                              ReconnectingWebSocketOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {
+    : impl_(std::make_shared<Impl>(executor, std::move(options))) {
     detail::start_driver(impl_, nullptr);
 }
 
@@ -115,9 +115,7 @@ ReconnectingWebSocket::~ReconnectingWebSocket() {
 namespace {
 void post_send(const std::shared_ptr<ReconnectingWebSocket::Impl>& impl, SocketMessage m) {
     const auto ticket = impl->mirror.take_ticket();  // flush() called after this sees it
-    impl->post([ticket, m = std::move(m)](ReconnectingWebSocket::Impl& s) mutable {
-        s.send(std::move(m), ticket);
-    });
+    impl->post([ticket, m = std::move(m)](ReconnectingWebSocket::Impl& s) { s.send(m, ticket); });
 }
 }  // namespace
 

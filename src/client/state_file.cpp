@@ -126,7 +126,7 @@ result<void, Error> save_state(const std::string& path, const ClientSnapshot& s)
             if (errno == EINTR) continue;
             const std::string e = std::strerror(errno);
             ::close(fd);
-            return make_error(error::invalid_state, "cannot write " + tmp + ": " + e);
+            return make_error(error::invalid_state, "cannot write " + tmp + ": " += e);
         }
         off += static_cast<std::size_t>(n);
     }

@@ -131,7 +131,7 @@ class HttpProbeImpl final : public HttpProbe,
     using Done = std::function<void(std::optional<LinkClose>)>;
 
   public:
-    HttpProbeImpl(asio::any_io_executor ex, Stream s, const Endpoint& ep,
+    HttpProbeImpl(const asio::any_io_executor& ex, Stream s, const Endpoint& ep,
                   const std::string& user_agent, Done done)
         : ex_(ex),
           resolver_(ex),
@@ -240,8 +240,9 @@ std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Endp
 
 }  // namespace link_impl
 
-std::shared_ptr<Link> make_link(asio::any_io_executor ex, std::shared_ptr<const Endpoint> endpoint,
-                                LinkOptions options, LinkHandlers handlers) {
+std::shared_ptr<Link> make_link(const asio::any_io_executor& ex,
+                                std::shared_ptr<const Endpoint> endpoint, LinkOptions options,
+                                LinkHandlers handlers) {
     if (endpoint->url.tls) {
         if (!endpoint->tls) throw std::invalid_argument("wss:// needs TLS settings");
         return make_link_of<tls_ws>(ex, std::move(endpoint), std::move(options),

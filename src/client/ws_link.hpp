@@ -86,7 +86,7 @@ class Link {
 };
 
 /// A link to `endpoint` (shared: it outlives the link's operations).
-std::shared_ptr<Link> make_link(boost::asio::any_io_executor ex,
+std::shared_ptr<Link> make_link(const boost::asio::any_io_executor& ex,
                                 std::shared_ptr<const Endpoint> endpoint, LinkOptions options,
                                 LinkHandlers handlers);
 

@@ -65,8 +65,8 @@ Backoff::Backoff(BackoffPolicy policy) : policy_(policy) {
 }
 
 double Backoff::base_ms(std::uint32_t n) const noexcept {
-    const double initial = static_cast<double>(policy_.initial.count());
-    const double cap = static_cast<double>(policy_.max.count());
+    const auto initial = static_cast<double>(policy_.initial.count());
+    const auto cap = static_cast<double>(policy_.max.count());
     switch (policy_.strategy) {
         case BackoffStrategy::exponential:
         case BackoffStrategy::full_jitter: {
@@ -118,7 +118,7 @@ std::optional<duration> Backoff::next_delay(Rng& rng) {
             d = base_ms(attempt_) * rng.unit();
             break;
         case BackoffStrategy::decorrelated_jitter: {
-            const double lo = static_cast<double>(policy_.initial.count());
+            const auto lo = static_cast<double>(policy_.initial.count());
             const double prev = std::max(previous_ms_, lo);
             const double hi = std::max(lo, prev * 3.0);
             d = std::min(static_cast<double>(policy_.max.count()), lo + (hi - lo) * rng.unit());

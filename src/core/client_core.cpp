@@ -216,7 +216,7 @@ void ClientCore::provide_credentials(time_point now, std::string token) {
     refresh(now);
 }
 
-void ClientCore::credentials_failed(time_point now, std::string reason) {
+void ClientCore::credentials_failed(time_point now, const std::string& reason) {
     TETHER_CHECKED(*this);
     if (!conn_ || conn_->stage != Stage::credentials) return;
     fail_link(now, close_code::abnormal, "credentials unavailable: " + reason,
@@ -278,6 +278,7 @@ result<std::string> ClientCore::publish(time_point now, std::string room, std::s
     outbox_bytes_ += e.data.size();
     std::string id = e.id;
     if (outbox_.empty()) sending_done_ = sending_total_ = 0;
+    e.seq = ++outbox_seq_;
     outbox_.push_back(std::move(e));
     ++state_version_;
     ++sending_total_;
@@ -544,7 +545,7 @@ std::vector<RoomInfo> ClientCore::rooms() const {
 
 void ClientCore::on_message(time_point now, proto::Message& msg) {
     const Stage stage = conn_->stage;
-    auto violation = [&](std::string what) {
+    auto violation = [&](const std::string& what) {
         fail_link(now, close_code::decode_error,
                   "unexpected " + std::string{proto::to_string(proto::op_of(msg))} + " " + what,
                   error::protocol_violation);
@@ -894,6 +895,7 @@ result<void, Error> ClientCore::restore(time_point now, const ClientSnapshot& sn
         e.ever_sent = true;  // it may have reached the server before the restart
         if (config_.outbox.message_ttl) e.expires_at = now + *config_.outbox.message_ttl;
         outbox_bytes_ += e.data.size();
+        e.seq = ++outbox_seq_;
         outbox_.push_back(std::move(e));
         ++sending_total_;
     }
@@ -981,7 +983,11 @@ void ClientCore::check_invariants() const {
     TETHER_ASSERT(outbox_.size() <= config_.outbox.count_max);
     std::size_t bytes = 0;
     std::size_t inflight = 0;
+    std::uint64_t seq = 0;
     for (const auto& e : outbox_) {
+        // Pending publishes stay in the order they were queued.
+        TETHER_ASSERT(e.seq > seq && e.seq <= outbox_seq_);
+        seq = e.seq;
         bytes += e.data.size();
         if (e.sent_on != 0) {
             TETHER_ASSERT(established() && e.sent_on == conn_->id);

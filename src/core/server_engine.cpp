@@ -55,12 +55,12 @@ result<void, Error> ServerConfig::validate() const {
 }
 
 ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
-    : config_(validated(std::move(config))) {
-    idle_timeout_ = config_.idle_timeout.count() > 0 ? config_.idle_timeout
-                                                     : 2 * config_.heartbeat + duration{5'000};
-    publish_limit_ = RateLimit{config_.publish_rate, config_.publish_burst};
-    next_housekeeping_ms_ = now_ms + kHousekeepingMs;
-    startup_dedupe_since_ = now_ms - config_.dedupe_ttl.count();
+    : config_(validated(std::move(config))),
+      idle_timeout_(config_.idle_timeout.count() > 0 ? config_.idle_timeout
+                                                     : 2 * config_.heartbeat + duration{5'000}),
+      publish_limit_(RateLimit{config_.publish_rate, config_.publish_burst}),
+      startup_dedupe_since_(now_ms - config_.dedupe_ttl.count()),
+      next_housekeeping_ms_(now_ms + kHousekeepingMs) {
     // Start-up, one bounded page at a time: the sessions, then the history
     // of every room for the dedupe window.
     submit(store_op::LoadSessions{{}, config_.startup_page}, Startup{});
@@ -86,7 +86,7 @@ void ServerEngine::send_frame(std::uint64_t conn, std::shared_ptr<const std::str
     transmits_.push_back(ServerTransmit{ServerTransmit::Kind::send, conn, std::move(frame), 0, {}});
 }
 
-void ServerEngine::close(std::uint64_t conn, std::uint16_t code, std::string reason) {
+void ServerEngine::close(std::uint64_t conn, std::uint16_t code, const std::string& reason) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     transmits_.push_back(ServerTransmit{
@@ -901,6 +901,9 @@ void ServerEngine::check_invariants() const {
             TETHER_ASSERT(rs != rooms_.end() && rs->second.known);
             TETHER_ASSERT(rs->second.subscribers.count(id) == 1);
             if (cur.replaying) TETHER_ASSERT(cur.next >= 1);
+            // Nobody is sent past the durable head: a cursor of the room's
+            // stream points at most one past it.
+            if (cur.epoch == rs->second.epoch) TETHER_ASSERT(cur.next <= rs->second.head + 1);
             if (cur.reading) ++reading;
         }
         // One replay read per connection (its room may have been left meanwhile).

@@ -74,7 +74,7 @@ void SocketCore::close(time_point now, bool discard_queue) {
     if (discard_queue) {
         while (!queue_.empty()) {
             ++metrics_.dropped;
-            events_.push_back(SocketDropped{std::move(queue_.front()), error::client_closed});
+            events_.emplace_back(SocketDropped{std::move(queue_.front()), error::client_closed});
             queue_.pop_front();
         }
         queue_bytes_ = 0;
@@ -106,7 +106,7 @@ result<void> SocketCore::send(time_point, SocketMessage m) {
         }
         ++metrics_.dropped;
         queue_bytes_ -= queue_.front().data.size();
-        events_.push_back(SocketDropped{std::move(queue_.front()), error::dropped});
+        events_.emplace_back(SocketDropped{std::move(queue_.front()), error::dropped});
         queue_.pop_front();
     }
     queue_bytes_ += m.data.size();
@@ -115,7 +115,7 @@ result<void> SocketCore::send(time_point, SocketMessage m) {
     return {};
 }
 
-void SocketCore::reply(time_point, SocketMessage m) {
+void SocketCore::reply(time_point, const SocketMessage& m) {
     TETHER_CHECKED(*this);
     if (!conn_ || conn_->stage == Stage::opening) return;
     transmit_send(m);
@@ -193,7 +193,7 @@ void SocketCore::handle_message(time_point, std::uint64_t conn, SocketMessage m)
     TETHER_CHECKED(*this);
     if (!rc_.accepts(conn)) return;
     ++metrics_.received;
-    events_.push_back(SocketReceived{std::move(m)});
+    events_.emplace_back(SocketReceived{std::move(m)});
 }
 
 void SocketCore::handle_pong(time_point now, std::uint64_t conn) {
@@ -202,7 +202,7 @@ void SocketCore::handle_pong(time_point now, std::uint64_t conn) {
     const duration rtt = now - conn_->ping_sent_at;
     rc_.timers().clear(Timer::liveness);
     metrics_.last_rtt = rtt;
-    events_.push_back(SocketLatency{rtt});
+    events_.emplace_back(SocketLatency{rtt});
 }
 
 void SocketCore::handle_auth_reply(time_point now, std::uint64_t conn, bool ok,
@@ -309,7 +309,7 @@ void SocketCore::refresh() {
     SocketStatus s = derive_status();
     if (!(s == status_.get())) {
         TETHER_ASSERT(events_.size() < kEventsMax);
-        events_.push_back(SocketStatusChanged{s});
+        events_.emplace_back(SocketStatusChanged{s});
         status_.set(std::move(s));
     }
     rc_.timers().set(Timer::status, status_.poll_timeout());

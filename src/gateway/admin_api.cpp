@@ -20,7 +20,7 @@ using wire::parse_http_route;
 namespace {
 
 void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
-                 std::function<void(Response)> respond);
+                 const std::function<void(Response)>& respond);
 
 }  // namespace
 
@@ -80,7 +80,7 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
                 return respond(make_response(http::status::ok, metrics_text(g.engine, counters),
                                              true, "text/plain; version=0.0.4"));
             default:
-                return route_admin(g, req, r, std::move(respond));
+                return route_admin(g, req, r, respond);
         }
     });
 }
@@ -88,7 +88,7 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
 namespace {
 
 void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
-                 std::function<void(Response)> respond) {
+                 const std::function<void(Response)>& respond) {
     auto& engine = g.engine;
     using Kind = HttpRoute::Kind;
     auto session_json = [](const SessionInfo& s) {

@@ -32,6 +32,8 @@ template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   public:
     HttpSession(Stream&& s, Bridge& gw) : stream_(std::move(s)), gw_(gw) { ++gw_.live_sockets; }
+    HttpSession(const HttpSession&) = delete;
+    HttpSession& operator=(const HttpSession&) = delete;
     ~HttpSession() { --gw_.live_sockets; }
 
     void run() {

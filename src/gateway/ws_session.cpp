@@ -44,6 +44,8 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
           gw_(gw),
           parser_(gw.limits.frame_bytes_max),
           leftover_(std::move(leftover)) {}
+    WsSession(const WsSession&) = delete;
+    WsSession& operator=(const WsSession&) = delete;
     ~WsSession() override {
         if (!finished_) --gw_.live_ws;
     }
@@ -130,15 +132,15 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     void close(std::uint16_t code, std::string reason) override {
         engine_closed_ = true;
         asio::post(stream_.get_executor(),
-                   [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
-                       self->close_when_flushed(code, std::move(reason));
+                   [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+                       self->close_when_flushed(code, reason);
                    });
     }
 
   private:
     struct Out {
         std::shared_ptr<const std::string> payload;
-        ws::Opcode op;
+        ws::Opcode op = ws::Opcode::text;
     };
 
     tcp::socket& socket() {
@@ -253,7 +255,7 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
                     queue_close(e.code == 0 ? ws::kCloseNormal : e.code, {}, true);
                     return;
                 case ws::Event::Kind::error:
-                    queue_close(e.code, std::move(e.data), true);
+                    queue_close(e.code, e.data, true);
                     return;
                 case ws::Event::Kind::text:
                     break;
@@ -352,11 +354,11 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     }
 
     /// Queues a close frame behind everything already queued; nothing after it.
-    void close_when_flushed(std::uint16_t code, std::string reason) {
-        queue_close(code, std::move(reason), false);
+    void close_when_flushed(std::uint16_t code, const std::string& reason) {
+        queue_close(code, reason, false);
     }
 
-    void queue_close(std::uint16_t code, std::string reason, bool finish_after) {
+    void queue_close(std::uint16_t code, const std::string& reason, bool finish_after) {
         if (close_queued_ || finished_) return;
         close_queued_ = true;
         closing_ = true;

@@ -246,7 +246,7 @@ void Pair::reset() {
 std::string Proxy::Impl::apply(const http::request<http::string_body>& req, http::status& status) {
     const std::string target{req.target()};
     status = http::status::ok;
-    auto bad = [&](std::string msg) {
+    auto bad = [&](const std::string& msg) {
         status = http::status::bad_request;
         json::object o;
         o["error"] = msg;

@@ -34,6 +34,8 @@ class Proxy {
     /// Binds both listeners; throws std::runtime_error with a clear message.
     Proxy(boost::asio::io_context& ioc, ProxyOptions options);
     ~Proxy();
+    Proxy(const Proxy&) = delete;
+    Proxy& operator=(const Proxy&) = delete;
     std::uint16_t port() const;
     std::uint16_t control_port() const;
     /// Starts accepting (on the io_context).

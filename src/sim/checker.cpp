@@ -6,9 +6,11 @@
 namespace tether::sim {
 
 Checker::Checker(Scheduler& sched, Backend& server, Network& net, Sabotage sabotage)
-    : sched_(sched), server_(server), net_(net), sabotage_(sabotage) {
-    sabotage_at_ = 1 + sched_.rng().uniform(20);
-}
+    : sched_(sched),
+      server_(server),
+      net_(net),
+      sabotage_(sabotage),
+      sabotage_at_(1 + sched_.rng().uniform(20)) {}
 
 void Checker::fail(std::size_t c, Violation kind, const std::string& what) const {
     throw Failure{kind, "client " + std::to_string(c) + ": " + what};

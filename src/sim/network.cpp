@@ -86,10 +86,9 @@ void Network::transmit(std::size_t client, Transmit& t) {
     const auto id = *g;
     Link& l = links_[id];
     switch (t.kind) {
-        case Transmit::Kind::open:
+        case Transmit::Kind::open:  // handled above
+        case Transmit::Kind::ping:  // the tether core never pings at the WebSocket level
             return;
-        case Transmit::Kind::ping:
-            return;  // the tether core never pings at the WebSocket level
         case Transmit::Kind::send: {
             if (l.state != Link::State::open) return;  // lost on the wire
             l.c2s_last = std::max(l.c2s_last, sched_.now() + latency());

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace tether::store {
@@ -138,7 +139,7 @@ SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, Store
 }
 
 SqliteStore::~SqliteStore() {
-    flush();
+    SqliteStore::flush();
     {
         std::lock_guard lock{mu_};
         stop_ = true;
@@ -179,8 +180,9 @@ void SqliteStore::load() {
                                                events.col_i64(1), events.col_text(2),
                                                events.col_text(3), events.col_text(4)});
         sqlite3_reset(events.s);
-        for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
-            restore(room, epoch, std::move(*it));
+        std::reverse(newest_first.begin(), newest_first.end());
+        for (auto& e : newest_first)
+            restore(room, epoch, std::move(e));
         loaded_events_ += newest_first.size();
     }
     // Sessions stay in the database (not in memory): the engine pages through

@@ -40,6 +40,8 @@ class SqliteStore : public MemoryStore {
     SqliteStore(const std::filesystem::path& dir, FsyncMode mode, StoreLimits limits,
                 std::int64_t now_ms);
     ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
 
     /// Appends, sessions, session and publish-log loads go to the writer
     /// thread (and complete after its commit); history reads are answered
@@ -54,35 +56,35 @@ class SqliteStore : public MemoryStore {
 
   private:
     struct EventOp {
-        std::uint64_t request;
+        std::uint64_t request = 0;
         std::string room;
-        std::uint64_t epoch, offset;
-        std::int64_t at_ms;
+        std::uint64_t epoch = 0, offset = 0;
+        std::int64_t at_ms = 0;
         std::string data, publisher, publish_id;
     };
     struct SessionOp {
-        std::uint64_t request;
+        std::uint64_t request = 0;
         SessionRecord record;
     };
     struct EraseSessionOp {
-        std::uint64_t request;
+        std::uint64_t request = 0;
         std::string id;
     };
     struct LoadSessionsOp {
-        std::uint64_t request;
+        std::uint64_t request = 0;
         store_op::LoadSessions page;
     };
     struct LoadPublishesOp {
-        std::uint64_t request;
+        std::uint64_t request = 0;
         store_op::LoadPublishes page;
     };
     struct ResetOp {
         std::string room;
-        std::uint64_t epoch;
+        std::uint64_t epoch = 0;
     };
     struct TrimOp {
-        std::int64_t cutoff_ms;
-        std::int64_t publishes_before_ms;
+        std::int64_t cutoff_ms = 0;
+        std::int64_t publishes_before_ms = 0;
         std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>>
             firsts;  // room, epoch, first kept
     };

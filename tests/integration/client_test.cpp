@@ -139,7 +139,7 @@ TEST(Client, PublishesAreAckedAndDeliveredExactlyOnceInOrder) {
     Inbox<MessageReceived> got;  // outlives the clients that feed it
     Inbox<PublishOutcome> acks;
     Client sub{options(gw.url())};
-    sub.join("lobby", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
+    (void)sub.join("lobby", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
     ASSERT_TRUE(sub.wait_connected(10s)) << sub.status_line();
 
     Client pub{options(gw.url())};
@@ -408,7 +408,8 @@ TEST(Client, StateFileKeepsPendingMessagesAcrossARestart) {
         Inbox<MessageReceived> got;
         Inbox<PublishOutcome> acks;
         Client sub{options(gw.url())};
-        sub.join("orders", RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
+        (void)sub.join("orders",
+                       RoomOptions{[&](const MessageReceived& m) { got.push(m); }, {}, {}});
         ASSERT_TRUE(sub.wait_connected(10s));
         Client c{o};
         // One state file, one client: a second one is refused.

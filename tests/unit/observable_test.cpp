@@ -160,7 +160,7 @@ TEST(Observable, DestroyingTheObservableAbandonsWaiters) {
     w.cancel();  // safe after the observable died
 }
 
-// The seed 000 question: "won't this leak if the promise never resolves?".
+// The review question: "won't this leak if the promise never resolves?".
 // Every way a waiter can end releases everything it captured.
 TEST(Observable, WaitersNeverLeakWhateverTheOutcome) {
     auto token = std::make_shared<int>(0);

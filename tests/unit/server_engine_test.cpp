@@ -372,7 +372,7 @@ class ClusterStore : public Store {
         }
     }
     void drop_next() { pending_.erase(pending_.begin()); }
-    void on_remote_append(std::function<void(RemoteAppend)> f) override { remote_ = std::move(f); }
+    void on_remote_append(const std::function<void(RemoteAppend)>& f) override { remote_ = f; }
 
   private:
     store::MemoryStore& shared_;

@@ -1,4 +1,4 @@
-// The gateway's own RFC 6455 framing (src/net/ws_frame.hpp): every rule the
+// The gateway's own RFC 6455 framing (src/wire/ws_frame.hpp): every rule the
 // parser enforces, byte-at-a-time feeding, and the writers.
 #include "wire/ws_frame.hpp"
 

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+/// Aborts with the condition, file and line when `cond` is false (always on).
 #define TETHER_ASSERT(cond)                                                                 \
     do {                                                                                    \
         if (!(cond)) [[unlikely]] {                                                         \
@@ -42,9 +43,11 @@ class InvariantScope {
 }  // namespace tether::detail
 
 #if defined(TETHER_INVARIANTS)
+/// Checks `object.check_invariants()` here and at the end of the scope.
 #define TETHER_CHECKED(object)                                                    \
     const ::tether::detail::InvariantScope<std::remove_cvref_t<decltype(object)>> \
     tether_invariant_scope_(object)
+/// 1 when TETHER_CHECKED checks, 0 when it compiles to nothing.
 #define TETHER_INVARIANTS_ON 1
 #else
 #define TETHER_CHECKED(object) static_cast<void>(0)

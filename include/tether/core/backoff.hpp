@@ -5,7 +5,7 @@
 /// A `Backoff` hands out the delay before each reconnect attempt. It never
 /// reads a clock; the caller passes `now` where stability matters.
 ///
-/// @par Defaults (seed 001)
+/// @par Defaults
 /// Exponential from 500 ms, x2, capped at 15 s, then +/-25 % ratio jitter
 /// applied *after* the cap, so clients that all reached the cap still spread
 /// out instead of retrying in lockstep. Unlimited attempts. The attempt counter
@@ -34,6 +34,7 @@
 
 namespace tether {
 
+/// How the delay grows from one attempt to the next.
 enum class BackoffStrategy : std::uint8_t {
     exponential,          ///< initial * multiplier^(n-1), capped, then ratio jitter
     full_jitter,          ///< uniform [0, min(cap, initial * multiplier^(n-1))]
@@ -49,14 +50,15 @@ std::string_view to_string(BackoffStrategy s) noexcept;
 /// Parses a strategy name; nullopt for unknown names.
 std::optional<BackoffStrategy> parse_backoff_strategy(std::string_view name) noexcept;
 
+/// A reconnect delay policy (defaults: see this file's description).
 struct BackoffPolicy {
-    BackoffStrategy strategy = BackoffStrategy::exponential;
+    BackoffStrategy strategy = BackoffStrategy::exponential;  ///< how delays grow
     duration initial{500};           ///< first delay (exponential, fixed, linear, jitters)
     double multiplier = 2.0;         ///< growth factor (exponential, full jitter)
     duration max{15'000};            ///< cap on the delay before jitter
     double jitter_ratio = 0.25;      ///< +/- ratio applied after the cap (0 disables)
     duration step{500};              ///< increment per attempt (linear)
-    duration first_retry_offset{0};  ///< extra wait before the first retry (seed 003)
+    duration first_retry_offset{0};  ///< extra wait before the first retry
     std::optional<std::uint32_t> attempts_max;  ///< nullopt = unlimited
     duration stable_period{5'000};              ///< uptime after which the attempt counter resets
     duration retry_after_max{60'000};           ///< cap on server-given retry_after
@@ -68,8 +70,10 @@ struct BackoffPolicy {
 /// Stateful delay generator for one reconnecting endpoint.
 class Backoff {
   public:
+    /// `policy` must validate().
     explicit Backoff(BackoffPolicy policy);
 
+    /// The policy in use.
     const BackoffPolicy& policy() const noexcept { return policy_; }
 
     /// Delay before the next attempt, and counts that attempt. nullopt when the
@@ -77,7 +81,7 @@ class Backoff {
     std::optional<duration> next_delay(Rng& rng);
 
     /// The next call to next_delay() returns `min(retry_after, retry_after_max)`
-    /// instead of the strategy's delay (seed 002 NACK / RECONNECT hints).
+    /// instead of the strategy's delay (NACK / RECONNECT hints).
     void set_retry_after(duration retry_after) noexcept;
 
     /// A connection became fully established at `now`.
@@ -96,14 +100,15 @@ class Backoff {
     /// True when next_delay() would return nullopt.
     bool exhausted() const noexcept;
 
+    /// A closed interval of delays.
+    struct Bounds {
+        duration lo;  ///< at least
+        duration hi;  ///< at most
+    };
     /// The closed interval in which the strategy's delay for attempt `n`
     /// (1-based) must fall, ignoring retry_after. For decorrelated jitter the
     /// upper bound is the cap. Used by tests and the simulator's checker.
-    struct Bounds {
-        duration lo;
-        duration hi;
-    };
-    Bounds delay_bounds(std::uint32_t n) const noexcept;
+    [[nodiscard]] Bounds delay_bounds(std::uint32_t n) const noexcept;
 
   private:
     double base_ms(std::uint32_t n) const noexcept;

@@ -69,7 +69,7 @@ enum class Phase : std::uint8_t {
 
 /// Snapshot of the client's status, observable through ClientCore::status().
 struct ClientStatus : ConnectionStatus {
-    Phase phase = Phase::none;
+    Phase phase = Phase::none;      ///< what it is doing within the state
     std::size_t sending_done = 0;   ///< "sending x of y": x
     std::size_t sending_total = 0;  ///< "sending x of y": y
     std::size_t pending = 0;        ///< messages in the outbox
@@ -82,6 +82,7 @@ struct ClientStatus : ConnectionStatus {
 
 /// Per-room status (docs/PROTOCOL.md, "Client states").
 enum class RoomState : std::uint8_t { connecting, joined, reconnecting, disconnected, error };
+/// "joined", "reconnecting", ...
 [[nodiscard]] std::string_view to_string(RoomState s) noexcept;
 
 /// What happens when a publish would exceed the outbox bounds.
@@ -90,10 +91,12 @@ enum class OverflowPolicy : std::uint8_t {
     drop_oldest,  ///< the oldest queued message is dropped (PublishFailed error::dropped)
 };
 
+/// Bounds and policies of the outbox (messages not yet acknowledged).
 struct OutboxLimits {
-    std::size_t count_max = 1000;
+    std::size_t count_max = 1000;      ///< messages at most
     std::size_t bytes_max = 4u << 20;  ///< sum of payload sizes (4 MiB)
-    OverflowPolicy overflow = OverflowPolicy::reject_new;
+    OverflowPolicy overflow =
+        OverflowPolicy::reject_new;       ///< what a publish beyond the bounds does
     std::optional<duration> message_ttl;  ///< unset: messages never expire
     /// Publishes sent and not yet answered, at most (a window, like TCP's):
     /// a reconnect flush of a long outbox never floods the server.
@@ -110,12 +113,13 @@ struct ClientConfig : ReconnectConfig {
     /// When true, every attempt first emits CredentialsNeeded and waits for
     /// provide_credentials() / credentials_failed() (token refresh).
     bool dynamic_credentials = false;
-    proto::ClientInfo client_info{"tether-cpp", std::string{version_string}};
-    proto::Limits limits;
-    duration credentials_timeout{10'000};
-    duration auth_timeout{10'000};                  ///< open -> READY/RESUMED
+    proto::ClientInfo client_info{"tether-cpp", std::string{version_string}};  ///< sent in IDENTIFY
+    proto::Limits limits;  ///< frame, nesting and field limits, checked before sending
+    duration credentials_timeout{10'000};  ///< the credentials callback must answer within this
+    duration auth_timeout{10'000};         ///< open -> READY/RESUMED
     std::optional<duration> heartbeat_interval;     ///< default: the server's HELLO value
     std::optional<duration> heartbeat_ack_timeout;  ///< default: the heartbeat interval
+    /// A JOIN must be answered within this (then it is sent again).
     duration join_timeout{10'000};
     /// JOINs sent without any answer before the link is deemed broken (reconnect).
     std::uint32_t join_attempts_max = 3;
@@ -123,93 +127,105 @@ struct ClientConfig : ReconnectConfig {
     duration join_retry_delay{1'000};
     duration sync_timeout{30'000};  ///< authenticated -> rooms rejoined and caught up
     /// Fatal codes that trigger one re-identify with fresh credentials.
-    std::vector<std::uint16_t> reauth_codes{4003, 4004};
-    std::size_t rooms_max = 1000;
-    OutboxLimits outbox;
+    std::vector<std::uint16_t> reauth_codes{
+        4003, 4004};  ///< (4003: not authenticated, 4004: authentication failed)
+    std::size_t rooms_max =
+        1000;             ///< rooms tracked at most (join() fails with too_many_rooms beyond)
+    OutboxLimits outbox;  ///< bounds of the outbox
 
     /// The first invalid field (error::invalid_config).
     [[nodiscard]] result<void, Error> validate() const;
 };
 
 // ---- events for the application --------------------------------------------
+/// The client's status changed (after every input that changed it).
 struct StatusChanged {
-    ClientStatus status;
+    ClientStatus status;  ///< the new status
 };
+/// A room's status changed.
 struct RoomStatusChanged {
-    std::string room;
-    RoomState state = RoomState::connecting;
+    std::string room;                         ///< the room
+    RoomState state = RoomState::connecting;  ///< its new state
     std::error_code error;  ///< why it is in `error` (invalid_room, not_permitted, ...)
     std::string reason;     ///< for humans ("left", the server's JOIN_ERROR reason)
 };
 /// An event of a room, delivered exactly once and in order.
 struct MessageReceived {
-    std::string room;
-    proto::StreamPosition position;
-    std::string data;       ///< raw JSON
-    bool replayed = false;  ///< true when part of the catch-up after (re)joining
+    std::string room;                ///< the room
+    proto::StreamPosition position;  ///< the event's epoch and offset
+    std::string data;                ///< raw JSON
+    bool replayed = false;           ///< true when part of the catch-up after (re)joining
 };
 /// The room's history could not be recovered from `last_delivered`: events
 /// in between are lost to this client. Refetch application state.
 struct HistoryLost {
-    std::string room;
-    proto::StreamPosition last_delivered;
-    proto::StreamPosition resumed_at;
+    std::string room;                      ///< the room
+    proto::StreamPosition last_delivered;  ///< the last position the application got
+    proto::StreamPosition
+        resumed_at;  ///< where the room continues (the new epoch or the oldest kept)
 };
+/// A publish was stored durably.
 struct PublishAcked {
-    std::string id;
-    std::string room;
-    proto::StreamPosition position;
+    std::string id;                  ///< its publish id
+    std::string room;                ///< its room
+    proto::StreamPosition position;  ///< where it was stored
 };
+/// A publish will never be acknowledged.
 struct PublishFailed {
-    std::string id;
-    std::string room;
+    std::string id;           ///< its publish id
+    std::string room;         ///< its room
     std::error_code error;    ///< expired, dropped, or the server's refusal (not_permitted, ...)
     std::string server_code;  ///< the NACK code as sent, when the server refused it
-    std::string reason;
+    std::string reason;       ///< for humans
     bool possibly_delivered = false;  ///< it was sent at least once before failing
 };
+/// A round trip (heartbeat to its ack) was measured.
 struct LatencySample {
-    duration rtt{0};
+    duration rtt{0};  ///< the round-trip time
 };
 /// Call provide_credentials() or credentials_failed(); `refresh` asks for a
 /// new token (the previous one was rejected).
 struct CredentialsNeeded {
-    bool refresh = false;
+    bool refresh = false;  ///< true: the previous token was refused, fetch a new one
 };
+/// A session started (READY) or resumed (RESUMED).
 struct SessionStarted {
-    std::string session_id;
-    std::string user;
-    bool resumed = false;
+    std::string session_id;  ///< the session's id
+    std::string user;        ///< the authenticated user
+    bool resumed = false;    ///< true: resumed, false: a new session
 };
 
+/// Everything ClientCore::poll_event() can return.
 using ClientEvent =
     std::variant<StatusChanged, RoomStatusChanged, MessageReceived, HistoryLost, PublishAcked,
                  PublishFailed, LatencySample, CredentialsNeeded, SessionStarted>;
 
+/// Counters of a client since it was created.
 struct ClientMetrics {
-    std::uint64_t attempts = 0;     ///< connection attempts started
-    std::uint64_t connects = 0;     ///< attempts that reached `connected`
-    std::uint64_t reconnects = 0;   ///< connects after the first
-    std::uint64_t link_losses = 0;  ///< established connections lost
-    std::uint64_t heartbeat_timeouts = 0;
-    std::uint64_t resumes_ok = 0;
-    std::uint64_t resumes_failed = 0;
-    std::uint64_t queued = 0;  ///< publishes accepted into the outbox
-    std::uint64_t sent = 0;    ///< PUBLISH frames sent (including resends)
-    std::uint64_t acked = 0;
-    std::uint64_t dropped = 0;     ///< rejected, dropped, expired or NACKed for good
-    std::uint64_t delivered = 0;   ///< events given to the application
-    std::uint64_t replayed = 0;    ///< of which part of a catch-up
-    std::uint64_t duplicates = 0;  ///< events discarded as already delivered
-    std::uint64_t history_lost = 0;
-    duration downtime{0};  ///< total time not connected after first connect
-    duration last_time_to_reconnect{0};
-    std::optional<duration> last_rtt;
+    std::uint64_t attempts = 0;            ///< connection attempts started
+    std::uint64_t connects = 0;            ///< attempts that reached `connected`
+    std::uint64_t reconnects = 0;          ///< connects after the first
+    std::uint64_t link_losses = 0;         ///< established connections lost
+    std::uint64_t heartbeat_timeouts = 0;  ///< links replaced because no heartbeat ack came
+    std::uint64_t resumes_ok = 0;          ///< RESUMEs answered RESUMED
+    std::uint64_t resumes_failed = 0;      ///< RESUMEs answered INVALID_SESSION
+    std::uint64_t queued = 0;              ///< publishes accepted into the outbox
+    std::uint64_t sent = 0;                ///< PUBLISH frames sent (including resends)
+    std::uint64_t acked = 0;               ///< publishes acknowledged
+    std::uint64_t dropped = 0;             ///< rejected, dropped, expired or NACKed for good
+    std::uint64_t delivered = 0;           ///< events given to the application
+    std::uint64_t replayed = 0;            ///< of which part of a catch-up
+    std::uint64_t duplicates = 0;          ///< events discarded as already delivered
+    std::uint64_t history_lost = 0;        ///< HistoryLost events
+    duration downtime{0};                  ///< total time not connected after first connect
+    duration last_time_to_reconnect{0};    ///< the last outage, from loss to connected
+    std::optional<duration> last_rtt;      ///< the last heartbeat round trip
 };
 
+/// A tracked room, as ClientCore::rooms() lists it.
 struct RoomInfo {
-    std::string room;
-    RoomState state = RoomState::connecting;
+    std::string room;                               ///< the room
+    RoomState state = RoomState::connecting;        ///< its state
     std::optional<proto::StreamPosition> position;  ///< last delivered, once joined
 };
 
@@ -218,28 +234,32 @@ struct RoomInfo {
 /// deduplicates on) and the last delivered position of every room.
 /// `tether::Client` saves it to a file (ClientOptions::state_file).
 struct ClientSnapshot {
+    /// A message not yet acknowledged.
     struct Pending {
-        std::string id;
-        std::string room;
-        std::string data;
+        std::string id;    ///< its publish id
+        std::string room;  ///< its room
+        std::string data;  ///< its data (one JSON value)
         friend bool operator==(const Pending&, const Pending&) = default;
     };
+    /// A room and the last position delivered in it.
     struct RoomPosition {
-        std::string room;
+        std::string room;                               ///< the room
         std::optional<proto::StreamPosition> position;  ///< unset: never delivered anything
         friend bool operator==(const RoomPosition&, const RoomPosition&) = default;
     };
-    std::string id_prefix;           ///< publish ids continue after a restart
-    std::uint64_t next_publish = 1;  ///< next publish id counter
-    std::vector<Pending> outbox;     ///< oldest first
-    std::vector<RoomPosition> rooms;
+    std::string id_prefix;            ///< publish ids continue after a restart
+    std::uint64_t next_publish = 1;   ///< next publish id counter
+    std::vector<Pending> outbox;      ///< oldest first
+    std::vector<RoomPosition> rooms;  ///< rooms tracked, with their positions
     friend bool operator==(const ClientSnapshot&, const ClientSnapshot&) = default;
 };
 
+/// The sans-I/O client of protocol v1: see this file's description.
 class ClientCore final : private ReconnectHooks {
   public:
     /// Throws std::invalid_argument when the config does not validate().
     explicit ClientCore(ClientConfig config);
+    ~ClientCore() override = default;
     ClientCore(const ClientCore&) = delete;
     ClientCore& operator=(const ClientCore&) = delete;
 
@@ -254,8 +274,10 @@ class ClientCore final : private ReconnectHooks {
     /// Offline pauses retries and closes the socket with 1001; online
     /// reconnects at once (backoff reset unless disabled).
     void set_online(time_point now, bool online);
+    /// The credentials asked for by CredentialsNeeded (ignored when late).
     void provide_credentials(time_point now, std::string token);
-    void credentials_failed(time_point now, std::string reason);
+    /// The credentials cannot be had: the attempt fails with credentials_failed.
+    void credentials_failed(time_point now, const std::string& reason);
 
     /// Tracks a room; joins now or when connected. Errors: invalid_room,
     /// too_many_rooms.
@@ -268,14 +290,19 @@ class ClientCore final : private ReconnectHooks {
     [[nodiscard]] result<std::string> publish(time_point now, std::string room, std::string data);
 
     // ---- driver inputs ----
+    /// The driver opened connection `conn` (the WebSocket handshake is done).
     void handle_open(time_point now, std::uint64_t conn);
+    /// A text frame arrived on `conn`.
     void handle_message(time_point now, std::uint64_t conn, std::string_view text);
     /// The connection ended: the close frame received, or how the link failed.
     void handle_close(time_point now, std::uint64_t conn, const LinkClose& why);
+    /// Call at (or after) poll_timeout(): serves every timer due.
     void handle_timeout(time_point now);
 
     // ---- outputs ----
+    /// The next instruction for the driver (drain until nullopt after every input).
     [[nodiscard]] std::optional<Transmit> poll_transmit();
+    /// The next event for the application (drain until nullopt after every input).
     [[nodiscard]] std::optional<ClientEvent> poll_event();
     /// The earliest deadline of the timer table (a past one means "due now").
     [[nodiscard]] std::optional<time_point> poll_timeout() const;
@@ -296,12 +323,17 @@ class ClientCore final : private ReconnectHooks {
     std::uint64_t state_version() const noexcept { return state_version_; }
 
     // ---- state ----
+    /// The status, with subscriptions and waiters.
     const Observable<ClientStatus>& status() const noexcept { return status_; }
+    /// Counters since creation.
     const ClientMetrics& metrics() const noexcept { return metrics_; }
+    /// The rooms tracked, with their state and last delivered position.
     std::vector<RoomInfo> rooms() const;
+    /// Messages in the outbox (not yet acknowledged or failed).
     std::size_t pending() const noexcept { return outbox_.size(); }
     /// Id of the live connection, if any (for drivers and tests).
     std::optional<std::uint64_t> connection() const noexcept;
+    /// The configuration in use.
     const ClientConfig& config() const noexcept { return config_; }
     /// Asserts the invariants (docs/DESIGN.md, "Assertions"); every input
     /// calls it at entry and exit in builds with TETHER_INVARIANTS.
@@ -340,6 +372,7 @@ class ClientCore final : private ReconnectHooks {
         std::optional<time_point> expires_at;
         std::optional<time_point> not_before;  ///< NACK retry_after hold
         std::uint64_t sent_on = 0;             ///< connection it is in flight on (0: queued)
+        std::uint64_t seq = 0;                 ///< queue order (the invariants check it)
         bool ever_sent = false;
     };
     /// The protocol state of the current attempt (the Reconnector holds its id).
@@ -409,6 +442,7 @@ class ClientCore final : private ReconnectHooks {
     std::map<std::string, Room, std::less<>> rooms_;
     std::deque<OutboxEntry> outbox_;
     std::size_t outbox_bytes_ = 0;
+    std::uint64_t outbox_seq_ = 0;  ///< last OutboxEntry::seq given
     std::size_t sending_done_ = 0;
     std::size_t sending_total_ = 0;
 

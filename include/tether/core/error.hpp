@@ -98,8 +98,8 @@ inline std::error_code make_error_code(error e) noexcept {
 /// An error code with a sentence for humans: what was wrong and how to fix
 /// it ("open timeout must be > 0"). Compare `code`, show `message`.
 struct Error {
-    std::error_code code;
-    std::string message;
+    std::error_code code;  ///< what failed (compare this)
+    std::string message;   ///< what to fix, for humans
     friend bool operator==(const Error&, const Error&) = default;
 };
 

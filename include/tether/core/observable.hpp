@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// An observable value with RAII subscriptions and waiters that cannot leak
-/// (seed 000: "add waitFor (won't this leak if the promise never resolves?)").
+/// (a waitFor must not leak when the awaited value never comes).
 ///
 /// - `subscribe(cb)` returns a Subscription; destroying it unsubscribes.
 /// - `wait_for(pred, done, deadline)` completes *exactly once*: at once when
@@ -50,25 +50,32 @@ enum class WaitResult : std::uint8_t {
 };
 
 template <class T>
+/// A value that tells subscribers and waiters when it changes (see this file's description).
 class Observable {
     struct State;
 
   public:
+    /// Called with every new value.
     using Callback = std::function<void(const T&)>;
+    /// What a waiter waits for.
     using Predicate = std::function<bool(const T&)>;
+    /// How a waiter completed, with the value then.
     using Completion = std::function<void(WaitResult, const T&)>;
 
     /// Handle that keeps a subscription alive. Movable, not copyable.
     class Subscription {
       public:
         Subscription() = default;
+        /// Moves the subscription (the source no longer unsubscribes).
         Subscription(Subscription&&) noexcept = default;
+        /// Unsubscribes this one, then takes `o`'s.
         Subscription& operator=(Subscription&& o) noexcept;
         Subscription(const Subscription&) = delete;
         Subscription& operator=(const Subscription&) = delete;
         ~Subscription() { reset(); }
         /// Stops delivery; safe to call twice or after the Observable died.
         void reset() noexcept;
+        /// True while the subscription delivers.
         bool active() const noexcept;
 
       private:
@@ -82,7 +89,9 @@ class Observable {
     class Waiter {
       public:
         Waiter() = default;
+        /// Moves the waiter.
         Waiter(Waiter&&) noexcept = default;
+        /// Cancels this waiter, then takes `o`'s.
         Waiter& operator=(Waiter&& o) noexcept;
         Waiter(const Waiter&) = delete;
         Waiter& operator=(const Waiter&) = delete;
@@ -102,11 +111,13 @@ class Observable {
         std::uint64_t id_ = 0;
     };
 
+    /// Starts with `initial`.
     explicit Observable(T initial = T{});
     ~Observable();
     Observable(const Observable&) = delete;
     Observable& operator=(const Observable&) = delete;
 
+    /// The current value.
     const T& get() const noexcept { return state_->value; }
 
     /// Stores `v`; when it differs from the current value (operator==),
@@ -122,11 +133,13 @@ class Observable {
                                   std::optional<time_point> deadline = std::nullopt) const;
 
     /// Earliest waiter deadline, if any.
-    std::optional<time_point> poll_timeout() const;
+    [[nodiscard]] std::optional<time_point> poll_timeout() const;
     /// Completes every waiter whose deadline is <= now with timed_out.
     void handle_timeout(time_point now);
 
+    /// Subscriptions alive (tests).
     std::size_t subscriber_count() const noexcept { return state_->subscribers.size(); }
+    /// Waiters pending (tests).
     std::size_t waiter_count() const noexcept { return state_->waiters.size(); }
 
   private:

@@ -15,6 +15,7 @@
 
 namespace tether {
 
+/// The one random generator of the cores (see this file's description).
 class Rng {
   public:
     /// Seeds the four words of state from `seed` with splitmix64.
@@ -40,7 +41,7 @@ class Rng {
     Rng fork() noexcept;
 
   private:
-    std::uint64_t s_[4];
+    std::uint64_t s_[4] = {};
 };
 
 }  // namespace tether

@@ -83,16 +83,16 @@ struct ReconnectConfig {
 
 /// The status both clients report (ClientStatus and SocketStatus extend it).
 struct ConnectionStatus {
-    ConnState state = ConnState::disconnected;
-    StopReason reason = StopReason::not_started;
-    std::uint32_t attempt = 0;                ///< current attempt within this outage
-    std::optional<time_point> next_retry_at;  ///< set while waiting to retry
+    ConnState state = ConnState::disconnected;    ///< the top-level state
+    StopReason reason = StopReason::not_started;  ///< why it is disconnected or in error
+    std::uint32_t attempt = 0;                    ///< current attempt within this outage
+    std::optional<time_point> next_retry_at;      ///< set while waiting to retry
     /// Last close code: the one received or sent, or 1006 when the link
     /// failed without a close frame (0: none yet).
     std::uint16_t close_code = 0;
     std::string close_reason;  ///< its reason, or what failed
     std::error_code error;     ///< the link failure, when there was no close frame
-    bool online = true;
+    bool online = true;        ///< false while the host is offline
     friend bool operator==(const ConnectionStatus&, const ConnectionStatus&) = default;
 };
 
@@ -104,8 +104,8 @@ struct ConnectionStatus {
 
 /// A close frame: code and reason.
 struct CloseFrame {
-    std::uint16_t code = 0;
-    std::string reason;
+    std::uint16_t code = 0;  ///< the close code
+    std::string reason;      ///< its reason (at most 123 bytes)
     friend bool operator==(const CloseFrame&, const CloseFrame&) = default;
 };
 
@@ -130,6 +130,7 @@ struct LinkClose {
 
 /// An instruction for the driver, from either core.
 struct Transmit {
+    /// What to do.
     enum class Kind : std::uint8_t {
         open,   ///< open connection `conn` (connect + TLS + WebSocket handshake)
         send,   ///< send `data` on `conn` (binary: a binary frame, else text)
@@ -137,12 +138,12 @@ struct Transmit {
         close,  ///< start a close handshake on `conn` with code/reason
         abort,  ///< tear `conn` down now, without a handshake
     };
-    Kind kind = Kind::send;
-    std::uint64_t conn = 0;
-    std::string data;
-    bool binary = false;
-    std::uint16_t code = 0;
-    std::string reason;
+    Kind kind = Kind::send;  ///< what to do
+    std::uint64_t conn = 0;  ///< which connection (the core's id)
+    std::string data;        ///< send: the payload; ping: the ping payload
+    bool binary = false;     ///< send: a binary frame
+    std::uint16_t code = 0;  ///< close: the close code
+    std::string reason;      ///< close: the close reason
 };
 
 /// The deadlines of a client core, in the order handle_timeout() serves them.
@@ -179,10 +180,12 @@ class ReconnectHooks {
                            bool established) = 0;
 };
 
+/// The lifecycle shared by ClientCore and SocketCore: see this file's description.
 class Reconnector {
   public:
     /// `config` and `hooks` must outlive the reconnector (both are the core's).
     Reconnector(const ReconnectConfig& config, ReconnectHooks& hooks);
+    ~Reconnector() = default;
     Reconnector(const Reconnector&) = delete;
     Reconnector& operator=(const Reconnector&) = delete;
 
@@ -194,6 +197,7 @@ class Reconnector {
     void retry_now(time_point now);
     /// Stops wanting to be connected; closes the live attempt with `code`.
     void close(time_point now, std::uint16_t code, std::string reason);
+    /// Offline fails the attempt (1001) and pauses retries; online attempts at once.
     void set_online(time_point now, bool online);
 
     // ---- the attempt, driven by the core ----
@@ -208,6 +212,7 @@ class Reconnector {
     [[nodiscard]] bool accepts(std::uint64_t conn) const noexcept;
     /// The current attempt's stage deadline: at `at`, fail it with `why`.
     void set_deadline(time_point at, error why, std::string text);
+    /// No stage deadline for the current attempt.
     void clear_deadline() noexcept;
     /// The attempt reached `connected`.
     void established(time_point now);
@@ -220,6 +225,7 @@ class Reconnector {
     void handle_timer(time_point now, Timer t);
 
     // ---- after a loss (the core's link_lost) ----
+    /// What a loss means: transient, a fatal close, a certificate failure.
     [[nodiscard]] LossKind classify(const LinkClose& why, bool from_peer) const;
     /// Schedules the next attempt; false when the backoff is exhausted
     /// (`attempts_max`, or the `never` strategy).
@@ -234,10 +240,15 @@ class Reconnector {
     // ---- state ----
     /// Wants to be connected, is online and not in error.
     [[nodiscard]] bool active() const noexcept { return want_ && online_ && !error_; }
+    /// The application wants to be connected.
     [[nodiscard]] bool wants_connection() const noexcept { return want_; }
+    /// The host is online (as far as the core was told).
     [[nodiscard]] bool online() const noexcept { return online_; }
+    /// In the `error` state.
     [[nodiscard]] bool in_error() const noexcept { return error_; }
+    /// Why it stopped (or none).
     [[nodiscard]] StopReason stop_reason() const noexcept { return stop_; }
+    /// connect() was called at least once.
     [[nodiscard]] bool started() const noexcept { return stop_ != StopReason::not_started; }
     /// True when the application stopped it or it stopped for good.
     [[nodiscard]] bool stopped() const noexcept { return !want_; }
@@ -245,24 +256,34 @@ class Reconnector {
     [[nodiscard]] std::optional<std::uint64_t> current() const noexcept;
     /// The live attempt has a socket (requested or open).
     [[nodiscard]] bool socket_requested() const noexcept;
+    /// The current attempt reached `connected`.
     [[nodiscard]] bool is_established() const noexcept { return attempt_ && attempt_->established; }
+    /// A connection reached `connected` since the last connect() from a stop.
     [[nodiscard]] bool connected_once() const noexcept { return connected_once_; }
     /// Attempts in the current outage (since the last established connection).
     [[nodiscard]] std::uint32_t outage_attempts() const noexcept { return outage_attempts_; }
     /// The base status; cores add their fields.
     [[nodiscard]] ConnectionStatus status() const;
 
+    /// The core's timer table (the lifecycle's slots and the core's own).
     TimerTable<Timer>& timers() noexcept { return timers_; }
+    /// The core's timer table.
     const TimerTable<Timer>& timers() const noexcept { return timers_; }
+    /// The earliest deadline.
     [[nodiscard]] std::optional<time_point> poll_timeout() const noexcept { return timers_.next(); }
+    /// The core's random source (jitter, ids).
     Rng& rng() noexcept { return rng_; }
+    /// The reconnect backoff.
     Backoff& backoff() noexcept { return backoff_; }
 
     // ---- transmits ----
     /// Queues a frame on the live attempt.
     void send(std::string data, bool binary = false);
+    /// Queues a transmit.
     void push(Transmit t);
+    /// The next transmit for the driver.
     [[nodiscard]] std::optional<Transmit> poll_transmit();
+    /// Transmits queued.
     [[nodiscard]] std::size_t transmits_queued() const noexcept { return transmits_.size(); }
 
   private:

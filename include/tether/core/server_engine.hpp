@@ -62,38 +62,42 @@
 
 namespace tether {
 
+/// What ServerConfig::authenticate decides about an access token.
 struct AuthResult {
-    bool ok = false;
+    bool ok = false;     ///< accepted
     std::string user;    ///< when ok
     std::string reason;  ///< when not ok (logged, never sent back in detail)
 };
 
+/// The engine's configuration (`tether serve` maps its flags here, docs/CLI.md).
 struct ServerConfig {
-    std::string server_name = "tether";
-    std::string server_version{version_string};
-    std::string node_id = "node-1";
+    std::string server_name = "tether";          ///< announced in HELLO
+    std::string server_version{version_string};  ///< announced in HELLO
+    std::string node_id = "node-1";      ///< announced in HELLO: which node of a cluster answered
     duration heartbeat{30'000};          ///< advertised in HELLO
     duration idle_timeout{0};            ///< 0: 2 x heartbeat + 5 s
     duration handshake_timeout{10'000};  ///< open -> IDENTIFY/RESUME
     duration session_ttl{300'000};       ///< kept this long after the last connection ended
-    std::size_t sessions_max = 100'000;
-    std::size_t rooms_per_connection_max = 100;
+    std::size_t sessions_max = 100'000;  ///< sessions kept at most (IDENTIFY beyond: 1013)
+    std::size_t rooms_per_connection_max =
+        100;  ///< rooms one connection may join (JOIN_ERROR too_many_rooms beyond)
     /// Room names: 1..room_name_bytes_max bytes of UTF-8 without control
     /// characters (JOIN_ERROR / NACK `bad_room` otherwise).
     std::size_t room_name_bytes_max = 128;
     std::size_t message_bytes_max = 64u << 10;  ///< payload of one PUBLISH
     double publish_rate = 50.0;                 ///< tokens per second per connection
-    double publish_burst = 100.0;
-    std::size_t replay_page_events = 256;
-    std::size_t replay_page_bytes = 256u << 10;
-    std::size_t dedupe_per_user_max = 10'000;  ///< most recent publish ids remembered per user
-    duration dedupe_ttl{600'000};              ///< ... for at most this long
+    double publish_burst =
+        100.0;  ///< publishes one connection may send at once after a quiet period
+    std::size_t replay_page_events = 256;        ///< events per replay page at most
+    std::size_t replay_page_bytes = 256u << 10;  ///< bytes of data per replay page at most
+    std::size_t dedupe_per_user_max = 10'000;    ///< most recent publish ids remembered per user
+    duration dedupe_ttl{600'000};                ///< ... for at most this long
     /// Appends in flight (not durable yet) at most; beyond it publishes get
     /// NACK unavailable with a short retry_after (the store is behind).
-    std::size_t appends_in_flight_max = 100'000;
+    std::size_t appends_in_flight_max = 100'000;  ///< (NACK unavailable beyond)
     /// Start-up pages: sessions and history events per store read.
     std::size_t startup_page = 1024;
-    proto::Limits limits;
+    proto::Limits limits;  ///< frame, nesting and field limits of the codec
 
     /// Verifies an access token. Required.
     std::function<AuthResult(std::string_view token, std::int64_t now_ms)> authenticate;
@@ -107,15 +111,17 @@ struct ServerConfig {
     [[nodiscard]] result<void, Error> validate() const;
 };
 
+/// An instruction of the engine for the network layer.
 struct ServerTransmit {
+    /// Send a frame, or close the connection.
     enum class Kind : std::uint8_t { send, close };
-    Kind kind = Kind::send;
-    std::uint64_t conn = 0;
+    Kind kind = Kind::send;  ///< what to do
+    std::uint64_t conn = 0;  ///< which connection
     /// send: the encoded frame. One event fanned out to N subscribers is
     /// encoded once and the N transmits share it.
     std::shared_ptr<const std::string> frame;
-    std::uint16_t code = 0;
-    std::string reason;
+    std::uint16_t code = 0;  ///< close: the close code
+    std::string reason;      ///< close: the close reason (at most 123 bytes)
     /// The frame's text (empty for a close).
     const std::string& text() const noexcept {
         static const std::string none;
@@ -123,56 +129,64 @@ struct ServerTransmit {
     }
 };
 
+/// Counters of the engine since it started (exported as /metrics).
 struct ServerMetrics {
-    std::uint64_t connections_opened = 0;
-    std::uint64_t identifies = 0;
-    std::uint64_t auth_failures = 0;
-    std::uint64_t resumes_ok = 0;
-    std::uint64_t resumes_failed = 0;
-    std::uint64_t joins = 0;
-    std::uint64_t join_errors = 0;
-    std::uint64_t publishes = 0;      ///< appended (durable)
-    std::uint64_t publish_dupes = 0;  ///< answered from the dedupe window
-    std::uint64_t nacks = 0;
-    std::uint64_t deliveries = 0;  ///< EVENT frames written (live + replay)
-    std::uint64_t replayed = 0;    ///< of which replay
-    std::uint64_t replay_pages = 0;
-    std::uint64_t heartbeats = 0;
-    std::uint64_t idle_closes = 0;
-    std::uint64_t sessions_expired = 0;
-    std::uint64_t store_requests = 0;  ///< requests emitted
-    std::uint64_t store_errors = 0;    ///< requests that completed with an error
-    std::uint64_t gap_fills = 0;       ///< live subscribers sent back to the store by a jump
+    std::uint64_t connections_opened = 0;  ///< WebSocket connections opened
+    std::uint64_t identifies = 0;          ///< IDENTIFY requests
+    std::uint64_t auth_failures = 0;       ///< IDENTIFY requests refused (4004)
+    std::uint64_t resumes_ok = 0;          ///< RESUMEs answered RESUMED
+    std::uint64_t resumes_failed = 0;      ///< RESUMEs answered INVALID_SESSION
+    std::uint64_t joins = 0;               ///< JOINs that took effect
+    std::uint64_t join_errors = 0;         ///< JOIN_ERROR answers
+    std::uint64_t publishes = 0;           ///< appended (durable)
+    std::uint64_t publish_dupes = 0;       ///< answered from the dedupe window
+    std::uint64_t nacks = 0;               ///< NACK answers
+    std::uint64_t deliveries = 0;          ///< EVENT frames written (live + replay)
+    std::uint64_t replayed = 0;            ///< of which replay
+    std::uint64_t replay_pages = 0;        ///< replay pages written
+    std::uint64_t heartbeats = 0;          ///< HEARTBEATs answered
+    std::uint64_t idle_closes = 0;         ///< connections closed for silence (4000)
+    std::uint64_t sessions_expired = 0;    ///< sessions dropped after their retention window
+    std::uint64_t store_requests = 0;      ///< requests emitted
+    std::uint64_t store_errors = 0;        ///< requests that completed with an error
+    std::uint64_t gap_fills = 0;           ///< live subscribers sent back to the store by a jump
     std::map<std::uint16_t, std::uint64_t> closes_by_code;  ///< closes the server initiated
 };
 
 /// A page of a room's durable history (the admin API).
 struct HistoryPage {
-    StreamInfo info;
-    std::vector<StoredEvent> events;
+    StreamInfo info;                  ///< the stream (head clipped to what the engine fanned out)
+    std::vector<StoredEvent> events;  ///< oldest first
 };
 
+/// A session as the admin API shows it.
 struct SessionInfo {
-    std::string id;
-    std::string user;
-    std::vector<std::string> rooms;
-    bool connected = false;
-    std::int64_t expires_at_ms = 0;
+    std::string id;                  ///< its id
+    std::string user;                ///< its user
+    std::vector<std::string> rooms;  ///< the rooms it joined
+    bool connected = false;          ///< a connection holds it now
+    std::int64_t expires_at_ms = 0;  ///< when it expires (when not connected)
 };
 
+/// The sans-I/O gateway engine: see this file's description.
 class ServerEngine {
   public:
     /// Throws std::invalid_argument when the config does not validate().
     ServerEngine(ServerConfig config, std::int64_t now_ms);
+    ~ServerEngine() = default;
     ServerEngine(const ServerEngine&) = delete;
     ServerEngine& operator=(const ServerEngine&) = delete;
 
     // ---- driver inputs ----
+    /// A WebSocket connection opened (HELLO goes out).
     void handle_open(std::int64_t now_ms, std::uint64_t conn);
+    /// A text frame arrived on `conn`.
     void handle_message(std::int64_t now_ms, std::uint64_t conn, std::string_view text);
     /// The connection's outbound queue drained: the next replay page may go.
     void handle_writable(std::int64_t now_ms, std::uint64_t conn);
+    /// The connection is gone (its session stays for session_ttl).
     void handle_close(std::int64_t now_ms, std::uint64_t conn);
+    /// Call at poll_timeout(): idle connections, session expiry, trims.
     void handle_timeout(std::int64_t now_ms);
     /// A request of poll_store() completed.
     void handle_store(std::int64_t now_ms, StoreResult result);
@@ -182,9 +196,11 @@ class ServerEngine {
     void handle_remote_append(std::int64_t now_ms, const RemoteAppend& a);
 
     // ---- outputs ----
+    /// The next frame or close for the network layer.
     [[nodiscard]] std::optional<ServerTransmit> poll_transmit();
     /// The next request for the store (submit it; feed its result to handle_store).
     [[nodiscard]] std::optional<StoreRequest> poll_store();
+    /// When to call handle_timeout next (wall-clock ms).
     [[nodiscard]] std::optional<std::int64_t> poll_timeout() const;
 
     // ---- the admin API ----
@@ -210,11 +226,17 @@ class ServerEngine {
     // ---- state ----
     /// Start-up finished (sessions loaded, dedupe window rebuilt).
     [[nodiscard]] bool ready() const noexcept { return phase_ == Phase::ready; }
+    /// drain() was called.
     [[nodiscard]] bool draining() const noexcept { return draining_; }
+    /// Every session kept (admin API).
     [[nodiscard]] std::vector<SessionInfo> sessions() const;
+    /// One session (admin API).
     [[nodiscard]] std::optional<SessionInfo> session(std::string_view id) const;
+    /// Counters since start.
     const ServerMetrics& metrics() const noexcept { return metrics_; }
+    /// Open WebSocket connections.
     std::size_t connection_count() const noexcept { return conns_.size(); }
+    /// Sessions kept.
     std::size_t session_count() const noexcept { return sessions_.size(); }
     /// Rooms the engine tracks (subscribers, or a join waiting for the store).
     std::size_t room_count() const noexcept { return rooms_.size(); }
@@ -360,7 +382,7 @@ class ServerEngine {
     std::uint64_t submit(StoreOp op, Request pending);
     void send(std::uint64_t conn, const proto::Message& m);
     void send_frame(std::uint64_t conn, std::shared_ptr<const std::string> frame);
-    void close(std::uint64_t conn, std::uint16_t code, std::string reason);
+    void close(std::uint64_t conn, std::uint16_t code, const std::string& reason);
     void dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto::Message& msg);
     void on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m);
     void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);

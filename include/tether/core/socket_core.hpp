@@ -2,7 +2,7 @@
 /// @file
 /// The sans-I/O state machine of `tether::ReconnectingWebSocket`: a
 /// reconnecting WebSocket for *any* server, without the tether protocol
-/// (seed 003).
+/// (docs/DESIGN.md, "ReconnectingWebSocket").
 ///
 /// It shares the client's lifecycle (the Reconnector: backoff, fatal
 /// classification by close code, reason or certificate, offline handling,
@@ -52,8 +52,8 @@ enum class LivenessMode : std::uint8_t {
 
 /// An outbound message of a generic socket.
 struct SocketMessage {
-    std::string data;
-    bool binary = false;
+    std::string data;     ///< the payload
+    bool binary = false;  ///< true: a binary frame, false: text
     friend bool operator==(const SocketMessage&, const SocketMessage&) = default;
 };
 
@@ -66,23 +66,24 @@ struct SocketConfig : ReconnectConfig {
     /// Wait for handle_auth_reply() (the driver validates the first replies)
     /// before subscriptions and the queue; also for servers that greet first.
     bool await_auth_reply = false;
-    duration auth_timeout{10'000};
+    duration auth_timeout{10'000};             ///< the auth reply must come within this
     std::vector<SocketMessage> subscriptions;  ///< sent after auth on every connect
 
-    LivenessMode liveness = LivenessMode::ws_ping;
-    duration ping_interval{15'000};
-    duration pong_timeout{10'000};
+    LivenessMode liveness = LivenessMode::ws_ping;  ///< how the link is checked
+    duration ping_interval{15'000};                 ///< a ping this often
+    duration pong_timeout{10'000};      ///< its answer within this, else the link is replaced
     std::string ping_payload = "ping";  ///< the ws ping payload, or the app message
 
-    std::size_t queue_count_max = 1000;  ///< messages kept while not connected
-    std::size_t queue_bytes_max = 4u << 20;
-    OverflowPolicy overflow = OverflowPolicy::reject_new;
+    std::size_t queue_count_max = 1000;                    ///< messages kept while not connected
+    std::size_t queue_bytes_max = 4u << 20;                ///< bytes kept while not connected
+    OverflowPolicy overflow = OverflowPolicy::reject_new;  ///< what a send beyond the bounds does
     std::size_t message_bytes_max = 16u << 20;  ///< larger sends are refused (error::too_large)
 
     /// The first invalid field (error::invalid_config).
     [[nodiscard]] result<void, Error> validate() const;
 };
 
+/// The status of a SocketCore.
 struct SocketStatus : ConnectionStatus {
     std::size_t queued = 0;  ///< messages waiting for `connected`
     friend bool operator==(const SocketStatus&, const SocketStatus&) = default;
@@ -91,48 +92,58 @@ struct SocketStatus : ConnectionStatus {
 /// One line for humans, e.g. "reconnecting (attempt 3, next in 2.1 s), 2 queued".
 [[nodiscard]] std::string describe(const SocketStatus& s, time_point now);
 
+/// The socket's status changed.
 struct SocketStatusChanged {
-    SocketStatus status;
+    SocketStatus status;  ///< the new status
 };
+/// A message arrived.
 struct SocketReceived {
-    SocketMessage message;
+    SocketMessage message;  ///< the message
 };
 /// A queued message that will never be sent: error::dropped (queue overflow
 /// with drop_oldest) or error::client_closed (close() discarded the queue).
 struct SocketDropped {
-    SocketMessage message;
-    std::error_code error;
+    SocketMessage message;  ///< the message
+    std::error_code error;  ///< dropped or client_closed
 };
+/// A ping round trip was measured.
 struct SocketLatency {
-    duration rtt{0};
+    duration rtt{0};  ///< the round-trip time
 };
+/// Everything SocketCore::poll_event() can return.
 using SocketEvent = std::variant<SocketStatusChanged, SocketReceived, SocketDropped, SocketLatency>;
 
+/// Counters of a socket since it was created.
 struct SocketMetrics {
-    std::uint64_t attempts = 0;
-    std::uint64_t connects = 0;
-    std::uint64_t link_losses = 0;
-    std::uint64_t liveness_timeouts = 0;
-    std::uint64_t auth_failures = 0;
-    std::uint64_t sent = 0;
-    std::uint64_t received = 0;
-    std::uint64_t dropped = 0;  ///< refused or dropped sends
-    std::optional<duration> last_rtt;
+    std::uint64_t attempts = 0;           ///< connection attempts started
+    std::uint64_t connects = 0;           ///< attempts that reached `connected`
+    std::uint64_t link_losses = 0;        ///< established connections lost
+    std::uint64_t liveness_timeouts = 0;  ///< links replaced because no pong came
+    std::uint64_t auth_failures = 0;      ///< auth replies refused
+    std::uint64_t sent = 0;               ///< messages written
+    std::uint64_t received = 0;           ///< messages received
+    std::uint64_t dropped = 0;            ///< refused or dropped sends
+    std::optional<duration> last_rtt;     ///< the last ping round trip
 };
 
+/// The sans-I/O reconnecting WebSocket for any server: see this file's description.
 class SocketCore final : private ReconnectHooks {
   public:
     /// Throws std::invalid_argument when the config does not validate().
     explicit SocketCore(SocketConfig config);
+    ~SocketCore() override = default;
     SocketCore(const SocketCore&) = delete;
     SocketCore& operator=(const SocketCore&) = delete;
 
     // ---- application commands ----
+    /// Starts connecting (or, when waiting to retry, tries at once).
     void connect(time_point now, bool reset_backoff = false);
+    /// Attempts now unless an attempt is in flight; also leaves a fatal or error state.
     void retry_now(time_point now);
     /// Closes with 1000, stops reconnecting; queued messages are kept unless
     /// `discard_queue` (then each is reported as SocketDropped "closed").
     void close(time_point now, bool discard_queue = false);
+    /// Offline closes the socket (1001) and pauses retries; online attempts at once.
     void set_online(time_point now, bool online);
     /// Sends now when connected, else queues. Errors: queue_full, too_large.
     [[nodiscard]] result<void> send(time_point now, SocketMessage m);
@@ -141,10 +152,12 @@ class SocketCore final : private ReconnectHooks {
     void set_auth_message(std::optional<SocketMessage> m) { config_.auth_message = std::move(m); }
     /// Sends at once if a socket is open (even before `connected`), never
     /// queued: replies to the server's application-level pings.
-    void reply(time_point now, SocketMessage m);
+    void reply(time_point now, const SocketMessage& m);
 
     // ---- driver inputs ----
+    /// The driver opened connection `conn`.
     void handle_open(time_point now, std::uint64_t conn);
+    /// A message arrived on `conn`.
     void handle_message(time_point now, std::uint64_t conn, SocketMessage m);
     /// A pong frame (ws_ping) or a message the pong matcher accepted (app_message).
     void handle_pong(time_point now, std::uint64_t conn);
@@ -152,20 +165,27 @@ class SocketCore final : private ReconnectHooks {
     void handle_auth_reply(time_point now, std::uint64_t conn, bool ok, std::string_view why = {});
     /// The connection ended: the close frame received, or how the link failed.
     void handle_close(time_point now, std::uint64_t conn, const LinkClose& why);
+    /// Call at (or after) poll_timeout(): serves every timer due.
     void handle_timeout(time_point now);
 
     // ---- outputs ----
+    /// The next instruction for the driver (drain until nullopt after every input).
     [[nodiscard]] std::optional<Transmit> poll_transmit();
+    /// The next event for the application (drain until nullopt after every input).
     [[nodiscard]] std::optional<SocketEvent> poll_event();
     /// The earliest deadline of the timer table.
     [[nodiscard]] std::optional<time_point> poll_timeout() const;
 
     // ---- state ----
+    /// The status, with subscriptions and waiters.
     const Observable<SocketStatus>& status() const noexcept { return status_; }
+    /// Counters since creation.
     const SocketMetrics& metrics() const noexcept { return metrics_; }
     /// True while `conn` waits for the reply to the auth message.
     [[nodiscard]] bool awaiting_auth(std::uint64_t conn) const noexcept;
+    /// Id of the live connection, if any.
     [[nodiscard]] std::optional<std::uint64_t> connection() const noexcept;
+    /// The configuration in use.
     const SocketConfig& config() const noexcept { return config_; }
     /// Asserts the invariants (docs/DESIGN.md, "Assertions"); the handlers
     /// call it at entry and exit in builds with TETHER_INVARIANTS.

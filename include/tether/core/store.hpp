@@ -53,37 +53,41 @@
 
 namespace tether {
 
+/// One stored event of a room.
 struct StoredEvent {
-    std::uint64_t offset = 0;
-    std::int64_t at_ms = 0;  ///< wall-clock append time (ms since the Unix epoch)
-    std::string data;        ///< raw JSON
-    std::string publisher;   ///< user id; empty for server-side publishes
-    std::string publish_id;  ///< client id of the publish; empty for server-side publishes
+    std::uint64_t offset = 0;  ///< its position in the room's stream (from 1)
+    std::int64_t at_ms = 0;    ///< wall-clock append time (ms since the Unix epoch)
+    std::string data;          ///< raw JSON
+    std::string publisher;     ///< user id; empty for server-side publishes
+    std::string publish_id;    ///< client id of the publish; empty for server-side publishes
 };
 
+/// A room's stream as the store sees it.
 struct StreamInfo {
-    std::uint64_t epoch = 1;
+    std::uint64_t epoch = 1;  ///< changes when the history was lost; unique per store instance
     std::uint64_t head = 0;   ///< last durable offset (0: none yet)
     std::uint64_t first = 1;  ///< oldest offset still in history (head + 1 when empty)
     friend bool operator==(const StreamInfo&, const StreamInfo&) = default;
 };
 
+/// A session as the store keeps it.
 struct SessionRecord {
-    std::string id;
-    std::string resume_token;
-    std::string user;
-    std::vector<std::string> rooms;
+    std::string id;                  ///< its id
+    std::string resume_token;        ///< the secret that resumes it
+    std::string user;                ///< the user it belongs to
+    std::vector<std::string> rooms;  ///< the rooms it joined
     std::int64_t expires_at_ms = 0;  ///< 0 while a connection holds the session
 };
 
 /// An append made through another gateway node on the same backing store
 /// (multi-node fan-out, e.g. Redis pub/sub). Delivered once durable.
 struct RemoteAppend {
-    std::string room;
-    proto::StreamPosition position;
-    std::string data;
+    std::string room;                ///< the room
+    proto::StreamPosition position;  ///< where the other node stored it
+    std::string data;                ///< its data (raw JSON)
 };
 
+/// How much history a store keeps.
 struct StoreLimits {
     std::size_t history_size = 10'000;     ///< events kept per room
     duration history_ttl{24 * 3'600'000};  ///< events older than this are trimmed
@@ -93,24 +97,25 @@ struct StoreLimits {
 namespace store_op {
 /// Appends one event; completes with `Appended` once durable.
 struct Append {
-    std::string room;
-    std::string data;
-    std::string publisher;
-    std::string publish_id;
-    std::int64_t at_ms = 0;
+    std::string room;        ///< the room
+    std::string data;        ///< one JSON value
+    std::string publisher;   ///< the user who published it (empty: server-side)
+    std::string publish_id;  ///< the publisher's id of it (empty: server-side)
+    std::int64_t at_ms = 0;  ///< wall-clock time of the publish
 };
 /// The room's stream: completes with `Stream`.
 struct ReadStream {
-    std::string room;
+    std::string room;  ///< the room
 };
 /// Durable entries with after < offset <= up_to, at most max_events and
 /// (beyond the first) max_bytes of data: completes with `Range`.
 struct ReadRange {
-    std::string room;
-    std::uint64_t after = 0;
-    std::uint64_t up_to = std::numeric_limits<std::uint64_t>::max();
-    std::size_t max_events = 256;
-    std::size_t max_bytes = 256u << 10;
+    std::string room;         ///< the room
+    std::uint64_t after = 0;  ///< entries with an offset above this
+    std::uint64_t up_to = std::numeric_limits<std::uint64_t>::max();  ///< ... and at most this
+    std::size_t max_events = 256;                                     ///< events per page at most
+    std::size_t max_bytes =
+        256u << 10;  ///< bytes of data per page at most (beyond the first event)
 };
 /// The publish log (every Append with a publish id, kept apart from the
 /// room history and trimmed by age only, so that a retry is recognised
@@ -118,84 +123,96 @@ struct ReadRange {
 /// (`after_user`, `after_id`) in that order, at most `max`, appended at or
 /// after `since_ms`. Completes with `Publishes`.
 struct LoadPublishes {
-    std::int64_t since_ms = 0;
-    std::string after_user;
-    std::string after_id;
-    std::size_t max = 1024;
+    std::int64_t since_ms = 0;  ///< records appended at or after this time
+    std::string after_user;     ///< the page starts after this (user, ...
+    std::string after_id;       ///< ... publish id)
+    std::size_t max = 1024;     ///< records per page at most
 };
 /// Sessions with an id greater than `after`, in id order, at most `max`:
 /// completes with `Sessions`.
 struct LoadSessions {
-    std::string after;
-    std::size_t max = 1024;
+    std::string after;       ///< the page starts after this session id
+    std::size_t max = 1024;  ///< sessions per page at most
 };
 /// Records a session (insert or replace by id): completes with `Done`.
 struct SaveSession {
-    SessionRecord record;
+    SessionRecord record;  ///< the record (replaces one with its id)
 };
+/// Forgets a session: completes with `Done`.
 struct EraseSession {
-    std::string id;
+    std::string id;  ///< the session's id
 };
 /// Drops events older than the age bound, and publish-log records
 /// appended before `publishes_before_ms`: completes with `Done`.
 struct Trim {
-    std::int64_t now_ms = 0;
-    std::int64_t publishes_before_ms = 0;
+    std::int64_t now_ms = 0;  ///< wall-clock now (the history's age bound counts from it)
+    std::int64_t publishes_before_ms = 0;  ///< the publish log keeps records from this time on
 };
 }  // namespace store_op
 
+/// Any request of a store.
 using StoreOp = std::variant<store_op::Append, store_op::ReadStream, store_op::ReadRange,
                              store_op::LoadPublishes, store_op::LoadSessions, store_op::SaveSession,
                              store_op::EraseSession, store_op::Trim>;
 
+/// A request, with the id its result will carry.
 struct StoreRequest {
     std::uint64_t id = 0;  ///< chosen by the engine; echoed in the result
-    StoreOp op;
+    StoreOp op;            ///< what to do
 };
 
 /// What a request produced.
 namespace store_result {
 struct Done {};
+/// An append is durable.
 struct Appended {
-    proto::StreamPosition position;
+    proto::StreamPosition position;  ///< where it was stored
 };
+/// The room's stream.
 struct Stream {
-    StreamInfo info;
+    StreamInfo info;  ///< epoch, durable head, oldest offset kept
 };
+/// A page of durable events.
 struct Range {
-    StreamInfo info;  ///< the stream when the range was read
-    std::vector<StoredEvent> events;
+    StreamInfo info;                  ///< the stream when the range was read
+    std::vector<StoredEvent> events;  ///< oldest first, consecutive offsets
 };
 /// One record of the publish log.
 struct PublishRecord {
-    std::string user;
-    std::string publish_id;
-    std::string room;
-    proto::StreamPosition position;
-    std::int64_t at_ms = 0;
+    std::string user;                ///< who published it
+    std::string publish_id;          ///< the publisher's id of it
+    std::string room;                ///< the room
+    proto::StreamPosition position;  ///< where it was stored
+    std::int64_t at_ms = 0;          ///< wall-clock time of the publish
 };
+/// A page of the publish log.
 struct Publishes {
-    std::vector<PublishRecord> records;
-    bool more = false;  ///< a full page: ask again after the last one
+    std::vector<PublishRecord> records;  ///< in (user, id) order
+    bool more = false;                   ///< a full page: ask again after the last one
 };
+/// A page of sessions.
 struct Sessions {
-    std::vector<SessionRecord> sessions;
-    bool more = false;
+    std::vector<SessionRecord> sessions;  ///< in id order
+    bool more = false;                    ///< a full page: ask again after the last one
 };
 }  // namespace store_result
 
+/// Any value a request can produce.
 using StoreValue =
     std::variant<store_result::Done, store_result::Appended, store_result::Stream,
                  store_result::Range, store_result::Publishes, store_result::Sessions>;
 
+/// The result of one request.
 struct StoreResult {
-    std::uint64_t id = 0;
+    std::uint64_t id = 0;   ///< the request's id
     std::error_code error;  ///< set: the request failed and `value` is Done
-    StoreValue value;
+    StoreValue value;       ///< what it produced
 };
 
+/// The interface of every store (see this file's description).
 class Store {
   public:
+    /// Where results go.
     using Sink = std::function<void(StoreResult)>;
     virtual ~Store() = default;
 
@@ -216,7 +233,9 @@ class Store {
     /// thread) for every durable append that *another* node made. Single-node
     /// stores never call it. The driver posts each one to the engine's
     /// `handle_remote_append`.
-    virtual void on_remote_append(std::function<void(RemoteAppend)> on_append) { (void)on_append; }
+    virtual void on_remote_append(const std::function<void(RemoteAppend)>& on_append) {
+        (void)on_append;
+    }
 
   protected:
     /// Delivers one result to the sink.

@@ -30,14 +30,18 @@ namespace tether {
 template <class Timer>
 class TimerTable {
   public:
+    /// Slots in the table: one per timer.
     static constexpr std::size_t size = static_cast<std::size_t>(Timer::count_);
 
     /// Arms (or moves) `t` to `at`.
     void set(Timer t, time_point at) noexcept { slots_[index(t)] = at; }
     /// Arms `t` to `at`, or disarms it for nullopt.
     void set(Timer t, std::optional<time_point> at) noexcept { slots_[index(t)] = at; }
+    /// Disarms `t`.
     void clear(Timer t) noexcept { slots_[index(t)].reset(); }
+    /// `t`'s deadline, if armed.
     [[nodiscard]] std::optional<time_point> get(Timer t) const noexcept { return slots_[index(t)]; }
+    /// True when `t` is armed.
     [[nodiscard]] bool armed(Timer t) const noexcept { return slots_[index(t)].has_value(); }
     /// True when `t` is armed and due at `now`.
     [[nodiscard]] bool expired(Timer t, time_point now) const noexcept {
@@ -62,6 +66,7 @@ class TimerTable {
             }
         }
     }
+    /// Disarms every timer.
     void clear_all() noexcept { slots_.fill(std::nullopt); }
 
   private:

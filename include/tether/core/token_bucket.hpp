@@ -32,6 +32,7 @@ struct RateLimit {
 class TokenBucket {
   public:
     TokenBucket() = default;
+    /// A full bucket at `now_ms`.
     TokenBucket(const RateLimit& limit, std::int64_t now_ms) noexcept
         : tokens_(limit.burst), at_ms_(now_ms) {}
 
