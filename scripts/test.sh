@@ -8,7 +8,7 @@
 # 4. clang-tidy over the core and the gateway (scripts/lint.sh; the full run
 #    over src/ and tools/ does not fit CI's 25-minute budget on two cores and
 #    is run before every submission, CONTRIBUTING.md);
-# 5. a fuzz smoke: every libFuzzer target for 20 s from its seed corpus
+# 5. a fuzz smoke: every libFuzzer target for 15 s from its seed corpus
 #    (scripts/fuzz.sh; the longer run is manual).
 # Each phase prints its start and the time since the script began.
 set -euo pipefail
@@ -50,6 +50,6 @@ run_suite tsan --target tether unit_server_engine unit_jwt integration_client \
 phase "tsan: ctest"
 ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|ServerEngine\.|Jwt\.|Client\.|TlsTest\.|ReconnectingWebSocket\.)'
 
-phase "fuzz smoke (20 s per target)"
-scripts/fuzz.sh 20
+phase "fuzz smoke (15 s per target)"
+scripts/fuzz.sh 15
 phase "all passed"

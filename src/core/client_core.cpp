@@ -432,14 +432,10 @@ void ClientCore::handle_timeout(time_point now) {
 }
 
 void ClientCore::on_timer(time_point now, Timer t) {
+    if (rc_.handle_timer(now, t)) return;
     switch (t) {
         case Timer::status:
             status_.handle_timeout(now);
-            break;
-        case Timer::teardown:
-        case Timer::retry:
-        case Timer::attempt:
-            rc_.handle_timer(now, t);
             break;
         case Timer::liveness:
             if (!conn_) break;
@@ -465,8 +461,8 @@ void ClientCore::on_timer(time_point now, Timer t) {
             expire_outbox(now);
             if (established()) flush_outbox(now);
             break;
-        case Timer::count_:
-            break;
+        default:
+            break;  // the lifecycle's timers, served above
     }
 }
 

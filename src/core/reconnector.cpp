@@ -275,23 +275,23 @@ void Reconnector::handle_close(time_point now, std::uint64_t conn, const LinkClo
     hooks_.link_lost(now, why, true, was_established);
 }
 
-void Reconnector::handle_timer(time_point now, Timer t) {
+bool Reconnector::handle_timer(time_point now, Timer t) {
     switch (t) {
         case Timer::teardown:
             abort_closing();
-            break;
+            return true;
         case Timer::retry:
             if (active() && !attempt_) begin(now);
-            break;
+            return true;
         case Timer::attempt:
             if (attempt_) {
                 auto text = attempt_->deadline_text;
                 fail(now, close_code::unknown_error, std::move(text),
                      make_error_code(attempt_->deadline_error));
             }
-            break;
+            return true;
         default:
-            TETHER_ASSERT(false && "not a timer of the lifecycle");
+            return false;
     }
 }
 

@@ -153,15 +153,18 @@ void ServerEngine::handle_open(std::int64_t now, std::uint64_t conn) {
 }
 
 void ServerEngine::handle_message(std::int64_t now, std::uint64_t conn, std::string_view text) {
+    handle_decoded(now, conn, proto::decode(text, config_.limits));
+}
+
+void ServerEngine::handle_decoded(std::int64_t now, std::uint64_t conn, proto::DecodeResult frame) {
     TETHER_CHECKED(*this);
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     Conn& c = it->second;
     c.last_seen_ms = now;
-    auto res = proto::decode(text, config_.limits);
-    if (!res)
-        return close(conn, res.error().close_code(), "decode error: " + res.error().message());
-    dispatch(now, conn, c, *res);
+    if (!frame)
+        return close(conn, frame.error().close_code(), "decode error: " + frame.error().message());
+    dispatch(now, conn, c, *frame);
 }
 
 void ServerEngine::dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto::Message& msg) {

@@ -236,14 +236,10 @@ void SocketCore::handle_timeout(time_point now) {
 }
 
 void SocketCore::on_timer(time_point now, Timer t) {
+    if (rc_.handle_timer(now, t)) return;
     switch (t) {
         case Timer::status:
             status_.handle_timeout(now);
-            break;
-        case Timer::teardown:
-        case Timer::retry:
-        case Timer::attempt:
-            rc_.handle_timer(now, t);
             break;
         case Timer::liveness:
             if (!conn_) break;
@@ -263,10 +259,8 @@ void SocketCore::on_timer(time_point now, Timer t) {
             }
             rc_.timers().set(Timer::heartbeat, now + config_.ping_interval);
             break;
-        case Timer::join:
-        case Timer::outbox:
-        case Timer::count_:
-            break;  // not used by the generic socket
+        default:
+            break;  // join and outbox: not used by the generic socket
     }
 }
 

@@ -5,6 +5,7 @@
 #include "wire/ws_frame.hpp"
 
 #include <tether/core/close_codes.hpp>
+#include <tether/core/protocol.hpp>
 #include <tether/version.hpp>
 
 #include <boost/asio/steady_timer.hpp>
@@ -227,11 +228,13 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     /// messages in one batch), handles control frames, then reads on.
     void pump() {
         if (finished_) return;
-        std::vector<std::string> batch;
+        // Frames are decoded here, on the connection's strand: the engine's
+        // strand only dispatches (docs/DESIGN.md, "Network layer").
+        std::vector<proto::DecodeResult> batch;
         while (inbox_at_ < inbox_.size()) {
             auto& e = inbox_[inbox_at_];
             if (e.kind == ws::Event::Kind::text) {
-                if (!closing_) batch.push_back(std::move(e.data));
+                if (!closing_) batch.push_back(proto::decode(e.data, gw_.limits));
                 ++inbox_at_;
                 continue;
             }
@@ -262,17 +265,17 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
             }
         }
         if (!batch.empty()) {
-            gw_.on_engine(
-                [self = this->shared_from_this(), gw = &gw_, id = id_, batch = std::move(batch)] {
-                    for (const auto& text : batch) {
-                        if (!gw->conns.count(id)) break;  // closed by the engine meanwhile
-                        gw->engine.handle_message(wall_ms(), id, text);
-                        gw->flush();
-                    }
-                    // Read on either way: a closing connection still reads the
-                    // peer's close frame (its close() was posted before this).
-                    asio::post(self->stream_.get_executor(), [self] { self->pump(); });
-                });
+            gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_,
+                           batch = std::move(batch)]() mutable {
+                for (auto& frame : batch) {
+                    if (!gw->conns.count(id)) break;  // closed by the engine meanwhile
+                    gw->engine.handle_decoded(wall_ms(), id, std::move(frame));
+                    gw->flush();
+                }
+                // Read on either way: a closing connection still reads the
+                // peer's close frame (its close() was posted before this).
+                asio::post(self->stream_.get_executor(), [self] { self->pump(); });
+            });
             return;
         }
         do_read();

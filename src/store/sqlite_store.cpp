@@ -26,6 +26,22 @@ struct Stmt {
     }
     void i64(int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
     void u64(int i, std::uint64_t v) { sqlite3_bind_int64(s, i, static_cast<std::int64_t>(v)); }
+    /// Binds the parameters 1..N in order (text, signed or unsigned integers).
+    template <class... Args>
+    Stmt& bind(const Args&... args) {
+        int i = 0;
+        (bind_one(++i, args), ...);
+        return *this;
+    }
+    /// Binds the parameters and runs a statement that returns no row.
+    template <class... Args>
+    void run(sqlite3* db, const Args&... args) {
+        bind(args...);
+        done(db);
+    }
+    void bind_one(int i, std::string_view v) { text(i, v); }
+    void bind_one(int i, std::int64_t v) { i64(i, v); }
+    void bind_one(int i, std::uint64_t v) { u64(i, v); }
     int step() { return sqlite3_step(s); }
     void done(sqlite3* db) {
         const int rc = sqlite3_step(s);
@@ -171,9 +187,7 @@ void SqliteStore::load() {
     for (const auto& [room, epoch, head] : rooms) {
         restore_epoch(room, epoch, head);
         durable_[room] = {epoch, head};  // what is on disk is durable
-        events.text(1, room);
-        events.u64(2, epoch);
-        events.u64(3, limits_.history_size);
+        events.bind(room, epoch, limits_.history_size);
         std::vector<StoredEvent> newest_first;
         while (events.step() == SQLITE_ROW)
             newest_first.push_back(StoredEvent{static_cast<std::uint64_t>(events.col_i64(0)),
@@ -318,47 +332,27 @@ void SqliteStore::writer() {
             exec("BEGIN");
             for (auto& op : batch) {
                 if (auto* e = std::get_if<EventOp>(&op)) {
-                    insert.text(1, e->room);
-                    insert.u64(2, e->epoch);
-                    insert.u64(3, e->offset);
-                    insert.i64(4, e->at_ms);
-                    insert.text(5, e->data);
-                    insert.text(6, e->publisher);
-                    insert.text(7, e->publish_id);
-                    insert.done(db_);
-                    head.text(1, e->room);
-                    head.u64(2, e->epoch);
-                    head.u64(3, e->offset);
-                    head.done(db_);
+                    insert.run(db_, e->room, e->epoch, e->offset, e->at_ms, e->data, e->publisher,
+                               e->publish_id);
+                    head.run(db_, e->room, e->epoch, e->offset);
                     if (!e->publish_id.empty()) {
-                        put_publish.text(1, e->publisher);
-                        put_publish.text(2, e->publish_id);
-                        put_publish.text(3, e->room);
-                        put_publish.u64(4, e->epoch);
-                        put_publish.u64(5, e->offset);
-                        put_publish.i64(6, e->at_ms);
-                        put_publish.done(db_);
+                        put_publish.run(db_, e->publisher, e->publish_id, e->room, e->epoch,
+                                        e->offset, e->at_ms);
                     }
                     committed.emplace_back(e->room, e->epoch, e->offset);
                     if (mode_ != FsyncMode::off)
                         results.push_back(StoreResult{
                             e->request, {}, store_result::Appended{{e->epoch, e->offset}}});
                 } else if (auto* s = std::get_if<SessionOp>(&op)) {
-                    put_session.text(1, s->record.id);
-                    put_session.text(2, s->record.resume_token);
-                    put_session.text(3, s->record.user);
-                    put_session.text(4, rooms_to_json(s->record.rooms));
-                    put_session.i64(5, s->record.expires_at_ms);
-                    put_session.done(db_);
+                    put_session.run(db_, s->record.id, s->record.resume_token, s->record.user,
+                                    rooms_to_json(s->record.rooms), s->record.expires_at_ms);
                     results.push_back(StoreResult{s->request, {}, store_result::Done{}});
                 } else if (auto* d = std::get_if<EraseSessionOp>(&op)) {
-                    del_session.text(1, d->id);
-                    del_session.done(db_);
+                    del_session.run(db_, d->id);
                     results.push_back(StoreResult{d->request, {}, store_result::Done{}});
                 } else if (auto* l = std::get_if<LoadSessionsOp>(&op)) {
                     store_result::Sessions page;
-                    page_sessions.text(1, l->page.after);
-                    page_sessions.u64(2, l->page.max + 1);
+                    page_sessions.bind(l->page.after, l->page.max + 1);
                     while (page_sessions.step() == SQLITE_ROW) {
                         if (page.sessions.size() == l->page.max) {
                             page.more = true;
@@ -374,10 +368,8 @@ void SqliteStore::writer() {
                     results.push_back(StoreResult{l->request, {}, std::move(page)});
                 } else if (auto* p = std::get_if<LoadPublishesOp>(&op)) {
                     store_result::Publishes page;
-                    page_publishes.text(1, p->page.after_user);
-                    page_publishes.text(2, p->page.after_id);
-                    page_publishes.i64(3, p->page.since_ms);
-                    page_publishes.u64(4, p->page.max + 1);
+                    page_publishes.bind(p->page.after_user, p->page.after_id, p->page.since_ms,
+                                        p->page.max + 1);
                     while (page_publishes.step() == SQLITE_ROW) {
                         if (page.records.size() == p->page.max) {
                             page.more = true;
@@ -395,22 +387,13 @@ void SqliteStore::writer() {
                     sqlite3_clear_bindings(page_publishes.s);
                     results.push_back(StoreResult{p->request, {}, std::move(page)});
                 } else if (auto* r = std::get_if<ResetOp>(&op)) {
-                    del_room.text(1, r->room);
-                    del_room.done(db_);
-                    head.text(1, r->room);
-                    head.u64(2, r->epoch);
-                    head.u64(3, 0);
-                    head.done(db_);
+                    del_room.run(db_, r->room);
+                    head.run(db_, r->room, r->epoch, std::uint64_t{0});
                 } else if (auto* t = std::get_if<TrimOp>(&op)) {
-                    trim_old.i64(1, t->cutoff_ms);
-                    trim_old.done(db_);
-                    trim_publishes.i64(1, t->publishes_before_ms);
-                    trim_publishes.done(db_);
+                    trim_old.run(db_, t->cutoff_ms);
+                    trim_publishes.run(db_, t->publishes_before_ms);
                     for (const auto& [room, epoch, first] : t->firsts) {
-                        trim_room.text(1, room);
-                        trim_room.u64(2, epoch);
-                        trim_room.u64(3, first);
-                        trim_room.done(db_);
+                        trim_room.run(db_, room, epoch, first);
                     }
                 }
             }

@@ -221,8 +221,9 @@ class Reconnector {
     void fail(time_point now, std::uint16_t code, std::string reason, std::error_code why);
     /// The driver reports the end of `conn`.
     void handle_close(time_point now, std::uint64_t conn, const LinkClose& why);
-    /// Serves the lifecycle's own timers (teardown, retry, attempt).
-    void handle_timer(time_point now, Timer t);
+    /// Serves `t` if it is one of the lifecycle's own timers (teardown,
+    /// retry, attempt); false for the core's timers, which the core serves.
+    [[nodiscard]] bool handle_timer(time_point now, Timer t);
 
     // ---- after a loss (the core's link_lost) ----
     /// What a loss means: transient, a fatal close, a certificate failure.

@@ -180,8 +180,12 @@ class ServerEngine {
     // ---- driver inputs ----
     /// A WebSocket connection opened (HELLO goes out).
     void handle_open(std::int64_t now_ms, std::uint64_t conn);
-    /// A text frame arrived on `conn`.
+    /// A text frame arrived on `conn` (decoded here with `config.limits`).
     void handle_message(std::int64_t now_ms, std::uint64_t conn, std::string_view text);
+    /// A text frame of `conn` that the network layer already decoded with
+    /// `config.limits`, off the engine's strand: the message, or why the
+    /// frame is not one (the connection is then closed with its code).
+    void handle_decoded(std::int64_t now_ms, std::uint64_t conn, proto::DecodeResult frame);
     /// The connection's outbound queue drained: the next replay page may go.
     void handle_writable(std::int64_t now_ms, std::uint64_t conn);
     /// The connection is gone (its session stays for session_ttl).
