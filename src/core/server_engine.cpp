@@ -61,8 +61,8 @@ ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
       publish_limit_(RateLimit{config_.publish_rate, config_.publish_burst}),
       startup_dedupe_since_(now_ms - config_.dedupe_ttl.count()),
       next_housekeeping_ms_(now_ms + kHousekeepingMs) {
-    // Start-up, one bounded page at a time: the sessions, then the history
-    // of every room for the dedupe window.
+    // Start-up, one bounded page at a time: the sessions, then the publish
+    // log for the dedupe window.
     submit(store_op::LoadSessions{{}, config_.startup_page}, Startup{});
 }
 
