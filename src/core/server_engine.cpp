@@ -48,7 +48,7 @@ result<void, Error> ServerConfig::validate() const {
         return bad("publish rate must be > 0 and burst >= 1");
     if (replay_page_events == 0 || replay_page_bytes == 0)
         return bad("replay pages must allow at least one event");
-    if (dedupe_per_user_max == 0) return bad("dedupe window must be >= 1");
+    if (dedupe_ttl.count() <= 0) return bad("dedupe window must be > 0");
     if (appends_in_flight_max == 0) return bad("appends in flight must be >= 1");
     if (startup_page == 0) return bad("start-up pages must be >= 1");
     return {};
@@ -59,10 +59,9 @@ ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
       idle_timeout_(config_.idle_timeout.count() > 0 ? config_.idle_timeout
                                                      : 2 * config_.heartbeat + duration{5'000}),
       publish_limit_(RateLimit{config_.publish_rate, config_.publish_burst}),
-      startup_dedupe_since_(now_ms - config_.dedupe_ttl.count()),
       next_housekeeping_ms_(now_ms + kHousekeepingMs) {
-    // Start-up, one bounded page at a time: the sessions, then the publish
-    // log for the dedupe window.
+    // Start-up, one bounded page at a time: the sessions. (The dedupe window
+    // is the store's publish log: nothing to rebuild.)
     submit(store_op::LoadSessions{{}, config_.startup_page}, Startup{});
 }
 
@@ -113,27 +112,6 @@ void ServerEngine::persist(const SessionEntry& s) {
     submit(store_op::SaveSession{SessionRecord{s.first, s.second.resume_token, s.second.user,
                                                s.second.rooms, s.second.expires_at_ms}},
            Background{});
-}
-
-void ServerEngine::remember(std::string_view user, std::string_view id, DedupeEntry e) {
-    auto& ids = dedupe_[std::string{user}];
-    auto& order = dedupe_order_[std::string{user}];
-    const auto at = e.at_ms;
-    if (ids.emplace(std::string{id}, std::move(e)).second) order.emplace_back(at, std::string{id});
-    while (order.size() > config_.dedupe_per_user_max) {
-        ids.erase(order.front().second);
-        order.pop_front();
-    }
-}
-
-ServerEngine::DedupeEntry* ServerEngine::recall(std::string_view user, std::string_view id,
-                                                std::optional<std::int64_t> now) {
-    auto u = dedupe_.find(user);
-    if (u == dedupe_.end()) return nullptr;
-    auto it = u->second.find(std::string{id});
-    if (it == u->second.end()) return nullptr;
-    if (now && it->second.at_ms < *now - config_.dedupe_ttl.count()) return nullptr;
-    return &it->second;
 }
 
 // ---- inputs ----------------------------------------------------------------------------
@@ -363,15 +341,6 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
         send(conn, proto::Nack{m.id, std::string{code}, std::move(reason), retry});
     };
     const std::string& user = c.session->second.user;
-    if (DedupeEntry* d = recall(user, m.id, now)) {
-        ++metrics_.publish_dupes;
-        if (d->pending == 0)
-            return send(conn, proto::Ack{m.id, d->room, d->position.epoch, d->position.offset});
-        auto r = requests_.find(d->pending);
-        TETHER_ASSERT(r != requests_.end());
-        std::get<AppendRequest>(r->second).ack_to.emplace_back(conn, m.id);
-        return;
-    }
     if (!valid_room(m.room))
         return nack(proto::codes::bad_room, "room names are 1.." +
                                                 std::to_string(config_.room_name_bytes_max) +
@@ -402,7 +371,7 @@ void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,
     c.rate_limited_in_a_row = 0;
     if (!c.held.empty()) c.held.erase(c.held.begin());
     AppendRequest req;
-    req.ack_to.emplace_back(conn, m.id);
+    req.ack_to = std::make_pair(conn, m.id);
     append(now, m.room, m.data, user, m.id, std::move(req));
 }
 
@@ -410,13 +379,12 @@ void ServerEngine::append(std::int64_t now, std::string_view room, std::string d
                           std::string_view user, std::string_view id, AppendRequest req) {
     req.room = std::string{room};
     req.data = data;
-    req.user = std::string{user};
-    req.publish_id = std::string{id};
-    const auto request = submit(store_op::Append{std::string{room}, std::move(data),
-                                                 std::string{user}, std::string{id}, now},
-                                std::move(req));
+    // The store is the dedupe authority (a retry on another shard, after a
+    // restart, or while the original is in flight gets the original's offset).
+    submit(store_op::Append{std::string{room}, std::move(data), std::string{user}, std::string{id},
+                            now, now - config_.dedupe_ttl.count()},
+           std::move(req));
     ++appends_in_flight_;
-    if (!id.empty()) remember(user, id, DedupeEntry{std::string{room}, {}, now, request});
 }
 
 void ServerEngine::publish(std::int64_t now, std::string_view room, std::string data,
@@ -480,36 +448,31 @@ void ServerEngine::handle_store(std::int64_t now, StoreResult r) {
 void ServerEngine::on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r) {
     TETHER_ASSERT(appends_in_flight_ > 0);
     --appends_in_flight_;
-    DedupeEntry* d = req.publish_id.empty() ? nullptr : recall(req.user, req.publish_id, {});
+    // The connection may be gone: its retry is answered from the publish log.
+    const bool asker = req.ack_to && conns_.count(req.ack_to->first) != 0;
     if (r.error) {
-        // Nothing was stored: every asker hears it, and may retry.
-        if (d && d->pending == r.id) {
-            auto& ids = dedupe_[req.user];
-            ids.erase(req.publish_id);
-        }
-        for (const auto& [conn, id] : req.ack_to) {
-            if (!conns_.count(conn)) continue;
+        // Nothing was stored: the asker hears it, and may retry.
+        if (asker) {
             ++metrics_.nacks;
-            send(conn,
-                 proto::Nack{id, std::string{proto::codes::unavailable},
+            send(req.ack_to->first,
+                 proto::Nack{req.ack_to->second, std::string{proto::codes::unavailable},
                              "the store could not take it: " + r.error.message(), kBusyRetryMs});
         }
         if (req.done) req.done(r.error);
         return;
     }
-    const auto pos = std::get<store_result::Appended>(r.value).position;
-    ++metrics_.publishes;
-    if (d && d->pending == r.id) {
-        d->position = pos;
-        d->pending = 0;
-    }
-    for (const auto& [conn, id] : req.ack_to) {
-        if (!conns_.count(conn)) continue;  // gone: its retry will be answered from the window
-        send(conn, proto::Ack{id, req.room, pos.epoch, pos.offset});
-    }
+    const auto& appended = std::get<store_result::Appended>(r.value);
+    const auto pos = appended.position;
+    if (appended.duplicate)
+        ++metrics_.publish_dupes;
+    else
+        ++metrics_.publishes;
+    if (asker)
+        send(req.ack_to->first, proto::Ack{req.ack_to->second, req.room, pos.epoch, pos.offset});
     if (req.done) req.done(pos);
     (void)now;
-    advance(req.room, pos, req.data);
+    // A duplicate was fanned out when the original was stored.
+    if (!appended.duplicate) advance(req.room, pos, req.data);
 }
 
 void ServerEngine::advance(std::string_view room, proto::StreamPosition pos,
@@ -732,16 +695,7 @@ void ServerEngine::handle_timeout(std::int64_t now) {
             ++it;
         }
     }
-    const std::int64_t dedupe_cutoff = now - config_.dedupe_ttl.count();
-    for (auto& [user, order] : dedupe_order_) {
-        auto& ids = dedupe_[user];
-        while (!order.empty() && order.front().first < dedupe_cutoff) {
-            auto d = ids.find(order.front().second);
-            if (d != ids.end() && d->second.pending == 0) ids.erase(d);
-            order.pop_front();
-        }
-    }
-    if (ready()) submit(store_op::Trim{now, dedupe_cutoff}, Background{});
+    if (ready()) submit(store_op::Trim{now, now - config_.dedupe_ttl.count()}, Background{});
 }
 
 std::optional<ServerTransmit> ServerEngine::poll_transmit() {
@@ -776,7 +730,7 @@ void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
             // Sessions survive restarts of a durable store; the ones that were
             // attached when the process died start their retention window now.
             for (auto& rec : page.sessions) {
-                startup_after_user_ = rec.id;
+                startup_after_ = rec.id;
                 if (rec.expires_at_ms == 0) rec.expires_at_ms = now + config_.session_ttl.count();
                 if (rec.expires_at_ms <= now) {
                     submit(store_op::EraseSession{rec.id}, Background{});
@@ -785,23 +739,6 @@ void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
                 submit(store_op::SaveSession{rec}, Background{});
                 sessions_[rec.id] = Session{std::move(rec.resume_token), std::move(rec.user),
                                             std::move(rec.rooms), rec.expires_at_ms, std::nullopt};
-            }
-            if (!page.more) {
-                phase_ = Phase::loading_publishes;
-                startup_after_user_.clear();
-            }
-            break;
-        }
-        case Phase::loading_publishes: {
-            // Rebuild the dedupe window from the publish log, so that a
-            // publish retried after a restart is still recognised, even when
-            // its event already left the room's history.
-            auto& page = std::get<store_result::Publishes>(r.value);
-            for (auto& rec : page.records) {
-                startup_after_user_ = rec.user;
-                startup_after_id_ = rec.publish_id;
-                remember(rec.user, rec.publish_id,
-                         DedupeEntry{std::move(rec.room), rec.position, rec.at_ms, 0});
             }
             if (!page.more) {
                 phase_ = Phase::ready;
@@ -818,12 +755,7 @@ void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
 void ServerEngine::next_startup_step(std::int64_t) {
     switch (phase_) {
         case Phase::loading_sessions:
-            submit(store_op::LoadSessions{startup_after_user_, config_.startup_page}, Startup{});
-            break;
-        case Phase::loading_publishes:
-            submit(store_op::LoadPublishes{startup_dedupe_since_, startup_after_user_,
-                                           startup_after_id_, config_.startup_page},
-                   Startup{});
+            submit(store_op::LoadSessions{startup_after_, config_.startup_page}, Startup{});
             break;
         case Phase::ready:
             break;

@@ -54,8 +54,8 @@ void Bridge::flush() {
         if (!progress) break;
     }
     if (!ready_announced && engine.ready()) {
-        // Connections are accepted only once the sessions and the dedupe
-        // window are loaded (until then they would be refused with 1013).
+        // Connections are accepted only once the sessions are loaded (until
+        // then they would be refused with 1013).
         ready_announced = true;
         log->info("ready: {} session(s) loaded", engine.session_count());
         if (on_ready) on_ready();

@@ -37,8 +37,8 @@ std::string metrics_text(const ServerEngine& engine, const GatewayCounters& coun
     line("tether_joins_total", "counter", "Successful JOINs.", m.joins);
     line("tether_join_errors_total", "counter", "JOIN_ERROR answers.", m.join_errors);
     line("tether_publishes_total", "counter", "Publications appended to the store.", m.publishes);
-    line("tether_publish_duplicates_total", "counter", "Publishes answered from the dedupe window.",
-         m.publish_dupes);
+    line("tether_publish_duplicates_total", "counter",
+         "Publishes answered with the original offset (retries).", m.publish_dupes);
     line("tether_nacks_total", "counter", "Publishes refused with NACK.", m.nacks);
     line("tether_deliveries_total", "counter", "EVENT frames written (live and replay).",
          m.deliveries);

@@ -45,8 +45,9 @@ void DelayedStore::submit(StoreRequest request) {
         if (append) record = {append->room, SimServer::Entry{0, append->data, append->publish_id}};
         inner_->submit(std::move(request));  // executed now: durable, visible to reads
         StoreResult r = std::move(last_);
-        if (record) {
-            const auto pos = std::get<store_result::Appended>(r.value).position;
+        const auto* appended = std::get_if<store_result::Appended>(&r.value);
+        if (record && appended && !appended->duplicate) {  // a duplicate stored nothing
+            const auto pos = appended->position;
             auto& entries = archive_[{record->first, pos.epoch}];
             TETHER_ASSERT(entries.size() + 1 == pos.offset);  // the archive is indexed by offset
             record->second.offset = pos.offset;

@@ -16,19 +16,65 @@ void MemoryStore::bound(Stream& s) {
         s.events.pop_front();
 }
 
+std::optional<proto::StreamPosition> MemoryStore::find_duplicate(const store_op::Append& a) const {
+    if (a.publish_id.empty()) return std::nullopt;
+    auto it = publishes_.find(PublishKey{a.publisher, a.publish_id});
+    if (it == publishes_.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
+    return it->second.position;
+}
+
 proto::StreamPosition MemoryStore::append_entry(const store_op::Append& a) {
     Stream& s = stream_for(a.room);
     ++s.head;
     s.events.push_back(StoredEvent{s.head, a.at_ms, a.data, a.publisher, a.publish_id});
     bound(s);
     const proto::StreamPosition pos{s.epoch, s.head};
-    if (keep_sessions_ && !a.publish_id.empty()) {
-        auto key = std::make_pair(a.publisher, a.publish_id);
-        publishes_[key] =
-            store_result::PublishRecord{a.publisher, a.publish_id, a.room, pos, a.at_ms};
-        publish_order_.emplace_back(a.at_ms, std::move(key));
-    }
+    if (!a.publish_id.empty()) log_publish(a.publisher, a.publish_id, pos, a.at_ms);
     return pos;
+}
+
+void MemoryStore::log_publish(const std::string& user, const std::string& id,
+                              proto::StreamPosition position, std::int64_t at_ms) {
+    // A record renewed (its id came back after its window) gets new places
+    // in the orders; the old ones are skipped when they come up.
+    publishes_.insert_or_assign(PublishKey{user, id}, PublishEntry{position, at_ms});
+    auto& mine = publishes_by_user_[user];
+    mine.push_back(id);
+    publish_order_.emplace_back(at_ms, PublishKey{user, id});
+    if (mine.size() > limits_.dedupe_per_user_max) {
+        publishes_.erase(PublishKey{user, mine.front()});
+        mine.pop_front();
+    }
+    // The order holds every live record (and some already forgotten by the
+    // per-user bound): bounding it bounds the log.
+    while (publish_order_.size() > limits_.dedupe_records_max)
+        forget_oldest_publish();
+}
+
+void MemoryStore::forget_oldest_publish() {
+    const auto& [at_ms, key] = publish_order_.front();
+    auto it = publishes_.find(key);
+    if (it != publishes_.end() && it->second.at_ms == at_ms) {
+        publishes_.erase(it);
+        auto u = publishes_by_user_.find(key.first);
+        if (u != publishes_by_user_.end()) {
+            auto& ids = u->second;
+            if (auto i = std::find(ids.begin(), ids.end(), key.second); i != ids.end())
+                ids.erase(i);
+            if (ids.empty()) publishes_by_user_.erase(u);
+        }
+    }
+    publish_order_.pop_front();
+}
+
+void MemoryStore::trim_publishes(std::int64_t before_ms) {
+    while (!publish_order_.empty() && publish_order_.front().first < before_ms)
+        forget_oldest_publish();
+}
+
+std::size_t MemoryStore::publish_log_size() const {
+    std::lock_guard lock{state_mu_};
+    return publishes_.size();
 }
 
 std::uint64_t MemoryStore::durable_head(std::string_view, const Stream& s) const {
@@ -36,6 +82,11 @@ std::uint64_t MemoryStore::durable_head(std::string_view, const Stream& s) const
 }
 
 StreamInfo MemoryStore::stream(std::string_view room) const {
+    std::lock_guard lock{state_mu_};
+    return stream_locked(room);
+}
+
+StreamInfo MemoryStore::stream_locked(std::string_view room) const {
     auto it = streams_.find(room);
     if (it == streams_.end()) return StreamInfo{epoch_base_, 0, 1};
     const Stream& s = it->second;
@@ -46,7 +97,7 @@ StreamInfo MemoryStore::stream(std::string_view room) const {
 }
 
 store_result::Range MemoryStore::range(const store_op::ReadRange& r) const {
-    store_result::Range out{stream(r.room), {}};
+    store_result::Range out{stream_locked(r.room), {}};
     auto it = streams_.find(r.room);
     if (it == streams_.end() || it->second.events.empty()) return out;
     const auto& ev = it->second.events;
@@ -59,20 +110,6 @@ store_result::Range MemoryStore::range(const store_op::ReadRange& r) const {
         if (!out.events.empty() && bytes + ev[i].data.size() > r.max_bytes) break;
         bytes += ev[i].data.size();
         out.events.push_back(ev[i]);
-    }
-    return out;
-}
-
-store_result::Publishes MemoryStore::page_publishes(const store_op::LoadPublishes& l) const {
-    store_result::Publishes out;
-    for (auto it = publishes_.upper_bound({l.after_user, l.after_id}); it != publishes_.end();
-         ++it) {
-        if (it->second.at_ms < l.since_ms) continue;
-        if (out.records.size() >= l.max) {
-            out.more = true;
-            break;
-        }
-        out.records.push_back(it->second);
     }
     return out;
 }
@@ -94,12 +131,7 @@ void MemoryStore::trim_memory(const store_op::Trim& t) {
     for (auto& [name, s] : streams_)
         while (!s.events.empty() && s.events.front().at_ms < cutoff)
             s.events.pop_front();
-    while (!publish_order_.empty() && publish_order_.front().first < t.publishes_before_ms) {
-        auto it = publishes_.find(publish_order_.front().second);
-        if (it != publishes_.end() && it->second.at_ms < t.publishes_before_ms)
-            publishes_.erase(it);
-        publish_order_.pop_front();
-    }
+    trim_publishes(t.publishes_before_ms);
 }
 
 void MemoryStore::save(SessionRecord s) {
@@ -111,18 +143,28 @@ void MemoryStore::erase(std::string_view id) {
 }
 
 void MemoryStore::submit(StoreRequest request) {
+    StoreResult r;
+    {
+        std::lock_guard lock{state_mu_};
+        r = execute(request);
+    }
+    complete(std::move(r));
+}
+
+StoreResult MemoryStore::execute(StoreRequest& request) {
     StoreResult r{request.id, {}, store_result::Done{}};
     std::visit(
         [&](auto& op) {
             using T = std::decay_t<decltype(op)>;
             if constexpr (std::is_same_v<T, store_op::Append>) {
-                r.value = store_result::Appended{append_entry(op)};  // durable at once
+                if (auto original = find_duplicate(op))
+                    r.value = store_result::Appended{*original, true};
+                else
+                    r.value = store_result::Appended{append_entry(op)};  // durable at once
             } else if constexpr (std::is_same_v<T, store_op::ReadStream>) {
-                r.value = store_result::Stream{stream(op.room)};
+                r.value = store_result::Stream{stream_locked(op.room)};
             } else if constexpr (std::is_same_v<T, store_op::ReadRange>) {
                 r.value = range(op);
-            } else if constexpr (std::is_same_v<T, store_op::LoadPublishes>) {
-                r.value = page_publishes(op);
             } else if constexpr (std::is_same_v<T, store_op::LoadSessions>) {
                 r.value = page_sessions(op);
             } else if constexpr (std::is_same_v<T, store_op::SaveSession>) {
@@ -134,10 +176,11 @@ void MemoryStore::submit(StoreRequest request) {
             }
         },
         request.op);
-    complete(std::move(r));
+    return r;
 }
 
 void MemoryStore::reset_stream(std::string_view room) {
+    std::lock_guard lock{state_mu_};
     Stream& s = stream_for(room);
     ++s.epoch;
     s.head = 0;
@@ -145,6 +188,7 @@ void MemoryStore::reset_stream(std::string_view room) {
 }
 
 std::vector<SessionRecord> MemoryStore::sessions() const {
+    std::lock_guard lock{state_mu_};
     std::vector<SessionRecord> out;
     for (const auto& [id, s] : sessions_)
         out.push_back(s);

@@ -1,25 +1,28 @@
 #pragma once
 // In-memory store: tests, the simulator and `tether serve --memory`.
 // Everything is durable at once and every request completes inside submit();
-// nothing survives the process. Bounded by StoreLimits per room.
+// nothing survives the process. Bounded by StoreLimits per room. One mutex
+// guards the state (several shards submit at once); results are delivered
+// after it is released.
 
 #include <tether/core/store.hpp>
 
 #include <deque>
 #include <map>
+#include <mutex>
+#include <optional>
 
 namespace tether::store {
 
 class MemoryStore : public Store {
   public:
-    /// What SaveSession (and the publish log) does with a record.
+    /// What SaveSession does with a record.
     enum class Sessions {
         keep,     ///< kept for LoadSessions: an engine restarted on the same
                   ///< store (the simulator, tests) finds its sessions again
         discard,  ///< dropped: nothing can read them back (`tether serve
                   ///< --memory`, whose store dies with the process). Saves a
-                  ///< copy of every session (~400 bytes per idle connection)
-                  ///< and of the publish log.
+                  ///< copy of every session (~400 bytes per idle connection).
     };
 
     /// New streams start at `epoch_base` (use the wall clock at creation, ms):
@@ -41,6 +44,8 @@ class MemoryStore : public Store {
     [[nodiscard]] StreamInfo stream(std::string_view room) const;
     /// Every session kept (tests and the simulator).
     [[nodiscard]] std::vector<SessionRecord> sessions() const;
+    /// Records in the publish log (tests, metrics).
+    [[nodiscard]] std::size_t publish_log_size() const;
 
   protected:
     struct Stream {
@@ -49,14 +54,23 @@ class MemoryStore : public Store {
         std::deque<StoredEvent> events;
     };
 
-    /// Appends to memory and returns the position, without declaring anything
-    /// (durable stores complete the request after their write).
+    // Everything below runs with state_mu_ held (or before the store is shared).
+
+    /// The original's position when `a` repeats a publish id still in the
+    /// publish log (nothing is stored then).
+    std::optional<proto::StreamPosition> find_duplicate(const store_op::Append& a) const;
+    /// Appends to memory (and to the publish log) and returns the position,
+    /// without declaring anything (durable stores complete the request after
+    /// their write).
     proto::StreamPosition append_entry(const store_op::Append& a);
+    /// Carries out a request in memory (the memory store's submit, and the
+    /// reads of durable stores).
+    StoreResult execute(StoreRequest& request);
+    StreamInfo stream_locked(std::string_view room) const;
     /// The last durable offset of a stream: what reads may return (memory:
     /// the head; a durable store: what its writer committed).
     virtual std::uint64_t durable_head(std::string_view room, const Stream& s) const;
     store_result::Range range(const store_op::ReadRange& r) const;
-    store_result::Publishes page_publishes(const store_op::LoadPublishes& l) const;
     store_result::Sessions page_sessions(const store_op::LoadSessions& l) const;
     void trim_memory(const store_op::Trim& t);
     void save(SessionRecord s);
@@ -69,14 +83,29 @@ class MemoryStore : public Store {
     Stream& stream_for(std::string_view room);
     void bound(Stream& s);
 
+    /// Adds a record to the publish log, within its bounds.
+    void log_publish(const std::string& user, const std::string& id, proto::StreamPosition position,
+                     std::int64_t at_ms);
+    void trim_publishes(std::int64_t before_ms);
+    void forget_oldest_publish();
+
+    mutable std::mutex state_mu_;
     StoreLimits limits_;
     std::uint64_t epoch_base_ = 1;
     bool keep_sessions_ = true;
     std::map<std::string, Stream, std::less<>> streams_;
     std::map<std::string, SessionRecord, std::less<>> sessions_;
-    /// The publish log, by (user, id); kept like the sessions (`keep`).
-    std::map<std::pair<std::string, std::string>, store_result::PublishRecord> publishes_;
-    std::deque<std::pair<std::int64_t, std::pair<std::string, std::string>>> publish_order_;
+    /// The publish log (the dedupe window): by (user, id); each user's ids
+    /// oldest first (StoreLimits::dedupe_per_user_max); every record in the
+    /// order it came (the age trim and dedupe_records_max).
+    struct PublishEntry {
+        proto::StreamPosition position;
+        std::int64_t at_ms = 0;
+    };
+    using PublishKey = std::pair<std::string, std::string>;
+    std::map<PublishKey, PublishEntry> publishes_;
+    std::map<std::string, std::deque<std::string>, std::less<>> publishes_by_user_;
+    std::deque<std::pair<std::int64_t, PublishKey>> publish_order_;
 };
 
 }  // namespace tether::store

@@ -132,7 +132,7 @@ SqliteStore::SqliteStore(const std::filesystem::path& dir, FsyncMode mode, Store
             "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, resume_token TEXT NOT NULL, "
             "user TEXT NOT NULL,"
             " rooms TEXT NOT NULL, expires_at_ms INTEGER NOT NULL)");
-        // The publish log: the dedupe window's source, trimmed by age only.
+        // The publish log: the dedupe window (kept in memory too), trimmed by age.
         // A database from before it existed gets it filled from the events.
         Stmt exists{db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'publishes'"};
         const bool had_log = exists.step() == SQLITE_ROW;
@@ -199,6 +199,14 @@ void SqliteStore::load() {
             restore(room, epoch, std::move(e));
         loaded_events_ += newest_first.size();
     }
+    // The publish log (the dedupe window), oldest first, within its bounds.
+    Stmt publishes{db_,
+                   "SELECT user, publish_id, epoch, offset, at_ms FROM publishes ORDER BY at_ms"};
+    while (publishes.step() == SQLITE_ROW)
+        log_publish(publishes.col_text(0), publishes.col_text(1),
+                    {static_cast<std::uint64_t>(publishes.col_i64(2)),
+                     static_cast<std::uint64_t>(publishes.col_i64(3))},
+                    publishes.col_i64(4));
     // Sessions stay in the database (not in memory): the engine pages through
     // them once at start-up (LoadSessions).
     Stmt sessions{db_, "SELECT COUNT(*) FROM sessions"};
@@ -237,17 +245,25 @@ void SqliteStore::submit(StoreRequest request) {
     auto* save = std::get_if<store_op::SaveSession>(&request.op);
     auto* erase = std::get_if<store_op::EraseSession>(&request.op);
     auto* load = std::get_if<store_op::LoadSessions>(&request.op);
-    auto* publishes = std::get_if<store_op::LoadPublishes>(&request.op);
     auto* trim_op = std::get_if<store_op::Trim>(&request.op);
-    if (failed && (append || save || erase || load || publishes)) return fail(request.id);
+    if (failed && (append || save || erase || load)) return fail(request.id);
     if (append) {
-        const auto pos = append_entry(*append);
-        enqueue(EventOp{request.id, append->room, pos.epoch, pos.offset, append->at_ms,
-                        std::move(append->data), std::move(append->publisher),
-                        std::move(append->publish_id)});
+        std::unique_lock state{state_mu_};
+        store_result::Appended done;
+        if (auto original = find_duplicate(*append)) {
+            done = store_result::Appended{*original, true};
+            if (mode_ != FsyncMode::off) enqueue(DuplicateOp{request.id, *original});
+        } else {
+            done = store_result::Appended{append_entry(*append)};
+            // Queued under the state lock: the writer sees a room's appends
+            // in offset order, whichever shard submitted them.
+            enqueue(EventOp{request.id, append->room, done.position.epoch, done.position.offset,
+                            append->at_ms, std::move(append->data), std::move(append->publisher),
+                            std::move(append->publish_id)});
+        }
+        state.unlock();
         // fsync off: acknowledged before the write, by design (docs/CLI.md).
-        if (mode_ == FsyncMode::off)
-            complete(StoreResult{request.id, {}, store_result::Appended{pos}});
+        if (mode_ == FsyncMode::off) complete(StoreResult{request.id, {}, done});
     } else if (save) {
         enqueue(SessionOp{request.id, std::move(save->record)});
     } else if (erase) {
@@ -255,10 +271,11 @@ void SqliteStore::submit(StoreRequest request) {
     } else if (load) {
         // The writer thread owns the connection: it answers after what is queued.
         enqueue(LoadSessionsOp{request.id, std::move(*load)});
-    } else if (publishes) {
-        enqueue(LoadPublishesOp{request.id, std::move(*publishes)});
     } else if (trim_op) {
-        trim(*trim_op);
+        {
+            std::lock_guard state{state_mu_};
+            trim(*trim_op);
+        }
         complete(StoreResult{request.id, {}, store_result::Done{}});
     } else {
         MemoryStore::submit(std::move(request));  // reads: from memory, at once
@@ -284,6 +301,7 @@ void SqliteStore::trim(const store_op::Trim& t) {
 
 void SqliteStore::reset_stream(std::string_view room) {
     MemoryStore::reset_stream(room);
+    std::lock_guard state{state_mu_};
     enqueue(ResetOp{std::string{room}, streams_.find(room)->second.epoch});
 }
 
@@ -309,10 +327,6 @@ void SqliteStore::writer() {
         db_,
         "INSERT OR REPLACE INTO publishes (user, publish_id, room, epoch, offset, at_ms)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"};
-    Stmt page_publishes{db_,
-                        "SELECT user, publish_id, room, epoch, offset, at_ms FROM publishes"
-                        " WHERE (user, publish_id) > (?1, ?2) AND at_ms >= ?3"
-                        " ORDER BY user, publish_id LIMIT ?4"};
     Stmt trim_publishes{db_, "DELETE FROM publishes WHERE at_ms < ?1"};
     Stmt trim_room{db_, "DELETE FROM events WHERE room = ?1 AND (epoch <> ?2 OR offset < ?3)"};
     for (;;) {
@@ -366,26 +380,9 @@ void SqliteStore::writer() {
                     sqlite3_reset(page_sessions.s);
                     sqlite3_clear_bindings(page_sessions.s);
                     results.push_back(StoreResult{l->request, {}, std::move(page)});
-                } else if (auto* p = std::get_if<LoadPublishesOp>(&op)) {
-                    store_result::Publishes page;
-                    page_publishes.bind(p->page.after_user, p->page.after_id, p->page.since_ms,
-                                        p->page.max + 1);
-                    while (page_publishes.step() == SQLITE_ROW) {
-                        if (page.records.size() == p->page.max) {
-                            page.more = true;
-                            break;
-                        }
-                        page.records.push_back(store_result::PublishRecord{
-                            page_publishes.col_text(0),
-                            page_publishes.col_text(1),
-                            page_publishes.col_text(2),
-                            {static_cast<std::uint64_t>(page_publishes.col_i64(3)),
-                             static_cast<std::uint64_t>(page_publishes.col_i64(4))},
-                            page_publishes.col_i64(5)});
-                    }
-                    sqlite3_reset(page_publishes.s);
-                    sqlite3_clear_bindings(page_publishes.s);
-                    results.push_back(StoreResult{p->request, {}, std::move(page)});
+                } else if (auto* dup = std::get_if<DuplicateOp>(&op)) {
+                    results.push_back(
+                        StoreResult{dup->request, {}, store_result::Appended{dup->original, true}});
                 } else if (auto* r = std::get_if<ResetOp>(&op)) {
                     del_room.run(db_, r->room);
                     head.run(db_, r->room, r->epoch, std::uint64_t{0});

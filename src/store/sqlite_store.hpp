@@ -43,9 +43,11 @@ class SqliteStore : public MemoryStore {
     SqliteStore(const SqliteStore&) = delete;
     SqliteStore& operator=(const SqliteStore&) = delete;
 
-    /// Appends, sessions, session and publish-log loads go to the writer
-    /// thread (and complete after its commit); history reads are answered
-    /// from memory at once, bounded by what the writer committed.
+    /// Appends, sessions and session loads go to the writer thread (and
+    /// complete after its commit); history reads are answered from memory at
+    /// once, bounded by what the writer committed. The publish log is kept
+    /// in memory too (loaded at open), so that the dedupe check of an append
+    /// never reads the disk.
     void submit(StoreRequest request) override;
     void flush() override;
     void reset_stream(std::string_view room) override;
@@ -74,9 +76,11 @@ class SqliteStore : public MemoryStore {
         std::uint64_t request = 0;
         store_op::LoadSessions page;
     };
-    struct LoadPublishesOp {
+    /// An append that repeats a publish id: answered in the queue's order,
+    /// so after the original is durable.
+    struct DuplicateOp {
         std::uint64_t request = 0;
-        store_op::LoadPublishes page;
+        proto::StreamPosition original;
     };
     struct ResetOp {
         std::string room;
@@ -88,7 +92,7 @@ class SqliteStore : public MemoryStore {
         std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>>
             firsts;  // room, epoch, first kept
     };
-    using Op = std::variant<EventOp, SessionOp, EraseSessionOp, LoadSessionsOp, LoadPublishesOp,
+    using Op = std::variant<EventOp, SessionOp, EraseSessionOp, LoadSessionsOp, DuplicateOp,
                             ResetOp, TrimOp>;
 
     std::uint64_t durable_head(std::string_view room, const Stream& s) const override;

@@ -34,12 +34,13 @@ std::string data_value(fuzz::Input& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     fuzz::Input in{data, size};
-    store::MemoryStore store{StoreLimits{}, 1};
+    StoreLimits limits;
+    limits.dedupe_per_user_max = 8;
+    store::MemoryStore store{limits, 1};
     ServerConfig cfg;
     cfg.publish_rate = 5;
     cfg.publish_burst = 3;
     cfg.replay_page_events = 2;
-    cfg.dedupe_per_user_max = 8;
     cfg.authenticate = [](std::string_view token, std::int64_t) {
         if (token.empty() || token == "bad") return AuthResult{false, {}, "refused"};
         // Cuts names anywhere, as a careless authenticator might: the engine

@@ -480,17 +480,46 @@ TEST(Store, SqliteReadsOnlyWhatItCommittedAndKeepsThePublishLogPastTheHistory) {
         auto range = run(s, store_op::ReadRange{"r", 0});
         EXPECT_EQ(std::get<store_result::Range>(range.value).events.size(), 2u);
     }
+    // The publish log outlived the history and the process: a retry of the
+    // first publish is answered with its offset and stores nothing.
     store::SqliteStore reopened{dir, store::FsyncMode::batch, limits, 2'000};
-    auto log = run(reopened, store_op::LoadPublishes{0, {}, {}, 3});
-    auto page = std::get<store_result::Publishes>(log.value);
-    ASSERT_EQ(page.records.size(), 3u);  // paged
-    EXPECT_TRUE(page.more);
-    auto rest = run(reopened, store_op::LoadPublishes{0, page.records.back().user,
-                                                      page.records.back().publish_id, 3});
-    EXPECT_EQ(std::get<store_result::Publishes>(rest.value).records.size(), 2u);
-    EXPECT_EQ(page.records[0].publish_id, "id-1");
-    EXPECT_EQ(page.records[0].position.offset, 1u);
+    EXPECT_EQ(reopened.publish_log_size(), 5u);
+    auto retry = run(reopened, store_op::Append{"r", "1", "alice", "id-1", 2'000, 0});
+    ASSERT_FALSE(retry.error);
+    const auto& again = std::get<store_result::Appended>(retry.value);
+    EXPECT_TRUE(again.duplicate);
+    EXPECT_EQ(again.position.offset, 1u);
+    // Outside its window (dedupe_since_ms after the record) it is new.
+    auto late = run(reopened, store_op::Append{"r", "1", "alice", "id-1", 2'000, 1'500});
+    EXPECT_FALSE(std::get<store_result::Appended>(late.value).duplicate);
+    EXPECT_EQ(std::get<store_result::Appended>(late.value).position.offset, 6u);
+    // Another user's id-1 is another publish.
+    auto bob = run(reopened, store_op::Append{"r", "1", "bob", "id-1", 2'000, 0});
+    EXPECT_FALSE(std::get<store_result::Appended>(bob.value).duplicate);
+    EXPECT_EQ(reopened.stream("r").head, 7u);
     std::filesystem::remove_all(dir);
+}
+
+TEST(Store, ThePublishLogIsBoundedPerUserAndInAll) {
+    StoreLimits limits;
+    limits.dedupe_per_user_max = 2;
+    limits.dedupe_records_max = 3;
+    store::MemoryStore s{limits};
+    auto append = [&](const char* user, const char* id) {
+        auto r = run(s, store_op::Append{"r", "1", user, id, 1'000, 0});
+        return std::get<store_result::Appended>(r.value);
+    };
+    append("alice", "a1");
+    append("alice", "a2");
+    append("alice", "a3");  // alice's oldest, a1, is forgotten
+    EXPECT_EQ(s.publish_log_size(), 2u);
+    EXPECT_TRUE(append("alice", "a3").duplicate);
+    EXPECT_TRUE(append("alice", "a2").duplicate);
+    append("bob", "b1");
+    append("bob", "b2");  // four records: the oldest in all (a2) goes
+    EXPECT_EQ(s.publish_log_size(), 3u);
+    EXPECT_FALSE(append("alice", "a2").duplicate);  // stored again
+    EXPECT_TRUE(append("bob", "b1").duplicate);
 }
 
 TEST(Store, MemoryStoreKeepsOrDiscardsSessionsAsConfigured) {

@@ -13,8 +13,7 @@
 /// wall-clock time (ms since the Unix epoch) so that session expiry and
 /// history age survive restarts.
 ///
-/// Start-up: the engine first pages through the stored sessions, then
-/// rebuilds the dedupe window from the store's publish log (bounded pages);
+/// Start-up: the engine pages through the stored sessions (bounded pages);
 /// until ready() it refuses connections with 1013.
 ///
 /// Rules it enforces (docs/PROTOCOL.md):
@@ -30,9 +29,10 @@
 ///   network layer reported the connection writable again. Live events of a
 ///   room are held back while it replays, so replay and live merge without gap
 ///   or duplicate.
-/// - PUBLISH is idempotent per user within the dedupe window; ACK carries the
-///   offset (a retried publish gets the original). Nothing is fanned out or
-///   acknowledged before the store made it durable.
+/// - PUBLISH is idempotent per user within the dedupe window, which the
+///   store keeps (its publish log, include/tether/core/store.hpp); ACK
+///   carries the offset (a retried publish gets the original). Nothing is
+///   fanned out or acknowledged before the store made it durable.
 /// - Limits: token-bucket publish rate per connection (NACK rate_limited with
 ///   retry_after_ms), rooms per connection, room-name length, message size,
 ///   sessions, handshake time.
@@ -90,8 +90,9 @@ struct ServerConfig {
         100.0;  ///< publishes one connection may send at once after a quiet period
     std::size_t replay_page_events = 256;        ///< events per replay page at most
     std::size_t replay_page_bytes = 256u << 10;  ///< bytes of data per replay page at most
-    std::size_t dedupe_per_user_max = 10'000;    ///< most recent publish ids remembered per user
-    duration dedupe_ttl{600'000};                ///< ... for at most this long
+    /// A publish id is recognised for this long (the store's publish log;
+    /// how many per user: StoreLimits::dedupe_per_user_max).
+    duration dedupe_ttl{600'000};
     /// Appends in flight (not durable yet) at most; beyond it publishes get
     /// NACK unavailable with a short retry_after (the store is behind).
     std::size_t appends_in_flight_max = 100'000;  ///< (NACK unavailable beyond)
@@ -139,7 +140,7 @@ struct ServerMetrics {
     std::uint64_t joins = 0;               ///< JOINs that took effect
     std::uint64_t join_errors = 0;         ///< JOIN_ERROR answers
     std::uint64_t publishes = 0;           ///< appended (durable)
-    std::uint64_t publish_dupes = 0;       ///< answered from the dedupe window
+    std::uint64_t publish_dupes = 0;       ///< answered with the original's offset (a retry)
     std::uint64_t nacks = 0;               ///< NACK answers
     std::uint64_t deliveries = 0;          ///< EVENT frames written (live + replay)
     std::uint64_t replayed = 0;            ///< of which replay
@@ -228,7 +229,7 @@ class ServerEngine {
     bool disconnect_session(std::int64_t now_ms, std::string_view session_id);
 
     // ---- state ----
-    /// Start-up finished (sessions loaded, dedupe window rebuilt).
+    /// Start-up finished (sessions loaded).
     [[nodiscard]] bool ready() const noexcept { return phase_ == Phase::ready; }
     /// drain() was called.
     [[nodiscard]] bool draining() const noexcept { return draining_; }
@@ -253,7 +254,7 @@ class ServerEngine {
     void check_invariants() const;
 
   private:
-    enum class Phase : std::uint8_t { loading_sessions, loading_publishes, ready };
+    enum class Phase : std::uint8_t { loading_sessions, ready };
 
     /// A connection's place in one of its rooms.
     struct Cursor {
@@ -351,20 +352,12 @@ class ServerEngine {
         std::set<std::uint64_t> subscribers;
         std::vector<std::pair<std::uint64_t, proto::Join>> waiting;  ///< (conn, join)
     };
-    struct DedupeEntry {
-        std::string room;
-        proto::StreamPosition position;
-        std::int64_t at_ms = 0;
-        std::uint64_t pending = 0;  ///< the append in flight (0: durable)
-    };
     // Requests in flight, by id.
     struct AppendRequest {
         std::string room;
         std::string data;
-        std::string user;
-        std::string publish_id;
-        std::vector<std::pair<std::uint64_t, std::string>> ack_to;  ///< (conn, publish id)
-        std::function<void(result<proto::StreamPosition>)> done;    ///< admin publishes
+        std::optional<std::pair<std::uint64_t, std::string>> ack_to;  ///< (conn, publish id)
+        std::function<void(result<proto::StreamPosition>)> done;      ///< admin publishes
     };
     struct LoadRoom {
         std::string room;
@@ -406,10 +399,6 @@ class ServerEngine {
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
     void persist(const SessionEntry& s);
     std::string random_hex(std::size_t bytes);
-    void remember(std::string_view user, std::string_view id, DedupeEntry e);
-    /// The entry for a publish id still inside the window (any age when now is nullopt).
-    DedupeEntry* recall(std::string_view user, std::string_view id,
-                        std::optional<std::int64_t> now);
     void maybe_finish_drain(std::int64_t now);
 
     // results
@@ -423,9 +412,7 @@ class ServerEngine {
     duration idle_timeout_{0};
     RateLimit publish_limit_;
     Phase phase_ = Phase::loading_sessions;
-    std::string startup_after_user_;  ///< paging cursor of the start-up step (session id, user)
-    std::string startup_after_id_;    ///< ... and publish id
-    std::int64_t startup_dedupe_since_ = 0;
+    std::string startup_after_;  ///< paging cursor of the start-up (session id)
     bool draining_ = false;
     bool drain_sent_ = false;
     std::int64_t drain_retry_after_ms_ = 0;
@@ -435,10 +422,6 @@ class ServerEngine {
     std::map<std::uint64_t, Request> requests_;
     std::size_t appends_in_flight_ = 0;
     std::uint64_t next_request_ = 1;
-    std::map<std::string, std::map<std::string, DedupeEntry>, std::less<>>
-        dedupe_;  ///< user -> id -> entry
-    std::map<std::string, std::deque<std::pair<std::int64_t, std::string>>, std::less<>>
-        dedupe_order_;
     std::deque<ServerTransmit> transmits_;
     std::deque<StoreRequest> store_out_;
     std::int64_t next_housekeeping_ms_ = 0;

@@ -23,19 +23,26 @@
 ///   Epochs are unique per store instance, never reused.
 /// - Sessions are kept with their resume token so that they survive restarts
 ///   of a durable store; `LoadSessions` pages through them in id order.
-/// - Every append with a publish id also goes to the publish log, which the
-///   engine reads back at start-up (`LoadPublishes`) to rebuild its dedupe
-///   window; it is trimmed by age only, never by the history bound.
+/// - The store is the dedupe authority. Every append with a publish id also
+///   goes to the publish log (kept apart from the history, trimmed by age and
+///   bounded per publisher, never by the history bound); an append whose
+///   (publisher, publish id) is already in the log stores nothing and
+///   completes with the original position (`Appended::duplicate`), after the
+///   original is durable. Appends are serialised inside the store, so two
+///   copies of one publish sent by different shards (or, with a shared store,
+///   nodes) at the same time store one event.
 /// - A request that fails completes with an error code (error::store_failed,
 ///   error::store_unavailable); nothing is acknowledged that was not stored.
 ///
-/// A Redis engine maps this one-to-one: offset increment + XADD + PUBLISH in
-/// one server-side function (append), XRANGE (read), XTRIM (trim), a hash
-/// with EXPIRE per session, and pub/sub for fan-out between nodes.
+/// A Redis engine maps this one-to-one: dedupe check + offset increment +
+/// XADD + PUBLISH in one server-side function (append), XRANGE (read), XTRIM
+/// (trim), a hash with EXPIRE per session, and pub/sub for fan-out between
+/// nodes.
 ///
 /// @par Thread safety
-/// submit() is called from the engine's strand only; the sink may be called
-/// from any thread (it must be thread-safe).
+/// submit() may be called from several threads at once (the shards of one
+/// engine); the stores serialise internally. The sink may be called from any
+/// thread (it must be thread-safe).
 
 #include <tether/core/error.hpp>
 #include <tether/core/protocol.hpp>
@@ -91,6 +98,12 @@ struct RemoteAppend {
 struct StoreLimits {
     std::size_t history_size = 10'000;     ///< events kept per room
     duration history_ttl{24 * 3'600'000};  ///< events older than this are trimmed
+    /// The publish log remembers this many of each publisher's most recent
+    /// publish ids at most (older ones are forgotten first: a retry of one
+    /// of them is stored again).
+    std::size_t dedupe_per_user_max = 10'000;
+    /// ... and this many records in all (the oldest are forgotten first).
+    std::size_t dedupe_records_max = 1'000'000;
 };
 
 /// The requests a store carries out.
@@ -102,6 +115,9 @@ struct Append {
     std::string publisher;   ///< the user who published it (empty: server-side)
     std::string publish_id;  ///< the publisher's id of it (empty: server-side)
     std::int64_t at_ms = 0;  ///< wall-clock time of the publish
+    /// With a publish id: a record of (publisher, publish_id) in the publish
+    /// log appended at or after this time makes this append a duplicate.
+    std::int64_t dedupe_since_ms = 0;
 };
 /// The room's stream: completes with `Stream`.
 struct ReadStream {
@@ -116,17 +132,6 @@ struct ReadRange {
     std::size_t max_events = 256;                                     ///< events per page at most
     std::size_t max_bytes =
         256u << 10;  ///< bytes of data per page at most (beyond the first event)
-};
-/// The publish log (every Append with a publish id, kept apart from the
-/// room history and trimmed by age only, so that a retry is recognised
-/// even after its event left the history): records with (user, id) after
-/// (`after_user`, `after_id`) in that order, at most `max`, appended at or
-/// after `since_ms`. Completes with `Publishes`.
-struct LoadPublishes {
-    std::int64_t since_ms = 0;  ///< records appended at or after this time
-    std::string after_user;     ///< the page starts after this (user, ...
-    std::string after_id;       ///< ... publish id)
-    std::size_t max = 1024;     ///< records per page at most
 };
 /// Sessions with an id greater than `after`, in id order, at most `max`:
 /// completes with `Sessions`.
@@ -152,8 +157,8 @@ struct Trim {
 
 /// Any request of a store.
 using StoreOp = std::variant<store_op::Append, store_op::ReadStream, store_op::ReadRange,
-                             store_op::LoadPublishes, store_op::LoadSessions, store_op::SaveSession,
-                             store_op::EraseSession, store_op::Trim>;
+                             store_op::LoadSessions, store_op::SaveSession, store_op::EraseSession,
+                             store_op::Trim>;
 
 /// A request, with the id its result will carry.
 struct StoreRequest {
@@ -167,6 +172,9 @@ struct Done {};
 /// An append is durable.
 struct Appended {
     proto::StreamPosition position;  ///< where it was stored
+    /// The publish id was in the publish log: nothing was stored, and
+    /// `position` is the original's (durable too).
+    bool duplicate = false;
 };
 /// The room's stream.
 struct Stream {
@@ -177,19 +185,6 @@ struct Range {
     StreamInfo info;                  ///< the stream when the range was read
     std::vector<StoredEvent> events;  ///< oldest first, consecutive offsets
 };
-/// One record of the publish log.
-struct PublishRecord {
-    std::string user;                ///< who published it
-    std::string publish_id;          ///< the publisher's id of it
-    std::string room;                ///< the room
-    proto::StreamPosition position;  ///< where it was stored
-    std::int64_t at_ms = 0;          ///< wall-clock time of the publish
-};
-/// A page of the publish log.
-struct Publishes {
-    std::vector<PublishRecord> records;  ///< in (user, id) order
-    bool more = false;                   ///< a full page: ask again after the last one
-};
 /// A page of sessions.
 struct Sessions {
     std::vector<SessionRecord> sessions;  ///< in id order
@@ -198,9 +193,8 @@ struct Sessions {
 }  // namespace store_result
 
 /// Any value a request can produce.
-using StoreValue =
-    std::variant<store_result::Done, store_result::Appended, store_result::Stream,
-                 store_result::Range, store_result::Publishes, store_result::Sessions>;
+using StoreValue = std::variant<store_result::Done, store_result::Appended, store_result::Stream,
+                                store_result::Range, store_result::Sessions>;
 
 /// The result of one request.
 struct StoreResult {
