@@ -21,7 +21,7 @@ endif()
 
 # Extra compile options for the Asio/Beast-heavy components (the client
 # library, the gateway, the proxy, the Asio/Beast compilation unit and the
-# tools). The asan-ubsan preset sets -O0 here: Beast's WebSocket and TLS
+# tools). The sanitizer presets set -O0 here: Beast's WebSocket and TLS
 # operations take about 1.7x as long to compile under the sanitizers at -O1,
 # while the sans-I/O cores, the store and the simulator, where the tests spend
 # their CPU, keep the preset's -O1.

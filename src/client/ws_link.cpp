@@ -1,13 +1,24 @@
 #include "client/ws_link_impl.hpp"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <boost/url/parse.hpp>
 
+#include <stdexcept>
+
 namespace tether::detail {
 
 using namespace link_impl;  // NOLINT(google-build-using-namespace): the Asio/Beast aliases
+namespace http = beast::http;
 
 result<Url, Error> parse_url(std::string_view text) {
     auto bad = [](std::string what) { return make_error(error::invalid_config, std::move(what)); };
@@ -124,18 +135,16 @@ bool prepare_tls(SSL* ssl, const std::string& host, bool verify) {
 
 namespace {
 
-template <class Stream>
-class HttpProbeImpl final : public HttpProbe,
-                            public std::enable_shared_from_this<HttpProbeImpl<Stream>> {
-    static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+/// Over AnyStream: the HTTP operations are compiled once for HTTP and HTTPS.
+class HttpProbeImpl final : public HttpProbe, public std::enable_shared_from_this<HttpProbeImpl> {
     using Done = std::function<void(std::optional<LinkClose>)>;
 
   public:
-    HttpProbeImpl(const asio::any_io_executor& ex, Stream s, const Endpoint& ep,
+    HttpProbeImpl(const asio::any_io_executor& ex, const Endpoint& ep,
                   const std::string& user_agent, Done done)
         : ex_(ex),
           resolver_(ex),
-          stream_(std::move(s)),
+          stream_(ep.probe->tls ? AnyStream{ex, *ep.tls} : AnyStream{ex}),
           url_(*ep.probe),
           verify_(ep.verify),
           done_(std::move(done)) {
@@ -146,7 +155,7 @@ class HttpProbeImpl final : public HttpProbe,
     }
 
     void start() {
-        if constexpr (kTls) {
+        if (stream_.tls()) {
             if (!prepare_tls(stream_.native_handle(), url_.host, verify_)) {
                 asio::post(ex_, [self = this->shared_from_this()] {
                     self->finish(LinkClose::failed(error::tls_failed, "probe: cannot set TLS SNI"));
@@ -156,12 +165,13 @@ class HttpProbeImpl final : public HttpProbe,
         }
         resolver_.async_resolve(
             url_.host, url_.port,
-            [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+            [self = this->shared_from_this()](beast::error_code ec,
+                                              const tcp::resolver::results_type& r) {
                 if (ec) return self->fail("probe: cannot resolve: " + ec.message());
                 beast::get_lowest_layer(self->stream_)
                     .async_connect(r, [self](beast::error_code ec2, const tcp::endpoint&) {
                         if (ec2) return self->fail("probe failed: " + describe(ec2));
-                        if constexpr (kTls)
+                        if (self->stream_.tls())
                             self->stream_.async_handshake(
                                 ssl::stream_base::client, [self](beast::error_code ec3) {
                                     if (ec3)
@@ -211,7 +221,7 @@ class HttpProbeImpl final : public HttpProbe,
 
     asio::any_io_executor ex_;
     tcp::resolver resolver_;
-    Stream stream_;
+    AnyStream stream_;
     Url url_;
     bool verify_;
     beast::flat_buffer buf_;
@@ -222,18 +232,10 @@ class HttpProbeImpl final : public HttpProbe,
 
 }  // namespace
 
-std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Endpoint& ep,
+std::shared_ptr<HttpProbe> start_http_probe(const asio::any_io_executor& ex, const Endpoint& ep,
                                             const std::string& user_agent,
                                             std::function<void(std::optional<LinkClose>)> done) {
-    if (ep.probe->tls) {
-        using S = beast::ssl_stream<beast::tcp_stream>;
-        auto p =
-            std::make_shared<HttpProbeImpl<S>>(ex, S{ex, *ep.tls}, ep, user_agent, std::move(done));
-        p->start();
-        return p;
-    }
-    auto p = std::make_shared<HttpProbeImpl<beast::tcp_stream>>(ex, beast::tcp_stream{ex}, ep,
-                                                                user_agent, std::move(done));
+    auto p = std::make_shared<HttpProbeImpl>(ex, ep, user_agent, std::move(done));
     p->start();
     return p;
 }
@@ -243,12 +245,9 @@ std::shared_ptr<HttpProbe> start_http_probe(asio::any_io_executor ex, const Endp
 std::shared_ptr<Link> make_link(const asio::any_io_executor& ex,
                                 std::shared_ptr<const Endpoint> endpoint, LinkOptions options,
                                 LinkHandlers handlers) {
-    if (endpoint->url.tls) {
-        if (!endpoint->tls) throw std::invalid_argument("wss:// needs TLS settings");
-        return make_link_of<tls_ws>(ex, std::move(endpoint), std::move(options),
-                                    std::move(handlers));
-    }
-    return make_link_of<plain_ws>(ex, std::move(endpoint), std::move(options), std::move(handlers));
+    if (endpoint->url.tls && !endpoint->tls)
+        throw std::invalid_argument("wss:// needs TLS settings");
+    return make_websocket_link(ex, std::move(endpoint), std::move(options), std::move(handlers));
 }
 
 }  // namespace tether::detail
