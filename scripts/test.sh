@@ -4,8 +4,9 @@
 # 2. the whole suite again under ASan + UBSan;
 # 3. the concurrent parts under TSan: the multi-threaded gateway, its engine
 #    and store, and the client strands (driven by the Python suites and the
-#    client API tests), the parallel simulator runner (the single-threaded
-#    sans-I/O unit tests give TSan nothing to find and are not rebuilt);
+#    client API tests), the stores under concurrent submits, the parallel
+#    simulator runner (the single-threaded sans-I/O unit tests give TSan
+#    nothing to find and are not rebuilt);
 # 4. clang-tidy over the core and the gateway (scripts/lint.sh; the full run
 #    over src/ and tools/ does not fit CI's 25-minute budget on two cores and
 #    is run before every submission, CONTRIBUTING.md);
@@ -49,10 +50,10 @@ ctest --preset asan-ubsan \
   -E '^(install_consumer|format_check|layering_check|api_docs|Simulator\.SeedsPassAndReplayIdentically)$'
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-run_suite tsan --target tether integration_client example_minimal example_chat \
-  example_generic_socket
+run_suite tsan --target tether integration_client unit_store_concurrency example_minimal \
+  example_chat example_generic_socket
 phase "tsan: ctest"
-ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|Client\.|TlsTest\.|ReconnectingWebSocket\.)'
+ctest --preset tsan -R '^(py_|sim_sabotage_is_caught|sim_single_seed|Client\.|TlsTest\.|ReconnectingWebSocket\.|StoreConcurrency\.)'
 
 phase "fuzz smoke (10 s per target)"
 scripts/fuzz.sh 10
