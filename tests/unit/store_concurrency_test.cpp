@@ -27,6 +27,18 @@ constexpr int kThreads = 4;
 constexpr int kPerThread = 500;
 constexpr int kRooms = 3;
 
+// Thread t's i-th append: its request id, its room, whether it is a publish
+// of the shared user.
+std::uint64_t request_id(int t, int i) {
+    return static_cast<std::uint64_t>(t * 2 * kPerThread + i + 1);
+}
+std::string room_of(int i) {
+    return "room-" + std::to_string(i % kRooms);
+}
+bool shared_publish(int i) {
+    return i % 2 == 1;
+}
+
 struct Collected {
     std::mutex mu;
     std::map<std::uint64_t, StoreResult> by_id;
@@ -41,10 +53,8 @@ void hammer(Store& store, Collected& out) {
     {
         std::lock_guard lock{out.mu};
         for (int t = 0; t < kThreads; ++t)
-            for (int i = 0; i < 2 * kPerThread; ++i) {
-                const auto id = static_cast<std::uint64_t>(t * 2 * kPerThread + i + 1);
-                out.room_of[id] = "room-" + std::to_string(i % kRooms);
-            }
+            for (int i = 0; i < 2 * kPerThread; ++i)
+                out.room_of[request_id(t, i)] = room_of(i);
     }
     store.set_sink([&out](StoreResult r) {
         std::lock_guard lock{out.mu};
@@ -56,13 +66,10 @@ void hammer(Store& store, Collected& out) {
     for (int t = 0; t < kThreads; ++t)
         threads.emplace_back([&store, t] {
             for (int i = 0; i < 2 * kPerThread; ++i) {
-                const auto id = static_cast<std::uint64_t>(t * 2 * kPerThread + i + 1);
-                const bool shared = i % 2 == 1;
-                const std::string user = shared ? "shared" : "user-" + std::to_string(t);
-                const std::string publish_id = "p" + std::to_string(i);
-                store.submit(StoreRequest{
-                    id, store_op::Append{"room-" + std::to_string(i % kRooms), std::to_string(i),
-                                         user, publish_id, 1'000, 0}});
+                const std::string user = shared_publish(i) ? "shared" : "user-" + std::to_string(t);
+                store.submit(StoreRequest{request_id(t, i),
+                                          store_op::Append{room_of(i), std::to_string(i), user,
+                                                           "p" + std::to_string(i), 1'000, 0}});
             }
         });
     for (auto& th : threads)
@@ -81,7 +88,7 @@ void check(Collected& out, const std::function<StreamInfo(const std::string&)>& 
         const auto& a = std::get<store_result::Appended>(r.value);
         const auto i = static_cast<int>((id - 1) % (2 * kPerThread));
         if (!a.duplicate) ++stored;
-        if (i % 2 == 1) {
+        if (shared_publish(i)) {
             positions_of_shared["p" + std::to_string(i)].insert(a.position.offset);
         } else {
             EXPECT_FALSE(a.duplicate) << "an id of its own was taken for a duplicate";
