@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -37,7 +38,8 @@ struct ServeArgs {
     std::size_t history_size = 10'000;
     std::string history_ttl = "24h";
     std::size_t max_connections = 10'000;
-    unsigned threads = 2;
+    unsigned threads = 0;    ///< 0: the number of cores
+    std::size_t shards = 0;  ///< 0: the thread count
     std::string outbound_max = "4MiB";
     std::string message_max = "64KiB";
     double publish_rate = 50;
@@ -126,7 +128,11 @@ Action add_serve_command(CLI::App& app) {
                     "Age after which events are dropped (default 24h)");
     cmd->add_option("--max-connections", a->max_connections,
                     "WebSocket connections at most (default 10000)");
-    cmd->add_option("--threads", a->threads, "I/O threads (default 2)");
+    cmd->add_option("--threads", a->threads,
+                    "Threads serving connections and the engine (default: the number of cores)");
+    cmd->add_option("--shards", a->shards,
+                    "Engine shards, each on its own strand (default: the thread count; "
+                    "docs/DESIGN.md, Shards)");
     cmd->add_option("--outbound-max", a->outbound_max,
                     "Outbound queue per connection before 4010 (default 4MiB)");
     cmd->add_option("--message-max", a->message_max, "Largest publish payload (default 64KiB)");
@@ -181,8 +187,11 @@ Action add_serve_command(CLI::App& app) {
             return usage_error(
                 "--message-max must be a size between 16 and 1MiB (exclusive), e.g. 64KiB");
         if (a->history_size == 0) return usage_error("--history-size must be >= 1");
-        if (a->threads == 0 || a->threads > 256)
-            return usage_error("--threads must be between 1 and 256");
+        if (a->threads == 0) a->threads = std::max(1u, std::thread::hardware_concurrency());
+        if (a->threads > 256) return usage_error("--threads must be between 1 and 256");
+        if (a->shards == 0) a->shards = a->threads;
+        if (a->shards > ServerConfig::kShardsMax)
+            return usage_error("--shards must be between 1 and 256");
         if (a->max_connections == 0) return usage_error("--max-connections must be >= 1");
         if (!(a->publish_rate > 0) || !(a->publish_burst >= 1))
             return usage_error("--publish-rate must be > 0 and --publish-burst >= 1");
@@ -260,6 +269,7 @@ Action add_serve_command(CLI::App& app) {
         opt.host = hp->host;
         opt.port = hp->port;
         opt.concurrency_hint = a->threads;
+        opt.shards = a->shards;
         opt.connections_max = a->max_connections;
         opt.outbound_bytes_max = *outbound;
         opt.drain_timeout = duration{durations[3].value};
@@ -275,7 +285,7 @@ Action add_serve_command(CLI::App& app) {
                 (hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host) + ":" +
                 std::to_string(gw.port());
             log->info("tether {} listening on ws{} (subprotocol tether.v1)", version_string, base);
-            log->info("store: {}", store_desc);
+            log->info("store: {}; {} thread(s), {} shard(s)", store_desc, a->threads, a->shards);
             log->info("auth: {}", a->allow_anonymous
                                       ? "anonymous (development only: any token is a user name)"
                                       : "JWT HS256 access tokens");

@@ -17,7 +17,8 @@ constexpr std::uint32_t kRateLimitedMax = 200;  // NACKed publishes in a row bef
 // How long a rate-limited publish holds the ones behind it beyond its
 // retry_after; after that the client has evidently dropped it.
 constexpr std::int64_t kHeldGraceMs = 5'000;
-constexpr int kSessionIdAttemptsMax = 4;    // fresh ids tried before refusing with 1013
+constexpr int kSessionIdAttemptsMax = 4;             // fresh ids tried before refusing with 1013
+constexpr std::size_t kSessionIdDrawsPerShard = 64;  // random ids drawn per shard at most
 constexpr std::size_t kHeldMax = 1024;      // NACKed ids remembered per connection (then 4008)
 constexpr std::int64_t kBusyRetryMs = 100;  // NACK unavailable while the store is behind
 constexpr std::size_t kWaitingJoinsMax = 10'000;  // joins waiting for one room's stream
@@ -51,7 +52,19 @@ result<void, Error> ServerConfig::validate() const {
     if (dedupe_ttl.count() <= 0) return bad("dedupe window must be > 0");
     if (appends_in_flight_max == 0) return bad("appends in flight must be >= 1");
     if (startup_page == 0) return bad("start-up pages must be >= 1");
+    if (shard_count == 0 || shard_count > kShardsMax)
+        return bad("shards must be between 1 and 256");
+    if (shard_index >= shard_count) return bad("shard index must be below the shard count");
     return {};
+}
+
+std::size_t session_shard(std::string_view session_id, std::size_t shards) noexcept {
+    std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bits
+    for (char ch : session_id) {
+        h ^= static_cast<unsigned char>(ch);
+        h *= 0x100000001b3ULL;
+    }
+    return shards <= 1 ? 0 : static_cast<std::size_t>(h % shards);
 }
 
 ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
@@ -59,6 +72,7 @@ ServerEngine::ServerEngine(ServerConfig config, std::int64_t now_ms)
       idle_timeout_(config_.idle_timeout.count() > 0 ? config_.idle_timeout
                                                      : 2 * config_.heartbeat + duration{5'000}),
       publish_limit_(RateLimit{config_.publish_rate, config_.publish_burst}),
+      next_request_((static_cast<std::uint64_t>(config_.shard_index) << 56) + 1),
       next_housekeeping_ms_(now_ms + kHousekeepingMs) {
     // Start-up, one bounded page at a time: the sessions. (The dedupe window
     // is the store's publish log: nothing to rebuild.)
@@ -196,10 +210,19 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
     // 128 random bits never repeat with a working random source; one that
     // repeats (a broken RNG, a fuzzer's) must not hand out an existing
     // session (found by fuzz_server_engine).
+    // With shards, only an id that hashes to this shard will do (expected:
+    // shard_count draws; the bound fails with probability ~e^-64).
     SessionMap::iterator it;
     bool fresh = false;
-    for (int attempt = 0; attempt < kSessionIdAttemptsMax && !fresh; ++attempt)
-        std::tie(it, fresh) = sessions_.try_emplace(random_hex(16));
+    int attempts = 0;
+    for (std::size_t draw = 0; draw < kSessionIdDrawsPerShard * config_.shard_count &&
+                               attempts < kSessionIdAttemptsMax && !fresh;
+         ++draw) {
+        std::string id = random_hex(16);
+        if (session_shard(id, config_.shard_count) != config_.shard_index) continue;
+        ++attempts;
+        std::tie(it, fresh) = sessions_.try_emplace(std::move(id));
+    }
     if (!fresh) return close(conn, close_code::try_again_later, "could not allocate a session id");
     Session& s = it->second;
     s.resume_token = random_hex(32);  // 256 bits
@@ -272,7 +295,13 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
     if (!c.bucket.take(publish_limit_, now, retry))
         return refuse(proto::codes::rate_limited, "too many requests", false);
     auto& rs = rooms_[m.room];
-    if (!rs.known) {
+    // A position this engine has not seen yet (a newer offset or epoch) was
+    // seen through another shard or node, whose appends reach this one a
+    // little later: the store decides, never this engine's older view
+    // (docs/DESIGN.md, "Shards").
+    const bool ahead =
+        rs.known && m.since && (m.since->epoch != rs.epoch || m.since->offset > rs.head);
+    if (!rs.known || ahead) {
         // The stream must be read first: the join waits (bounded), the
         // connection goes on.
         if (rs.waiting.size() >= kWaitingJoinsMax)
@@ -445,7 +474,8 @@ void ServerEngine::handle_store(std::int64_t now, StoreResult r) {
     maybe_finish_drain(now);
 }
 
-void ServerEngine::on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r) {
+void ServerEngine::on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r,
+                               EncodedOnce* shared) {
     TETHER_ASSERT(appends_in_flight_ > 0);
     --appends_in_flight_;
     // The connection may be gone: its retry is answered from the publish log.
@@ -472,11 +502,11 @@ void ServerEngine::on_appended(std::int64_t now, AppendRequest& req, const Store
     if (req.done) req.done(pos);
     (void)now;
     // A duplicate was fanned out when the original was stored.
-    if (!appended.duplicate) advance(req.room, pos, req.data);
+    if (!appended.duplicate) advance(req.room, pos, req.data, shared);
 }
 
 void ServerEngine::advance(std::string_view room, proto::StreamPosition pos,
-                           const std::string& data) {
+                           const std::string& data, EncodedOnce* shared) {
     auto it = rooms_.find(room);
     if (it == rooms_.end()) return;  // nobody listens: nothing to fan out
     RoomState& rs = it->second;
@@ -505,9 +535,13 @@ void ServerEngine::advance(std::string_view room, proto::StreamPosition pos,
         auto cur = c.rooms.find(room);
         if (cur == c.rooms.end() || cur->second.replaying) continue;  // its cursor reads it
         if (contiguous) {
-            if (!frame)
-                frame = std::make_shared<const std::string>(
-                    proto::encode(proto::Event{std::string{room}, pos, data}));
+            if (!frame) {
+                auto encode = [&] {
+                    return proto::encode(proto::Event{std::string{room}, pos, data});
+                };
+                frame =
+                    shared ? shared->get(encode) : std::make_shared<const std::string>(encode());
+            }
             send_frame(conn, frame);
             ++metrics_.deliveries;
         } else {
@@ -522,9 +556,58 @@ void ServerEngine::advance(std::string_view room, proto::StreamPosition pos,
     }
 }
 
-void ServerEngine::handle_remote_append(std::int64_t, const RemoteAppend& a) {
+void ServerEngine::handle_remote_append(std::int64_t now, const RemoteAppend& a) {
     TETHER_CHECKED(*this);
-    advance(a.room, a.position, a.data);
+    if (a.request != 0 && request_shard(a.request) == config_.shard_index) {
+        // One of ours, reported in commit order ahead of its own result: it
+        // completes now (ACK, then EVENT), and the result is ignored.
+        auto it = requests_.find(a.request);
+        if (it != requests_.end() && std::holds_alternative<AppendRequest>(it->second)) {
+            auto node = requests_.extract(it);
+            on_appended(now, std::get<AppendRequest>(node.mapped()),
+                        StoreResult{a.request, {}, store_result::Appended{a.position, false}},
+                        a.frame.get());
+            maybe_finish_drain(now);
+            return;
+        }
+    }
+    advance(a.room, a.position, a.data, a.frame.get());
+}
+
+// ---- shards -----------------------------------------------------------------------------
+
+std::optional<std::size_t> ServerEngine::owner_shard(std::uint64_t conn,
+                                                     const proto::DecodeResult& frame) const {
+    if (config_.shard_count <= 1 || !frame) return std::nullopt;
+    const auto* resume = std::get_if<proto::Resume>(&*frame);
+    if (!resume) return std::nullopt;
+    auto it = conns_.find(conn);
+    if (it == conns_.end() || it->second.session)
+        return std::nullopt;  // authenticated: refused here
+    const auto owner = session_shard(resume->session_id, config_.shard_count);
+    if (owner == config_.shard_index) return std::nullopt;
+    return owner;
+}
+
+std::optional<ConnHandoff> ServerEngine::release(std::uint64_t conn) {
+    TETHER_CHECKED(*this);
+    auto it = conns_.find(conn);
+    if (it == conns_.end() || it->second.session) return std::nullopt;
+    TETHER_ASSERT(it->second.rooms.size() == 0);
+    ConnHandoff h{it->second.opened_ms, it->second.last_seen_ms};
+    conns_.erase(it);
+    return h;
+}
+
+void ServerEngine::adopt(std::int64_t, std::uint64_t conn, const ConnHandoff& h) {
+    TETHER_CHECKED(*this);
+    TETHER_ASSERT(conns_.count(conn) == 0);
+    Conn c;
+    c.opened_ms = h.opened_ms;
+    c.last_seen_ms = h.last_seen_ms;
+    c.bucket = TokenBucket{publish_limit_, h.last_seen_ms};
+    conns_[conn] = std::move(c);
+    if (!ready()) close(conn, close_code::try_again_later, "server starting");
 }
 
 void ServerEngine::on_room_loaded(std::int64_t now, const LoadRoom& req, const StoreResult& r) {
@@ -545,13 +628,18 @@ void ServerEngine::on_room_loaded(std::int64_t now, const LoadRoom& req, const S
         return;
     }
     const auto& info = std::get<store_result::Stream>(r.value).info;
-    rs.known = true;
-    rs.epoch = info.epoch;
-    rs.head = info.head;
-    // An append may have completed while the stream was read.
-    if (rs.seen_loading.epoch == info.epoch) rs.head = std::max(rs.head, rs.seen_loading.offset);
-    rs.first = info.first;
-    rs.seen_loading = {};
+    if (rs.known) {
+        catch_up(req.room, rs, info);  // a refresh for a join that was ahead of us
+    } else {
+        rs.known = true;
+        rs.epoch = info.epoch;
+        rs.head = info.head;
+        // An append may have completed while the stream was read.
+        if (rs.seen_loading.epoch == info.epoch)
+            rs.head = std::max(rs.head, rs.seen_loading.offset);
+        rs.first = info.first;
+        rs.seen_loading = {};
+    }
     for (const auto& [conn, m] : waiting) {
         auto c = conns_.find(conn);
         if (c == conns_.end() || !c->second.session) continue;  // left meanwhile
@@ -559,6 +647,27 @@ void ServerEngine::on_room_loaded(std::int64_t now, const LoadRoom& req, const S
     }
     (void)now;
     drop_room_if_unused(req.room);
+}
+
+void ServerEngine::catch_up(std::string_view room, RoomState& rs, const StreamInfo& info) {
+    // Live appends went on while the stream was read: only a newer view counts.
+    if (info.epoch < rs.epoch || (info.epoch == rs.epoch && info.head <= rs.head)) return;
+    const bool new_epoch = info.epoch != rs.epoch;
+    const std::uint64_t from = new_epoch ? 1 : rs.head + 1;
+    rs.epoch = info.epoch;
+    rs.head = info.head;
+    rs.first = info.first;
+    // Live subscribers read what they missed from the store, as after a jump.
+    for (auto conn : rs.subscribers) {
+        auto& c = conns_.at(conn);
+        auto cur = c.rooms.find(room);
+        if (cur == c.rooms.end() || cur->second.replaying) continue;  // its cursor reads it
+        ++metrics_.gap_fills;
+        cur->second.replaying = true;
+        cur->second.next = from;
+        cur->second.epoch = rs.epoch;
+        pump_replay(conn, c);
+    }
 }
 
 void ServerEngine::pump_replay(std::uint64_t conn, Conn& c) {
@@ -731,6 +840,8 @@ void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
             // attached when the process died start their retention window now.
             for (auto& rec : page.sessions) {
                 startup_after_ = rec.id;
+                // Every shard pages through the store and keeps its own.
+                if (session_shard(rec.id, config_.shard_count) != config_.shard_index) continue;
                 if (rec.expires_at_ms == 0) rec.expires_at_ms = now + config_.session_ttl.count();
                 if (rec.expires_at_ms <= now) {
                     submit(store_op::EraseSession{rec.id}, Background{});

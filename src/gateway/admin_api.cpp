@@ -9,6 +9,9 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <iterator>
+
 namespace tether::gateway {
 
 namespace http = boost::beast::http;
@@ -25,7 +28,9 @@ void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
 }  // namespace
 
 void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond) {
-    g.on_engine([&g, req = std::move(req), respond = std::move(respond)]() mutable {
+    // The key check and the admin rate limit run on the control strand; each
+    // route then asks the shard that knows (or all of them).
+    g.on_control([&g, req = std::move(req), respond = std::move(respond)]() mutable {
         auto& counters = g.counters;
         auto& opt = g.opt;
         ++counters.http_requests;
@@ -77,8 +82,16 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
                     g.draining ? http::status::service_unavailable : http::status::ok,
                     g.draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
             case Kind::metrics:
-                return respond(make_response(http::status::ok, metrics_text(g.engine, counters),
-                                             true, "text/plain; version=0.0.4"));
+                return g.gather<EngineStats>(
+                    [](Shard& s) { return s.stats(); },
+                    [&g, respond](std::vector<EngineStats> parts) {
+                        EngineStats sum;
+                        for (const auto& p : parts)
+                            sum += p;
+                        respond(make_response(http::status::ok,
+                                              metrics_text(sum, g.shards.size(), g.counters), true,
+                                              "text/plain; version=0.0.4"));
+                    });
             default:
                 return route_admin(g, req, r, respond);
         }
@@ -89,7 +102,6 @@ namespace {
 
 void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
                  const std::function<void(Response)>& respond) {
-    auto& engine = g.engine;
     using Kind = HttpRoute::Kind;
     auto session_json = [](const SessionInfo& s) {
         json::object o;
@@ -105,30 +117,49 @@ void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
     };
     switch (r.kind) {
         case Kind::sessions: {
-            json::array list;
-            for (const auto& s : engine.sessions()) {
-                if (list.size() >= r.limit) break;
-                list.push_back(session_json(s));
-            }
-            json::object o;
-            o["sessions"] = std::move(list);
-            o["total"] = engine.session_count();
-            return respond(make_response(http::status::ok, json::serialize(o), true));
+            // Every shard's, merged in id order.
+            return g.gather<std::vector<SessionInfo>>(
+                [](Shard& s) { return s.engine.sessions(); },
+                [respond, limit = r.limit,
+                 session_json](std::vector<std::vector<SessionInfo>> parts) {
+                    std::vector<SessionInfo> all;
+                    for (auto& p : parts)
+                        all.insert(all.end(), std::make_move_iterator(p.begin()),
+                                   std::make_move_iterator(p.end()));
+                    std::sort(
+                        all.begin(), all.end(),
+                        [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
+                    json::array list;
+                    for (const auto& s : all) {
+                        if (list.size() >= limit) break;
+                        list.push_back(session_json(s));
+                    }
+                    json::object o;
+                    o["sessions"] = std::move(list);
+                    o["total"] = all.size();
+                    respond(make_response(http::status::ok, json::serialize(o), true));
+                });
         }
         case Kind::session: {
-            auto s = engine.session(r.session_id);
-            if (!s)
-                return respond(
-                    make_response(http::status::not_found, error_body("no such session"), true));
-            return respond(
-                make_response(http::status::ok, json::serialize(session_json(*s)), true));
+            Shard& sh = g.shard_for_session(r.session_id);
+            return sh.post([&sh, respond, id = r.session_id, session_json] {
+                auto s = sh.engine.session(id);
+                if (!s)
+                    return respond(make_response(http::status::not_found,
+                                                 error_body("no such session"), true));
+                respond(make_response(http::status::ok, json::serialize(session_json(*s)), true));
+            });
         }
-        case Kind::disconnect:
-            if (!engine.disconnect_session(wall_ms(), r.session_id))
-                return respond(
-                    make_response(http::status::not_found, error_body("no such session"), true));
-            g.flush();
-            return respond(make_response(http::status::ok, R"({"disconnected":true})", true));
+        case Kind::disconnect: {
+            Shard& sh = g.shard_for_session(r.session_id);
+            return sh.post([&sh, respond, id = r.session_id] {
+                if (!sh.engine.disconnect_session(wall_ms(), id))
+                    return respond(make_response(http::status::not_found,
+                                                 error_body("no such session"), true));
+                sh.flush();
+                respond(make_response(http::status::ok, R"({"disconnected":true})", true));
+            });
+        }
         case Kind::publish: {
             if (req.body().size() > g.message_bytes_max)
                 return respond(make_response(http::status::payload_too_large,
@@ -137,48 +168,53 @@ void route_admin(Bridge& g, const Request& req, const wire::HttpRoute& r,
                 return respond(make_response(
                     http::status::bad_request,
                     error_body("body must be one JSON value: " + valid.error().message()), true));
-            engine.publish(wall_ms(), r.room, req.body(),
-                           [respond, room = r.room](result<proto::StreamPosition> pos) {
-                               if (!pos)
-                                   return respond(make_response(
-                                       http::status::service_unavailable,
-                                       error_body("not stored: " + pos.error().message()), true));
-                               json::object o;
-                               o["room"] = room;
-                               o["epoch"] = pos->epoch;
-                               o["offset"] = pos->offset;
-                               respond(make_response(http::status::ok, json::serialize(o), true));
-                           });
-            g.flush();
-            return;
+            Shard& sh = g.shard_for_room(r.room);
+            return sh.post([&sh, respond, room = r.room, body = req.body()]() mutable {
+                sh.engine.publish(
+                    wall_ms(), room, std::move(body),
+                    [respond, room](result<proto::StreamPosition> pos) {
+                        if (!pos)
+                            return respond(make_response(
+                                http::status::service_unavailable,
+                                error_body("not stored: " + pos.error().message()), true));
+                        json::object o;
+                        o["room"] = room;
+                        o["epoch"] = pos->epoch;
+                        o["offset"] = pos->offset;
+                        respond(make_response(http::status::ok, json::serialize(o), true));
+                    });
+                sh.flush();
+            });
         }
         case Kind::history: {
-            engine.history(
-                r.room, r.since, r.limit, 1u << 20,
-                [respond, room = r.room](result<HistoryPage> page) {
-                    if (!page)
-                        return respond(make_response(
-                            http::status::service_unavailable,
-                            error_body("history unavailable: " + page.error().message()), true));
-                    json::object o;
-                    o["room"] = room;
-                    o["epoch"] = page->info.epoch;
-                    o["head"] = page->info.head;
-                    o["first"] = page->info.first;
-                    std::string events = "[";
-                    for (const auto& e : page->events) {
-                        if (events.size() > 1) events += ',';
-                        events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
-                                  std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
-                    }
-                    events += "]";
-                    std::string body = json::serialize(o);
-                    body.pop_back();
-                    body += R"(,"events":)" + events + "}";
-                    respond(make_response(http::status::ok, std::move(body), true));
-                });
-            g.flush();
-            return;
+            Shard& sh = g.shard_for_room(r.room);
+            return sh.post([&sh, respond, room = r.room, since = r.since, limit = r.limit] {
+                sh.engine.history(
+                    room, since, limit, 1u << 20, [respond, room](result<HistoryPage> page) {
+                        if (!page)
+                            return respond(make_response(
+                                http::status::service_unavailable,
+                                error_body("history unavailable: " + page.error().message()),
+                                true));
+                        json::object o;
+                        o["room"] = room;
+                        o["epoch"] = page->info.epoch;
+                        o["head"] = page->info.head;
+                        o["first"] = page->info.first;
+                        std::string events = "[";
+                        for (const auto& e : page->events) {
+                            if (events.size() > 1) events += ',';
+                            events += R"({"offset":)" + std::to_string(e.offset) + R"(,"at_ms":)" +
+                                      std::to_string(e.at_ms) + R"(,"data":)" + e.data + "}";
+                        }
+                        events += "]";
+                        std::string body = json::serialize(o);
+                        body.pop_back();
+                        body += R"(,"events":)" + events + "}";
+                        respond(make_response(http::status::ok, std::move(body), true));
+                    });
+                sh.flush();
+            });
         }
         default:
             respond(make_response(http::status::not_found, error_body("not found"), true));

@@ -10,21 +10,60 @@ namespace tether::gateway {
 
 namespace asio = boost::asio;
 
-Bridge::Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spdlog::logger> l)
-    : opt(std::move(o)),
-      store(s),
-      log(std::move(l)),
-      limits(cfg.limits),
-      message_bytes_max(cfg.message_bytes_max),
-      room_bytes_max(cfg.room_name_bytes_max),
-      ioc(static_cast<int>(std::max(1u, opt.concurrency_hint))),
-      engine_strand(asio::make_strand(ioc)),
-      engine(std::move(cfg), wall_ms()),
-      admin_bucket(RateLimit{opt.admin_rate, opt.admin_burst}, wall_ms()),
-      timer_(engine_strand),
-      drain_timer_(engine_strand) {}
+namespace {
 
-void Bridge::flush() {
+ServerConfig shard_config(ServerConfig cfg, std::size_t index, std::size_t count) {
+    cfg.shard_index = index;
+    cfg.shard_count = count;
+    // The session limit is the gateway's: each shard keeps its share.
+    cfg.sessions_max = std::max<std::size_t>(1, (cfg.sessions_max + count - 1) / count);
+    return cfg;
+}
+
+}  // namespace
+
+EngineStats& EngineStats::operator+=(const EngineStats& o) {
+    auto& m = metrics;
+    const auto& n = o.metrics;
+    m.connections_opened += n.connections_opened;
+    m.identifies += n.identifies;
+    m.auth_failures += n.auth_failures;
+    m.resumes_ok += n.resumes_ok;
+    m.resumes_failed += n.resumes_failed;
+    m.joins += n.joins;
+    m.join_errors += n.join_errors;
+    m.publishes += n.publishes;
+    m.publish_dupes += n.publish_dupes;
+    m.nacks += n.nacks;
+    m.deliveries += n.deliveries;
+    m.replayed += n.replayed;
+    m.replay_pages += n.replay_pages;
+    m.heartbeats += n.heartbeats;
+    m.idle_closes += n.idle_closes;
+    m.sessions_expired += n.sessions_expired;
+    m.store_requests += n.store_requests;
+    m.store_errors += n.store_errors;
+    m.gap_fills += n.gap_fills;
+    for (const auto& [code, count] : n.closes_by_code)
+        m.closes_by_code[code] += count;
+    connections += o.connections;
+    sessions += o.sessions;
+    rooms += o.rooms;
+    store_in_flight += o.store_in_flight;
+    appends_in_flight += o.appends_in_flight;
+    return *this;
+}
+
+// ---- Shard -------------------------------------------------------------------------------
+
+Shard::Shard(Bridge& b, std::size_t i, ServerConfig cfg)
+    : bridge(b),
+      index(i),
+      strand(asio::make_strand(b.ioc)),
+      engine(shard_config(std::move(cfg), i, b.opt.shards), wall_ms()),
+      timer_(strand) {}
+
+void Shard::flush() {
     for (;;) {
         bool progress = false;
         while (auto t = engine.poll_transmit()) {
@@ -40,42 +79,51 @@ void Bridge::flush() {
         }
         while (auto r = engine.poll_store()) {
             progress = true;
-            store.submit(std::move(*r));  // may complete at once: into results_
+            bridge.store.submit(std::move(*r));  // may complete at once: into inbox_
         }
         {
-            std::lock_guard lock{results_mu_};
-            taking_.swap(results_);
+            std::lock_guard lock{inbox_mu_};
+            taking_.swap(inbox_);
         }
-        for (auto& r : taking_) {
+        for (auto& in : taking_) {
             progress = true;
-            engine.handle_store(wall_ms(), std::move(r));
+            if (auto* r = std::get_if<StoreResult>(&in))
+                engine.handle_store(wall_ms(), std::move(*r));
+            else
+                engine.handle_remote_append(wall_ms(),
+                                            *std::get<std::shared_ptr<const RemoteAppend>>(in));
         }
         taking_.clear();
         if (!progress) break;
     }
-    if (!ready_announced && engine.ready()) {
-        // Connections are accepted only once the sessions are loaded (until
-        // then they would be refused with 1013).
-        ready_announced = true;
-        log->info("ready: {} session(s) loaded", engine.session_count());
-        if (on_ready) on_ready();
+    if (!ready_announced_ && engine.ready()) {
+        ready_announced_ = true;
+        bridge.shard_ready(*this);
     }
     arm_timer();
 }
 
-void Bridge::store_done(StoreResult r) {
+void Shard::push(Input in) {
     bool kick = false;
     {
-        std::lock_guard lock{results_mu_};
-        kick = results_.empty();
-        results_.push_back(std::move(r));
+        std::lock_guard lock{inbox_mu_};
+        kick = inbox_.empty();
+        inbox_.push_back(std::move(in));
     }
-    // A result from inside flush() is taken by its loop; one from the store's
-    // own thread wakes the engine strand (once per batch).
-    if (kick && !engine_strand.running_in_this_thread()) on_engine([this] { flush(); });
+    // An input from inside flush() is taken by its loop; one from another
+    // thread wakes this strand (once per batch).
+    if (kick && !strand.running_in_this_thread()) post([this] { flush(); });
 }
 
-void Bridge::arm_timer() {
+void Shard::store_done(StoreResult r) {
+    push(std::move(r));
+}
+
+void Shard::remote_append(std::shared_ptr<const RemoteAppend> a) {
+    push(std::move(a));
+}
+
+void Shard::arm_timer() {
     const auto next = engine.poll_timeout();
     if (!next || (timer_for_ && *timer_for_ == *next)) return;
     timer_for_ = next;
@@ -88,26 +136,61 @@ void Bridge::arm_timer() {
     });
 }
 
-void Bridge::connection_closed(std::uint64_t id) {
-    on_engine([this, id] {
+void Shard::connection_closed(std::uint64_t id) {
+    post([this, id] {
         conns.erase(id);
         engine.handle_close(wall_ms(), id);
         flush();
     });
 }
 
+EngineStats Shard::stats() const {
+    return EngineStats{engine.metrics(),    engine.connection_count(), engine.session_count(),
+                       engine.room_count(), engine.store_in_flight(),  engine.appends_in_flight()};
+}
+
+// ---- Bridge ------------------------------------------------------------------------------
+
+Bridge::Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spdlog::logger> l)
+    : opt(std::move(o)),
+      store(s),
+      log(std::move(l)),
+      limits(cfg.limits),
+      message_bytes_max(cfg.message_bytes_max),
+      room_bytes_max(cfg.room_name_bytes_max),
+      ioc(static_cast<int>(std::max(1u, opt.concurrency_hint))),
+      control(asio::make_strand(ioc)),
+      admin_bucket(RateLimit{opt.admin_rate, opt.admin_burst}, wall_ms()),
+      drain_timer_(control) {
+    opt.shards = std::clamp<std::size_t>(opt.shards, 1, ServerConfig::kShardsMax);
+    for (std::size_t i = 0; i < opt.shards; ++i)
+        shards.push_back(std::make_unique<Shard>(*this, i, cfg));
+}
+
+void Bridge::shard_ready(Shard&) {
+    // Connections are accepted only once every shard loaded its sessions
+    // (until then they would be refused with 1013).
+    if (shards_ready.fetch_add(1) + 1 != shards.size()) return;
+    on_control([this] {
+        log->info("ready: {} shard(s)", shards.size());
+        if (on_ready) on_ready();
+    });
+}
+
 void Bridge::start_drain() {
-    on_engine([this] {
-        if (draining) return;
-        draining = true;
-        log->info("draining: asking {} connection(s) to reconnect", conns.size());
+    on_control([this] {
+        if (draining.exchange(true)) return;
+        log->info("draining: asking every connection to reconnect");
         if (on_drain_started) on_drain_started();
-        engine.drain(wall_ms(), opt.drain_retry_after_ms);
-        flush();
+        for (auto& sh : shards)
+            sh->post([s = sh.get()] {
+                s->engine.drain(wall_ms(), s->bridge.opt.drain_retry_after_ms);
+                s->flush();
+            });
         drain_timer_.expires_after(std::chrono::milliseconds(opt.drain_timeout.count()));
         drain_timer_.async_wait([this](boost::system::error_code e) {
             if (e) return;
-            log->warn("drain timeout: {} connection(s) still open, stopping", conns.size());
+            log->warn("drain timeout: {} connection(s) still open, stopping", live_ws.load());
             finish_drain();
         });
         maybe_finish_drain();
@@ -115,13 +198,15 @@ void Bridge::start_drain() {
 }
 
 void Bridge::maybe_finish_drain() {
-    if (draining && live_ws.load() == 0) finish_drain();
+    on_control([this] {
+        if (draining.load() && live_ws.load() == 0) finish_drain();
+    });
 }
 
 void Bridge::finish_drain() {
     if (drained) return;
     drained = true;
-    log->info("drained ({} store request(s) in flight)", engine.store_in_flight());
+    log->info("drained");
     ioc.stop();
 }
 

@@ -15,18 +15,26 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
     listener_ = std::make_unique<Listener>(g);
     g.on_drain_started = [l = listener_.get()] { l->close(); };
     g.on_ready = [l = listener_.get()] { l->start(); };
-    store.set_sink([&g](StoreResult r) { g.store_done(std::move(r)); });
-    // Appends made by other gateway nodes on a shared store (Redis, next).
-    store.on_remote_append([&g](RemoteAppend a) {
-        g.on_engine([&g, a = std::move(a)] {
-            g.engine.handle_remote_append(wall_ms(), a);
-            g.flush();
-        });
+    // Each result goes back to the shard that asked (the top byte of its id).
+    store.set_sink([&g](StoreResult r) {
+        const auto shard = request_shard(r.id);
+        if (shard < g.shards.size()) g.shards[shard]->store_done(std::move(r));
     });
+    auto to_every_shard = [&g](RemoteAppend a) {
+        if (!a.frame) a.frame = std::make_shared<EncodedOnce>();  // encoded once for all shards
+        auto shared = std::make_shared<const RemoteAppend>(std::move(a));
+        for (auto& sh : g.shards)
+            sh->remote_append(shared);
+    };
+    // With several shards, each hears of the others' appends in commit order.
+    if (g.shards.size() > 1) store.set_commit_observer(to_every_shard);
+    // Appends made by other gateway nodes on a shared store (Redis, next).
+    store.on_remote_append(to_every_shard);
 }
 
 Gateway::~Gateway() {
     bridge_->store.set_sink({});
+    bridge_->store.set_commit_observer({});
     bridge_->store.on_remote_append({});
 }
 
@@ -44,8 +52,9 @@ boost::asio::any_io_executor Gateway::executor() {
 
 void Gateway::run() {
     std::call_once(started_, [this] {
-        // Start-up: the engine reads the store; the listener starts once it is ready.
-        bridge_->on_engine([g = bridge_.get()] { g->flush(); });
+        // Start-up: the shards read the store; the listener starts once all are ready.
+        for (auto& sh : bridge_->shards)
+            sh->post([s = sh.get()] { s->flush(); });
     });
     bridge_->ioc.run();
 }

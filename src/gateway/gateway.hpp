@@ -4,10 +4,10 @@
 // - One port serves WebSocket (ws:// or, with a certificate, wss://) and HTTP:
 //   GET /healthz, GET /metrics (Prometheus text), and the admin API under
 //   /api/ (Authorization: Bearer <admin key>).
-// - The engine runs on its own strand; every connection runs on its own
-//   strand. Inputs are posted to the engine strand, transmits handed back to
-//   the connection strands. No shared state crosses strands without a post or
-//   a documented lock (docs/DESIGN.md).
+// - The engine runs as `shards` engines, each on its own strand, sharing the
+//   store; every connection runs on its own strand. Inputs are posted to the engine strand,
+//   transmits handed back to the connection strands. No shared state crosses strands without a post
+//   or a documented lock (docs/DESIGN.md).
 // - Each connection has a bounded outbound queue; a client that reads too
 //   slowly is closed with 4010 (slow consumer) and keeps its session.
 // - drain(): RECONNECT to everyone, flush the store, close, and stop within
@@ -16,7 +16,7 @@
 // Process policy is the caller's: which threads run the gateway (run() on
 // each), and which signals start a drain (tools/serve_command.cpp).
 //
-// Files: bridge (engine strand), ws_session, http_session, admin_api,
+// Files: bridge (shards, control strand), ws_session, http_session, admin_api,
 // metrics, listener (and TLS), http_util, system (clock and randomness).
 
 #include <tether/core/server_engine.hpp>
@@ -41,6 +41,8 @@ struct GatewayOptions {
     std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
     /// The number of threads that will call run() (Asio's concurrency hint).
     unsigned concurrency_hint = 2;
+    /// Engine shards, each on its own strand (1..256; docs/DESIGN.md, "Shards").
+    std::size_t shards = 1;
     std::size_t connections_max = 10'000;
     std::size_t outbound_bytes_max = 4u << 20;  ///< per connection, then 4010
     duration handshake_timeout{10'000};         ///< TCP accept -> HTTP request/upgrade done

@@ -70,7 +70,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         auto req = parser_->release();
         if (websocket::is_upgrade(req)) {
             if (gw_.live_ws.load() >= gw_.opt.connections_max) {
-                gw_.on_engine([gw = &gw_] { ++gw->counters.connections_refused; });
+                ++gw_.counters.connections_refused;
                 return write(make_response(http::status::service_unavailable,
                                            error_body("too many connections"), false));
             }

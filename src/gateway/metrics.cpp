@@ -6,8 +6,9 @@
 
 namespace tether::gateway {
 
-std::string metrics_text(const ServerEngine& engine, const GatewayCounters& counters) {
-    const auto& m = engine.metrics();
+std::string metrics_text(const EngineStats& engine, std::size_t shards,
+                         const GatewayCounters& counters) {
+    const auto& m = engine.metrics;
     std::string out;
     auto line = [&](std::string_view name, std::string_view type, std::string_view help, auto value,
                     std::string_view labels = {}) {
@@ -22,10 +23,11 @@ std::string metrics_text(const ServerEngine& engine, const GatewayCounters& coun
         out += std::string{name} + (labels.empty() ? "" : "{" + std::string{labels} + "}") + " " +
                std::to_string(value) + "\n";
     };
-    line("tether_connections", "gauge", "Open WebSocket connections.", engine.connection_count());
+    line("tether_shards", "gauge", "Engine shards (--shards).", shards);
+    line("tether_connections", "gauge", "Open WebSocket connections.", engine.connections);
     line("tether_sessions", "gauge", "Sessions kept (connected or within their retention window).",
-         engine.session_count());
-    line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.room_count());
+         engine.sessions);
+    line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.rooms);
     line("tether_connections_opened_total", "counter", "WebSocket connections accepted.",
          m.connections_opened);
     line("tether_identifies_total", "counter", "IDENTIFY requests.", m.identifies);
@@ -50,12 +52,13 @@ std::string metrics_text(const ServerEngine& engine, const GatewayCounters& coun
     line("tether_sessions_expired_total", "counter",
          "Sessions dropped after their retention window.", m.sessions_expired);
     line("tether_drops_total", "counter", "Connections dropped by the server by reason.",
-         counters.slow_consumer_closes, "reason=\"slow_consumer\"");
-    line("tether_drops_total", "counter", "", counters.connections_refused,
+         counters.slow_consumer_closes.load(), "reason=\"slow_consumer\"");
+    line("tether_drops_total", "counter", "", counters.connections_refused.load(),
          "reason=\"too_many_connections\"");
-    line("tether_drops_total", "counter", "", counters.invalid_version,
+    line("tether_drops_total", "counter", "", counters.invalid_version.load(),
          "reason=\"invalid_version\"");
-    line("tether_drops_total", "counter", "", counters.binary_frames, "reason=\"binary_frame\"");
+    line("tether_drops_total", "counter", "", counters.binary_frames.load(),
+         "reason=\"binary_frame\"");
     bool first = true;
     for (const auto& [code, n] : m.closes_by_code) {
         line("tether_closes_total", "counter",
@@ -64,18 +67,21 @@ std::string metrics_text(const ServerEngine& engine, const GatewayCounters& coun
         first = false;
     }
     line("tether_http_requests_total", "counter", "HTTP requests (not upgrades).",
-         counters.http_requests);
+         counters.http_requests.load());
     line("tether_admin_unauthorized_total", "counter", "Admin requests without a valid key.",
-         counters.admin_unauthorized);
+         counters.admin_unauthorized.load());
     line("tether_admin_rate_limited_total", "counter", "Admin requests answered 429.",
-         counters.admin_rate_limited);
+         counters.admin_rate_limited.load());
     line("tether_store_requests_total", "counter", "Store requests the engine made.",
          m.store_requests);
     line("tether_store_errors_total", "counter", "Store requests that failed.", m.store_errors);
     line("tether_store_in_flight", "gauge", "Store requests not completed yet.",
-         engine.store_in_flight());
+         engine.store_in_flight);
     line("tether_appends_in_flight", "gauge", "Publishes not durable yet.",
-         engine.appends_in_flight());
+         engine.appends_in_flight);
+    line("tether_shard_moves_total", "counter",
+         "Connections moved to the shard of the session they resumed.",
+         counters.shard_moves.load());
     line("tether_gap_fills_total", "counter",
          "Live subscribers sent back to the store by a jump in offsets.", m.gap_fills);
     return out;

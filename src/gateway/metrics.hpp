@@ -9,8 +9,10 @@
 namespace tether::gateway {
 
 struct GatewayCounters;
+struct EngineStats;
 
-/// The metrics page (text format 0.0.4).
-std::string metrics_text(const ServerEngine& engine, const GatewayCounters& counters);
+/// The metrics page (text format 0.0.4): the shards' engines summed.
+std::string metrics_text(const EngineStats& engine, std::size_t shards,
+                         const GatewayCounters& counters);
 
 }  // namespace tether::gateway

@@ -108,11 +108,12 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
                 for (const auto& o : out_pending_)
                     out_bytes_ -= o.payload->size();
                 out_pending_.clear();
-                gw_.on_engine([gw = &gw_, id = id_] {
-                    ++gw->counters.slow_consumer_closes;
-                    gw->conns.erase(id);
-                    gw->engine.handle_close(wall_ms(), id);
-                    gw->flush();
+                ++gw_.counters.slow_consumer_closes;
+                Shard* sh = shard_.load();  // the shard calling us
+                sh->post([sh, id = id_] {
+                    sh->conns.erase(id);
+                    sh->engine.handle_close(wall_ms(), id);
+                    sh->flush();
                 });
                 asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
                     self->queue_close(close_code::slow_consumer,
@@ -157,20 +158,24 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
             socket().non_blocking(true, ignored);  // read_now() must never block the strand
         }
         if (!version_ok_) {
-            gw_.on_engine([gw = &gw_] { ++gw->counters.invalid_version; });
+            ++gw_.counters.invalid_version;
             engine_closed_ = true;
             return close_when_flushed(close_code::invalid_version,
                                       "invalid version: offer subprotocol tether.v1");
         }
         id_ = gw_.next_conn.fetch_add(1);
-        gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_] {
-            if (gw->draining) {
+        // Every connection opens on a shard by its id; a RESUME moves it to
+        // its session's shard (run_batch).
+        Shard* sh = &gw_.shard_for_connection(id_);
+        shard_.store(sh);
+        sh->post([self = this->shared_from_this(), sh, id = id_] {
+            if (sh->bridge.draining.load()) {
                 self->close(close_code::try_again_later, "server draining");
                 return;
             }
-            gw->conns[id] = self;
-            gw->engine.handle_open(wall_ms(), id);
-            gw->flush();
+            sh->conns[id] = self;
+            sh->engine.handle_open(wall_ms(), id);
+            sh->flush();
             asio::post(self->stream_.get_executor(), [self] { self->do_read(); });
         });
     }
@@ -249,7 +254,7 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
                     break;
                 case ws::Event::Kind::binary:
                     if (closing_) break;
-                    gw_.on_engine([gw = &gw_] { ++gw->counters.binary_frames; });
+                    ++gw_.counters.binary_frames;
                     close_when_flushed(close_code::decode_error,
                                        "binary frames are not part of tether.v1");
                     break;
@@ -265,20 +270,49 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
             }
         }
         if (!batch.empty()) {
-            gw_.on_engine([self = this->shared_from_this(), gw = &gw_, id = id_,
-                           batch = std::move(batch)]() mutable {
-                for (auto& frame : batch) {
-                    if (!gw->conns.count(id)) break;  // closed by the engine meanwhile
-                    gw->engine.handle_decoded(wall_ms(), id, std::move(frame));
-                    gw->flush();
-                }
-                // Read on either way: a closing connection still reads the
-                // peer's close frame (its close() was posted before this).
-                asio::post(self->stream_.get_executor(), [self] { self->pump(); });
+            Shard* sh = shard_.load();
+            sh->post([self = this->shared_from_this(), sh, batch = std::move(batch)]() mutable {
+                self->run_batch(sh, std::move(batch), 0);
             });
             return;
         }
         do_read();
+    }
+
+    /// Shard strand: hands `batch[from..]` to the engine of `sh`. A RESUME of
+    /// a session another shard owns moves the connection there first, with
+    /// the rest of the batch (docs/DESIGN.md, "Shards").
+    void run_batch(Shard* sh, std::vector<proto::DecodeResult> batch, std::size_t from) {
+        auto self = this->shared_from_this();
+        for (std::size_t i = from; i < batch.size(); ++i) {
+            if (!sh->conns.count(id_)) break;  // closed by the engine meanwhile
+            if (auto owner = sh->engine.owner_shard(id_, batch[i])) {
+                auto handoff = sh->engine.release(id_);
+                if (!handoff) break;
+                sh->conns.erase(id_);
+                Shard* to = gw_.shards[*owner].get();
+                shard_.store(to);  // before gone_ is read there: see finish()
+                ++gw_.counters.shard_moves;
+                to->post([self, to, h = *handoff, batch = std::move(batch), i]() mutable {
+                    to->conns[self->id_] = self;
+                    to->engine.adopt(wall_ms(), self->id_, h);
+                    if (self->gone_.load()) {
+                        // It ended while moving, and told the old shard.
+                        to->conns.erase(self->id_);
+                        to->engine.handle_close(wall_ms(), self->id_);
+                        to->flush();
+                        return;
+                    }
+                    self->run_batch(to, std::move(batch), i);
+                });
+                return;
+            }
+            sh->engine.handle_decoded(wall_ms(), id_, std::move(batch[i]));
+            sh->flush();
+        }
+        // Read on either way: a closing connection still reads the peer's
+        // close frame (its close() was posted before this).
+        asio::post(stream_.get_executor(), [self] { self->pump(); });
     }
 
     // ---- writing
@@ -313,11 +347,13 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
             std::vector<Out>{}.swap(out_writing_);
             std::vector<Header>{}.swap(headers_);
             std::vector<asio::const_buffer>{}.swap(bufs_);
-            if (id_ != 0 && !closing_)
-                gw_.on_engine([gw = &gw_, id = id_] {
-                    gw->engine.handle_writable(wall_ms(), id);
-                    gw->flush();
+            if (id_ != 0 && !closing_) {
+                Shard* sh = shard_.load();
+                sh->post([sh, id = id_] {
+                    sh->engine.handle_writable(wall_ms(), id);
+                    sh->flush();
                 });
+            }
             return;
         }
         headers_.resize(out_writing_.size());
@@ -397,8 +433,12 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         beast::error_code ec;
         socket().close(ec);
         --gw_.live_ws;
-        if (id_ != 0 && !engine_closed_) gw_.connection_closed(id_);
-        gw_.on_engine([gw = &gw_] { gw->maybe_finish_drain(); });
+        // gone_ before shard_ is read, shard_ before gone_ is read in
+        // run_batch: a connection that ends while it moves is closed on one
+        // shard or the other (both seq_cst).
+        gone_.store(true);
+        if (id_ != 0 && !engine_closed_) shard_.load()->connection_closed(id_);
+        gw_.maybe_finish_drain();
     }
 
     struct Header {
@@ -414,6 +454,8 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     std::vector<ws::Event> inbox_;  // parsed, not yet handled (one read chunk at most)
     std::size_t inbox_at_ = 0;
     std::uint64_t id_ = 0;
+    std::atomic<Shard*> shard_{nullptr};  // the shard that holds it (set at open, moved by RESUME)
+    std::atomic<bool> gone_{false};       // finish() ran
     bool version_ok_ = false;
     // Outbound: appended by the engine strand under out_mu_, written by ours.
     std::mutex out_mu_;

@@ -1,8 +1,10 @@
 #include "sim/backend.hpp"
 
+#include <tether/core/assert.hpp>
 #include <tether/core/random.hpp>
 #include <tether/core/server_engine.hpp>
 
+#include <map>
 #include <utility>
 
 namespace tether::sim {
@@ -17,7 +19,10 @@ std::int64_t wall(time_point t) {
 
 class EngineBackend : public Backend {
   public:
-    EngineBackend(Scheduler& sched, const EngineSetup& setup) : sched_(sched), rng_(setup.seed) {
+    EngineBackend(Scheduler& sched, const EngineSetup& setup)
+        : sched_(sched), rng_(setup.seed), remote_delay_max_(setup.store.notify_max) {
+        // One to three shards, drawn from the seed unless the setup fixes it.
+        shards_ = setup.shards > 0 ? setup.shards : 1 + static_cast<std::size_t>(rng_.uniform(3));
         cfg_.server_name = "tether-sim";
         cfg_.heartbeat = setup.heartbeat;
         cfg_.session_ttl = setup.session_ttl;
@@ -25,6 +30,7 @@ class EngineBackend : public Backend {
         cfg_.publish_burst = setup.publish_burst;
         cfg_.replay_page_events = setup.page_events;
         cfg_.startup_page = 16;  // several pages even for small histories
+        cfg_.shard_count = shards_;
         cfg_.authenticate = [this](std::string_view token, std::int64_t) {
             // "tok-<client>-<generation>" is the user "user-<client>".
             if (reject_identify || token.rfind("tok-", 0) != 0)
@@ -44,61 +50,110 @@ class EngineBackend : public Backend {
         store_ = std::make_unique<DelayedStore>(
             sched_, setup.store, limits, static_cast<std::uint64_t>(wall(time_point{})), archive_);
         store_->set_sink([this](StoreResult r) {
-            if (!engine_) return;
-            engine_->handle_store(wall(sched_.now()), std::move(r));
+            const auto shard = request_shard(r.id);
+            if (shard >= engines_.size() || !engines_[shard]) return;
+            engines_[shard]->handle_store(wall(sched_.now()), std::move(r));
             pump();
             if (on_output) on_output();
         });
+        if (shards_ > 1) {
+            // The shards hear of each other's appends in commit order, each
+            // after its own seeded delay (a shard's queue stays in order):
+            // the seed decides how the shards interleave.
+            store_->set_commit_observer([this](RemoteAppend a) {
+                auto shared = std::make_shared<const RemoteAppend>(
+                    RemoteAppend{std::move(a.room), a.position, std::move(a.data),
+                                 std::make_shared<EncodedOnce>()});
+                for (std::size_t k = 0; k < shards_; ++k) {
+                    auto& clock = remote_clock_[k];
+                    clock = std::max(clock, delay(remote_delay_max_));
+                    sched_.at(clock, [this, k, gen = generation_, shared] {
+                        if (gen != generation_) return;  // the process restarted
+                        engines_[k]->handle_remote_append(wall(sched_.now()), *shared);
+                        pump();
+                        if (on_output) on_output();
+                    });
+                }
+            });
+        }
         start(time_point{});
     }
-    const char* name() const override { return "engine"; }
+    const char* name() const override { return shards_ > 1 ? "engine-sharded" : "engine"; }
 
     void on_open(time_point now, std::uint64_t conn) override {
-        engine_->handle_open(wall(now), conn);
-        open_.insert(conn);
+        const auto shard = static_cast<std::size_t>(conn % shards_);
+        conn_shard_[conn] = shard;
+        engines_[shard]->handle_open(wall(now), conn);
         pump();
     }
     void on_frame(time_point now, std::uint64_t conn, std::string_view text) override {
-        engine_->handle_message(wall(now), conn, text);
+        auto it = conn_shard_.find(conn);
+        if (it == conn_shard_.end()) return;
+        auto frame = proto::decode(text, cfg_.limits);
+        if (auto owner = engines_[it->second]->owner_shard(conn, frame)) {
+            // A RESUME of another shard's session: the connection moves there.
+            auto handoff = engines_[it->second]->release(conn);
+            TETHER_ASSERT(handoff.has_value());
+            it->second = *owner;
+            engines_[*owner]->adopt(wall(now), conn, *handoff);
+            sched_.trace("conn %llu moves to shard %zu", static_cast<unsigned long long>(conn),
+                         *owner);
+        }
+        engines_[it->second]->handle_decoded(wall(now), conn, std::move(frame));
         pump();
     }
     void on_disconnect(time_point now, std::uint64_t conn) override {
-        open_.erase(conn);
-        engine_->handle_close(wall(now), conn);
+        auto it = conn_shard_.find(conn);
+        if (it == conn_shard_.end()) return;
+        const auto shard = it->second;
+        conn_shard_.erase(it);
+        engines_[shard]->handle_close(wall(now), conn);
         pump();
     }
     void on_writable(time_point now, std::uint64_t conn) override {
-        engine_->handle_writable(wall(now), conn);
+        auto it = conn_shard_.find(conn);
+        if (it == conn_shard_.end()) return;
+        engines_[it->second]->handle_writable(wall(now), conn);
         pump();
     }
     std::optional<time_point> next_tick() const override {
-        auto t = engine_->poll_timeout();
+        std::optional<std::int64_t> t;
+        for (const auto& e : engines_)
+            if (auto n = e->poll_timeout(); n && (!t || *n < *t)) t = n;
         if (!t) return std::nullopt;
         return from_ms(*t - kWallBaseMs);
     }
     void on_tick(time_point now) override {
-        engine_->handle_timeout(wall(now));
+        for (auto& e : engines_)
+            e->handle_timeout(wall(now));
         pump();
     }
     std::vector<ServerOutput> take_outputs() override {
         std::vector<ServerOutput> out = std::exchange(injected_, {});
-        while (auto t = engine_->poll_transmit()) {
-            if (t->kind == ServerTransmit::Kind::close) open_.erase(t->conn);
-            out.push_back(std::move(*t));
+        for (auto& e : engines_) {
+            while (auto t = e->poll_transmit()) {
+                if (t->kind == ServerTransmit::Kind::close) conn_shard_.erase(t->conn);
+                out.push_back(std::move(*t));
+            }
         }
         return out;
     }
     void publish_backend(time_point now, std::string_view room, std::string data) override {
-        engine_->publish(wall(now), room, std::move(data), {});
+        // Any shard may publish for the backend; the seed picks one.
+        engines_[rng_.uniform(shards_)]->publish(wall(now), room, std::move(data), {});
         pump();
     }
     void lose_history(time_point, std::string_view room) override { store_->reset_stream(room); }
     std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
                                        bool lose_store) override {
-        std::vector<std::uint64_t> dropped{open_.begin(), open_.end()};
-        open_.clear();
+        std::vector<std::uint64_t> dropped;
+        for (const auto& [conn, shard] : conn_shard_)
+            dropped.push_back(conn);
+        conn_shard_.clear();
         injected_.clear();
-        engine_.reset();
+        engines_.clear();
+        ++generation_;
+        remote_clock_.assign(shards_, time_point{});
         store_->forget_pending();
         if (lose_store)
             store_->replace(static_cast<std::uint64_t>(wall(now)));
@@ -108,41 +163,65 @@ class EngineBackend : public Backend {
         return dropped;
     }
     void drain(time_point now, std::int64_t retry_after_ms) override {
-        engine_->drain(wall(now), retry_after_ms);
+        for (auto& e : engines_)
+            e->drain(wall(now), retry_after_ms);
         pump();
     }
     void close_conn(time_point now, std::uint64_t conn, std::uint16_t code,
                     std::string reason) override {
-        if (!open_.count(conn)) return;
-        open_.erase(conn);
-        engine_->handle_close(wall(now), conn);
+        auto it = conn_shard_.find(conn);
+        if (it == conn_shard_.end()) return;
+        const auto shard = it->second;
+        conn_shard_.erase(it);
+        engines_[shard]->handle_close(wall(now), conn);
         pump();
         injected_.push_back(
             ServerOutput{ServerOutput::Kind::close, conn, {}, code, std::move(reason)});
     }
-    std::vector<std::uint64_t> connections() const override { return {open_.begin(), open_.end()}; }
+    std::vector<std::uint64_t> connections() const override {
+        std::vector<std::uint64_t> v;
+        for (const auto& [conn, shard] : conn_shard_)
+            v.push_back(conn);
+        return v;
+    }
     StreamInfo stream(std::string_view room) const override { return store_->stream(room); }
     const Archive& archive() const override { return archive_; }
 
   private:
     void start(time_point now) {
-        engine_ = std::make_unique<ServerEngine>(cfg_, wall(now));
+        remote_clock_.assign(shards_, time_point{});
+        for (std::size_t k = 0; k < shards_; ++k) {
+            ServerConfig c = cfg_;
+            c.shard_index = k;
+            engines_.push_back(std::make_unique<ServerEngine>(std::move(c), wall(now)));
+        }
         pump();
     }
-    /// Hands the engine's store requests to the store.
+    /// Hands the engines' store requests to the store.
     void pump() {
-        while (auto r = engine_->poll_store())
-            store_->submit(std::move(*r));
+        for (auto& e : engines_)
+            while (auto r = e->poll_store())
+                store_->submit(std::move(*r));
+    }
+    time_point delay(duration max) {
+        const auto ms = max.count() > 0 ? static_cast<duration::rep>(sched_.rng().uniform(
+                                              static_cast<std::uint64_t>(max.count()) + 1))
+                                        : 0;
+        return sched_.now() + duration{ms};
     }
 
     Scheduler& sched_;
     std::vector<ServerOutput> injected_;
     ServerConfig cfg_;
     Rng rng_;
+    duration remote_delay_max_;
+    std::size_t shards_ = 1;
     Archive archive_;
     std::unique_ptr<DelayedStore> store_;
-    std::unique_ptr<ServerEngine> engine_;
-    std::set<std::uint64_t> open_;
+    std::vector<std::unique_ptr<ServerEngine>> engines_;
+    std::map<std::uint64_t, std::size_t> conn_shard_;  ///< open connections and their shard
+    std::vector<time_point> remote_clock_;  ///< per shard: when its last remote append arrives
+    std::uint64_t generation_ = 0;          ///< bumped by a restart
 };
 
 /// Adapts SimServer to the Backend interface.

@@ -67,6 +67,8 @@ struct EngineSetup {
     std::size_t page_events = 256;
     StoreDelays store;
     std::uint64_t seed = 1;
+    /// Engine shards (ServerConfig::shard_count); 0: one to three, by the seed.
+    std::size_t shards = 0;
 };
 
 /// The real gateway engine on a DelayedStore. Tokens "tok-<client>-..." are

@@ -46,15 +46,20 @@ void DelayedStore::submit(StoreRequest request) {
         inner_->submit(std::move(request));  // executed now: durable, visible to reads
         StoreResult r = std::move(last_);
         const auto* appended = std::get_if<store_result::Appended>(&r.value);
+        std::optional<RemoteAppend> commit;
         if (record && appended && !appended->duplicate) {  // a duplicate stored nothing
             const auto pos = appended->position;
+            if (observed())
+                commit = RemoteAppend{record->first, pos, record->second.data, nullptr, r.id};
             auto& entries = archive_[{record->first, pos.epoch}];
             TETHER_ASSERT(entries.size() + 1 == pos.offset);  // the archive is indexed by offset
             record->second.offset = pos.offset;
             entries.push_back(std::move(record->second));
         }
-        sched_.at(done_at, [this, gen, r = std::move(r)]() mutable {
+        sched_.at(done_at, [this, gen, r = std::move(r), commit = std::move(commit)]() mutable {
             if (gen != process_gen_) return;  // the engine that asked is gone
+            // The shards hear of the append before its own result (Store contract).
+            if (commit) committed(std::move(*commit));
             complete(std::move(r));
         });
     });

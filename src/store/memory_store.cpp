@@ -159,8 +159,12 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
             if constexpr (std::is_same_v<T, store_op::Append>) {
                 if (auto original = find_duplicate(op))
                     r.value = store_result::Appended{*original, true};
-                else
-                    r.value = store_result::Appended{append_entry(op)};  // durable at once
+                else {
+                    const auto pos = append_entry(op);  // durable at once
+                    r.value = store_result::Appended{pos};
+                    if (observed())
+                        committed(RemoteAppend{op.room, pos, op.data, nullptr, request.id});
+                }
             } else if constexpr (std::is_same_v<T, store_op::ReadStream>) {
                 r.value = store_result::Stream{stream_locked(op.room)};
             } else if constexpr (std::is_same_v<T, store_op::ReadRange>) {

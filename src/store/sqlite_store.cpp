@@ -255,6 +255,11 @@ void SqliteStore::submit(StoreRequest request) {
             if (mode_ != FsyncMode::off) enqueue(DuplicateOp{request.id, *original});
         } else {
             done = store_result::Appended{append_entry(*append)};
+            // fsync off: visible and acknowledged now, so reported now (in
+            // offset order: under the state lock).
+            if (mode_ == FsyncMode::off && observed())
+                committed(
+                    RemoteAppend{append->room, done.position, append->data, nullptr, request.id});
             // Queued under the state lock: the writer sees a room's appends
             // in offset order, whichever shard submitted them.
             enqueue(EventOp{request.id, append->room, done.position.epoch, done.position.offset,
@@ -426,6 +431,13 @@ void SqliteStore::writer() {
             }
             pending_ops_ -= batch.size();
         }
+        // The other shards hear of each append before its own result (offset
+        // order: the writer is the only thread completing appends).
+        if (mode_ != FsyncMode::off && observed())
+            for (auto& op : batch)
+                if (auto* e = std::get_if<EventOp>(&op))
+                    Store::committed(RemoteAppend{
+                        e->room, {e->epoch, e->offset}, std::move(e->data), nullptr, e->request});
         for (auto& r : results)
             complete(std::move(r));
         done_cv_.notify_all();

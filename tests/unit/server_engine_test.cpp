@@ -3,6 +3,7 @@
 // Whole-protocol behaviour runs in the simulator and the Python suites.
 
 #include <tether/core/close_codes.hpp>
+#include <tether/core/random.hpp>
 #include <tether/core/server_engine.hpp>
 #include "store/memory_store.hpp"
 #include "store/sqlite_store.hpp"
@@ -11,7 +12,10 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <numeric>
+#include <set>
 
 #include <unistd.h>
 
@@ -358,7 +362,8 @@ class ClusterStore : public Store {
             const auto pos = std::get<store_result::Appended>(got.value).position;
             for (auto* n : nodes_)
                 if (n != this && n->remote_)
-                    pending_.push_back({n, RemoteAppend{appended->first, pos, appended->second}});
+                    pending_.push_back(
+                        {n, RemoteAppend{appended->first, pos, appended->second, nullptr}});
         }
         complete(std::move(got));
     }
@@ -613,4 +618,237 @@ TEST(ServerEngine, ARepeatingRandomSourceNeverHandsOutAnExistingSession) {
     EXPECT_EQ(e.sessions()[0].user, "alice");
     EXPECT_TRUE(e.sessions()[0].connected);
     EXPECT_EQ(e.session(alice.session_id)->user, "alice");
+}
+
+// ---- shards ------------------------------------------------------------------------------
+
+namespace {
+
+/// Several engine shards on one store, driven like the gateway drives them:
+/// each result back to the shard that asked (request_shard), each committed
+/// append to every shard in commit order, a RESUME of another shard's
+/// session moved there (owner_shard, release, adopt).
+ServerConfig sharded_config() {
+    auto c = config();
+    // Ids must hash onto every shard: a source that does not repeat soon.
+    c.random_bytes = [rng = std::make_shared<Rng>(7)](std::span<std::uint8_t> out) {
+        for (auto& b : out)
+            b = static_cast<std::uint8_t>(rng->next_u64());
+    };
+    return c;
+}
+
+struct ShardedDriver {
+    ShardedDriver(std::size_t shards, Store& s, ServerConfig cfg = sharded_config()) : store(s) {
+        for (std::size_t k = 0; k < shards; ++k) {
+            auto c = cfg;
+            c.shard_index = k;
+            c.shard_count = shards;
+            engines.push_back(std::make_unique<ServerEngine>(c, now));
+        }
+        inbox.resize(shards);
+        store.set_sink(
+            [this](StoreResult r) { inbox.at(request_shard(r.id)).emplace_back(std::move(r)); });
+        store.set_commit_observer([this](RemoteAppend a) {
+            auto shared = std::make_shared<RemoteAppend>(std::move(a));
+            shared->frame = std::make_shared<EncodedOnce>();
+            for (auto& q : inbox)
+                q.emplace_back(shared);
+        });
+        pump();
+        for (auto& e : engines)
+            EXPECT_TRUE(e->ready());
+    }
+    ~ShardedDriver() {
+        store.set_sink({});
+        store.set_commit_observer({});
+    }
+    using Input = std::variant<StoreResult, std::shared_ptr<RemoteAppend>>;
+    Store& store;
+    std::int64_t now = 1'000'000;
+    std::vector<std::unique_ptr<ServerEngine>> engines;
+    std::vector<std::deque<Input>> inbox;
+    std::map<std::uint64_t, std::size_t> shard_of;  // connection -> shard
+    std::vector<ServerTransmit> out;
+    std::size_t moves = 0;
+
+    void pump() {
+        for (bool progress = true; progress;) {
+            progress = false;
+            for (std::size_t k = 0; k < engines.size(); ++k) {
+                while (auto r = engines[k]->poll_store()) {
+                    progress = true;
+                    store.submit(std::move(*r));
+                }
+                for (auto& in : std::exchange(inbox[k], {})) {
+                    progress = true;
+                    if (auto* r = std::get_if<StoreResult>(&in))
+                        engines[k]->handle_store(now, std::move(*r));
+                    else
+                        engines[k]->handle_remote_append(
+                            now, *std::get<std::shared_ptr<RemoteAppend>>(in));
+                }
+            }
+        }
+        for (auto& e : engines)
+            while (auto t = e->poll_transmit())
+                out.push_back(std::move(*t));
+    }
+    void open(std::uint64_t conn) {
+        shard_of[conn] = conn % engines.size();
+        engines[shard_of[conn]]->handle_open(now, conn);
+        pump();
+    }
+    void send(std::uint64_t conn, const p::Message& m) {
+        auto frame = p::decode(p::encode(m));
+        auto& shard = shard_of.at(conn);
+        if (auto owner = engines[shard]->owner_shard(conn, frame)) {
+            auto h = engines[shard]->release(conn);
+            ASSERT_TRUE(h.has_value());
+            shard = *owner;
+            engines[shard]->adopt(now, conn, *h);
+            ++moves;
+        }
+        engines[shard]->handle_decoded(now, conn, std::move(frame));
+        pump();
+    }
+    template <class M>
+    std::vector<M> of(std::uint64_t conn) {
+        std::vector<M> v;
+        for (auto& t : out)
+            if (t.conn == conn && t.kind == ServerTransmit::Kind::send)
+                if (auto m = p::decode(t.text()); m)
+                    if (auto* x = std::get_if<M>(&*m)) v.push_back(*x);
+        return v;
+    }
+    p::Ready identify(std::uint64_t conn, std::string user) {
+        open(conn);
+        send(conn, p::Identify{std::move(user), {}});
+        auto r = of<p::Ready>(conn);
+        return r.empty() ? p::Ready{} : r.back();
+    }
+};
+
+}  // namespace
+
+TEST(Shards, ConfigIsValidated) {
+    auto c = config();
+    c.shard_count = 0;
+    EXPECT_FALSE(c.validate());
+    c.shard_count = 257;
+    EXPECT_FALSE(c.validate());
+    c.shard_count = 4;
+    c.shard_index = 4;
+    EXPECT_FALSE(c.validate());
+    c.shard_index = 3;
+    EXPECT_TRUE(c.validate());
+    EXPECT_EQ(session_shard("anything", 1), 0u);
+}
+
+TEST(Shards, SessionsAreBornOnTheShardTheirIdHashesTo) {
+    store::MemoryStore store;
+    ShardedDriver d{3, store};
+    for (std::uint64_t conn = 1; conn <= 12; ++conn) {
+        const auto ready = d.identify(conn, "u" + std::to_string(conn));
+        ASSERT_FALSE(ready.session_id.empty());
+        EXPECT_EQ(session_shard(ready.session_id, 3), conn % 3) << ready.session_id;
+        EXPECT_TRUE(d.engines[conn % 3]->session(ready.session_id).has_value());
+    }
+    // Each shard's store requests carry its index.
+    for (std::size_t k = 0; k < 3; ++k)
+        EXPECT_EQ(d.engines[k]->session_count(), 4u);
+}
+
+TEST(Shards, AResumeOnAnotherShardMovesTheConnectionThere) {
+    store::MemoryStore store;
+    ShardedDriver d{4, store};
+    const auto ready = d.identify(1, "alice");  // session of shard 1
+    d.send(1, p::Join{"r", std::nullopt});
+    d.engines[1]->handle_close(d.now, 1);
+    d.pump();
+    // Connection 6 opens on shard 2 and resumes the session of shard 1.
+    d.open(6);
+    ASSERT_EQ(d.shard_of.at(6), 2u);
+    EXPECT_EQ(d.engines[2]->owner_shard(6, p::decode(p::encode(p::Heartbeat{1}))), std::nullopt);
+    d.send(6, p::Resume{ready.session_id,
+                        ready.resume_token,
+                        {p::RoomPosition{"r", p::StreamPosition{store.stream("r").epoch, 0}}}});
+    EXPECT_EQ(d.moves, 1u);
+    EXPECT_EQ(d.shard_of.at(6), 1u);
+    ASSERT_EQ(d.of<p::Resumed>(6).size(), 1u);
+    EXPECT_EQ(d.engines[2]->connection_count(), 0u);  // released without a close
+    EXPECT_EQ(d.engines[1]->connection_count(), 1u);
+    for (const auto& t : d.out)
+        EXPECT_NE(t.kind, ServerTransmit::Kind::close);
+    // Authenticated now: a second RESUME is refused where it is, not moved.
+    EXPECT_EQ(d.engines[1]->owner_shard(6, p::decode(p::encode(p::Resume{"elsewhere", "x", {}}))),
+              std::nullopt);
+    // A wrong token is refused by the owner with the usual answer.
+    d.open(7);
+    d.send(7, p::Resume{ready.session_id, "wrong", {}});
+    EXPECT_EQ(d.of<p::InvalidSession>(7).size(), 1u);
+}
+
+TEST(Shards, SessionsReloadOntoTheirShardsAfterARestart) {
+    store::MemoryStore store;
+    std::vector<p::Ready> readies;
+    {
+        ShardedDriver d{3, store};
+        for (std::uint64_t conn = 1; conn <= 9; ++conn)
+            readies.push_back(d.identify(conn, "u" + std::to_string(conn)));
+    }
+    ShardedDriver d{3, store};
+    std::size_t total = 0;
+    for (auto& e : d.engines)
+        total += e->session_count();
+    EXPECT_EQ(total, 9u);  // each loaded once, by its owner
+    for (const auto& r : readies)
+        EXPECT_TRUE(d.engines[session_shard(r.session_id, 3)]->session(r.session_id).has_value());
+}
+
+TEST(Shards, EveryEventReachesEveryShardOnceInOrderAndEachPublishIsAckedOnce) {
+    {
+        auto store = std::make_unique<store::MemoryStore>();
+        ShardedDriver d{3, *store};
+        // Subscribers on every shard, each in two rooms; publishers on every shard.
+        const std::vector<std::string> rooms{"a", "b"};
+        for (std::uint64_t sub = 1; sub <= 3; ++sub) {
+            d.identify(sub, "sub" + std::to_string(sub));
+            for (const auto& room : rooms)
+                d.send(sub, p::Join{room, std::nullopt});
+        }
+        for (std::uint64_t pub = 4; pub <= 6; ++pub)
+            d.identify(pub, "pub" + std::to_string(pub));
+        d.out.clear();
+        int n = 0;
+        for (int round = 0; round < 10; ++round)
+            for (std::uint64_t pub = 4; pub <= 6; ++pub)
+                for (const auto& room : rooms)
+                    d.send(pub, p::Publish{room, std::to_string(++n), std::to_string(n)});
+        // A retry is acknowledged with the original offset and stored once.
+        d.send(4, p::Publish{"a", "1", "1"});
+        for (std::uint64_t pub = 4; pub <= 6; ++pub) {
+            const auto acks = d.of<p::Ack>(pub);
+            EXPECT_EQ(acks.size(), pub == 4 ? 21u : 20u);
+            std::set<std::string> ids;
+            for (const auto& a : acks)
+                ids.insert(a.id);
+            EXPECT_EQ(ids.size(), 20u);  // every publish once (the retry repeats one)
+        }
+        for (std::uint64_t sub = 1; sub <= 3; ++sub) {
+            std::map<std::string, std::vector<std::uint64_t>> got;
+            for (const auto& ev : d.of<p::Event>(sub))
+                got[ev.room].push_back(ev.position.offset);
+            for (const auto& room : rooms) {
+                std::vector<std::uint64_t> want(30);
+                std::iota(want.begin(), want.end(), 1);
+                EXPECT_EQ(got[room], want) << "subscriber " << sub << " room " << room;
+            }
+        }
+        for (const auto& room : rooms)  // stored once each
+            EXPECT_EQ(store->stream(room).head, 30u);
+        // Every shard fanned out the others' appends: nobody missed one.
+        for (auto& e : d.engines)
+            EXPECT_EQ(e->metrics().gap_fills, 0u);
+    }
 }

@@ -78,7 +78,8 @@ struct ServerConfig {
     duration idle_timeout{0};            ///< 0: 2 x heartbeat + 5 s
     duration handshake_timeout{10'000};  ///< open -> IDENTIFY/RESUME
     duration session_ttl{300'000};       ///< kept this long after the last connection ended
-    std::size_t sessions_max = 100'000;  ///< sessions kept at most (IDENTIFY beyond: 1013)
+    std::size_t sessions_max =
+        100'000;  ///< sessions this engine keeps at most (IDENTIFY beyond: 1013)
     std::size_t rooms_per_connection_max =
         100;  ///< rooms one connection may join (JOIN_ERROR too_many_rooms beyond)
     /// Room names: 1..room_name_bytes_max bytes of UTF-8 without control
@@ -98,6 +99,16 @@ struct ServerConfig {
     std::size_t appends_in_flight_max = 100'000;  ///< (NACK unavailable beyond)
     /// Start-up pages: sessions and history events per store read.
     std::size_t startup_page = 1024;
+    /// Sharding (docs/DESIGN.md, "Shards"): this engine is shard
+    /// `shard_index` of `shard_count` (1..kShardsMax) sharing one store. It
+    /// owns the sessions whose id hashes to it (session_shard), hands out only
+    /// such ids, tags its store request ids with its index (request_shard),
+    /// and sends an unauthenticated connection's RESUME of another shard's
+    /// session to that shard (owner_shard, release, adopt).
+    std::size_t shard_index = 0;
+    std::size_t shard_count = 1;  ///< shards of one gateway
+    /// Shards at most (the index lives in the top byte of request ids).
+    static constexpr std::size_t kShardsMax = 256;
     proto::Limits limits;  ///< frame, nesting and field limits of the codec
 
     /// Verifies an access token. Required.
@@ -154,6 +165,22 @@ struct ServerMetrics {
     std::map<std::uint16_t, std::uint64_t> closes_by_code;  ///< closes the server initiated
 };
 
+/// The shard (0..shards-1) that owns a session: a stable hash (64-bit
+/// FNV-1a) of its id, so that any shard, and a restarted gateway with the
+/// same shard count, finds it without asking the others.
+[[nodiscard]] std::size_t session_shard(std::string_view session_id, std::size_t shards) noexcept;
+/// The shard whose engine made store request `request_id` (its top byte).
+[[nodiscard]] constexpr std::size_t request_shard(std::uint64_t request_id) noexcept {
+    return static_cast<std::size_t>(request_id >> 56);
+}
+
+/// What a connection that moves to another shard before it authenticated
+/// takes along (ServerEngine::release, ServerEngine::adopt).
+struct ConnHandoff {
+    std::int64_t opened_ms = 0;     ///< when it opened (its handshake deadline counts from it)
+    std::int64_t last_seen_ms = 0;  ///< its last frame
+};
+
 /// A page of a room's durable history (the admin API).
 struct HistoryPage {
     StreamInfo info;                  ///< the stream (head clipped to what the engine fanned out)
@@ -195,10 +222,24 @@ class ServerEngine {
     void handle_timeout(std::int64_t now_ms);
     /// A request of poll_store() completed.
     void handle_store(std::int64_t now_ms, StoreResult result);
-    /// Another node appended to a room (Store::on_remote_append). Live
-    /// subscribers get it; if appends were missed in between, they catch up
-    /// from the store instead (never a gap).
+    /// Another node or shard appended to a room (Store::on_remote_append,
+    /// Store::set_commit_observer). Live subscribers get it; if appends were
+    /// missed in between, they catch up from the store instead (never a gap).
+    /// An append already fanned out (this engine's own) is ignored.
     void handle_remote_append(std::int64_t now_ms, const RemoteAppend& a);
+
+    // ---- shards ----
+    /// The shard that must handle `frame` instead of this one: an
+    /// unauthenticated connection's RESUME of a session another shard owns.
+    /// The driver then release()s the connection here and adopt()s it there,
+    /// and hands the frame (and everything after it) to that shard.
+    [[nodiscard]] std::optional<std::size_t> owner_shard(std::uint64_t conn,
+                                                         const proto::DecodeResult& frame) const;
+    /// Forgets an unauthenticated connection without closing it (it moves to
+    /// another shard). Nothing if it is unknown or authenticated.
+    [[nodiscard]] std::optional<ConnHandoff> release(std::uint64_t conn);
+    /// Takes over a connection another shard released (HELLO was sent there).
+    void adopt(std::int64_t now_ms, std::uint64_t conn, const ConnHandoff& h);
 
     // ---- outputs ----
     /// The next frame or close for the network layer.
@@ -394,7 +435,11 @@ class ServerEngine {
     /// The room's stream advanced to `position` (an append of ours or of
     /// another node): live subscribers get it in order, or catch up from the
     /// store when offsets were missed.
-    void advance(std::string_view room, proto::StreamPosition position, const std::string& data);
+    void advance(std::string_view room, proto::StreamPosition position, const std::string& data,
+                 EncodedOnce* shared = nullptr);
+    /// A newer view of a known room's stream (read for a join that was
+    /// ahead): live subscribers catch up from the store.
+    void catch_up(std::string_view room, RoomState& rs, const StreamInfo& info);
     void drop_room_if_unused(std::string_view room);
     void detach(std::int64_t now, std::uint64_t conn, Conn& c);
     void persist(const SessionEntry& s);
@@ -402,7 +447,8 @@ class ServerEngine {
     void maybe_finish_drain(std::int64_t now);
 
     // results
-    void on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r);
+    void on_appended(std::int64_t now, AppendRequest& req, const StoreResult& r,
+                     EncodedOnce* shared = nullptr);
     void on_room_loaded(std::int64_t now, const LoadRoom& req, const StoreResult& r);
     void on_replay_read(const ReplayRead& req, StoreResult& r);
     void on_startup(std::int64_t now, StoreResult& r);
@@ -421,7 +467,7 @@ class ServerEngine {
     std::map<std::string, RoomState, std::less<>> rooms_;
     std::map<std::uint64_t, Request> requests_;
     std::size_t appends_in_flight_ = 0;
-    std::uint64_t next_request_ = 1;
+    std::uint64_t next_request_ = 1;  ///< the top byte is the shard index
     std::deque<ServerTransmit> transmits_;
     std::deque<StoreRequest> store_out_;
     std::int64_t next_housekeeping_ms_ = 0;

@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -86,12 +87,34 @@ struct SessionRecord {
     std::int64_t expires_at_ms = 0;  ///< 0 while a connection holds the session
 };
 
+/// One EVENT frame shared by the shards that fan an append out: encoded by
+/// the first shard that has a live subscriber for it, then shared (thread-safe).
+class EncodedOnce {
+  public:
+    /// The frame, encoded by `encode()` on the first call.
+    template <class F>
+    const std::shared_ptr<const std::string>& get(F&& encode) {
+        std::call_once(once_, [&] { frame_ = std::make_shared<const std::string>(encode()); });
+        return frame_;
+    }
+
+  private:
+    std::once_flag once_;
+    std::shared_ptr<const std::string> frame_;
+};
+
 /// An append made through another gateway node on the same backing store
-/// (multi-node fan-out, e.g. Redis pub/sub). Delivered once durable.
+/// (multi-node fan-out, e.g. Redis pub/sub), or through another shard of this
+/// gateway (Store::set_commit_observer). Delivered once durable.
 struct RemoteAppend {
     std::string room;                ///< the room
-    proto::StreamPosition position;  ///< where the other node stored it
+    proto::StreamPosition position;  ///< where it was stored
     std::string data;                ///< its data (raw JSON)
+    /// Shared by the shards it goes to (EVENT encoded once); may be null.
+    std::shared_ptr<EncodedOnce> frame;
+    /// The request that appended it, when a shard of this gateway did (its
+    /// top byte names the shard, ServerEngine's request_shard); 0 otherwise.
+    std::uint64_t request = 0;
 };
 
 /// How much history a store keeps.
@@ -231,7 +254,24 @@ class Store {
         (void)on_append;
     }
 
+    /// Fan-out between the shards of one gateway: `observer` is called for
+    /// every append this store made durable and stored (not for duplicates),
+    /// with the request that made it,
+    /// in commit order, so a room's appends in offset order, from the thread
+    /// that committed it and possibly under the store's lock (it must not
+    /// call the store), *before* the append's own result reaches the sink.
+    /// Set before the first submit(); empty: none (one shard).
+    void set_commit_observer(std::function<void(RemoteAppend)> observer) {
+        observer_ = std::move(observer);
+    }
+
   protected:
+    /// A commit observer is set.
+    [[nodiscard]] bool observed() const noexcept { return static_cast<bool>(observer_); }
+    /// Reports one committed append to the observer.
+    void committed(RemoteAppend a) const {
+        if (observer_) observer_(std::move(a));
+    }
     /// Delivers one result to the sink.
     void complete(StoreResult r) {
         std::lock_guard lock{sink_mu_};
@@ -241,6 +281,7 @@ class Store {
   private:
     std::mutex sink_mu_;
     Sink sink_;
+    std::function<void(RemoteAppend)> observer_;
 };
 
 }  // namespace tether
