@@ -71,8 +71,9 @@ def rss_kib(pid):
 class Server:
     """One server process of the comparison."""
 
-    def __init__(self, kind, build, workdir, extra=None):
+    def __init__(self, kind, build, workdir, extra=None, prefix=None):
         self.kind = kind
+        self.prefix = prefix or []  # e.g. taskset -c 0
         self.build = build
         self.workdir = workdir
         self.extra = extra or []
@@ -81,6 +82,9 @@ class Server:
         self.data = None
 
     def argv(self):
+        return self.prefix + self.command()
+
+    def command(self):
         if self.kind == "tether":
             return [os.path.join(self.build, "tools", "tether"), "serve",
                     "--listen", f"127.0.0.1:{self.port}", "--allow-anonymous",
@@ -138,9 +142,9 @@ NAMES = {"tether": "tether", "raw": "raw Beast (floor)", "ws": "Node ws 8.18",
          "sio": "Socket.IO 4.8"}
 
 
-def loadgen(args, cfg, stdin=None, timeout=600):
-    argv = [os.path.join(cfg.build, "bench", "tether-loadgen")] + [str(a) for a in args]
-    COMMANDS.append(" ".join(argv[1:]))
+def loadgen(args, cfg, stdin=None, timeout=600, prefix=()):
+    argv = list(prefix) + [os.path.join(cfg.build, "bench", "tether-loadgen")] + [str(a) for a in args]
+    COMMANDS.append(" ".join(list(prefix) + argv[len(prefix) + 1:]))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen {' '.join(argv[1:])} failed: {out.stderr.strip()}")
@@ -345,6 +349,37 @@ def bench_durable(cfg, work):
     return rows
 
 
+def bench_scaling(cfg, work):
+    """tether's engine shards and threads: --threads 1 (one shard) against
+    --threads T (T shards, the default) for echo (PUBLISH -> ACK) and fan-out
+    (N = 100), the server and the load generator pinned to the same cores
+    with taskset, so the load generator's core time comes out of the server's."""
+    cores = os.cpu_count() or 1
+    cpus = f"0-{cores - 1}"
+    pin = ["taskset", "-c", cpus] if shutil.which("taskset") else []
+    rows = []
+    for threads in sorted({1, cores}):
+        extra = ["--memory", "--threads", str(threads)]
+        with Server("tether", cfg.build, work, extra, prefix=pin) as s:
+            echo = [loadgen(["echo", "--url", s.url("echo"), "--connections", cfg.echo_m,
+                             "--duration", cfg.duration, "--warmup", cfg.warmup], cfg, prefix=pin)
+                    for _ in range(cfg.reps)]
+        with Server("tether", cfg.build, work, extra, prefix=pin) as s:
+            fan = [loadgen(["fanout", "--url", s.url("fanout"), "--subscribers", cfg.fanout_n[0],
+                            "--duration", cfg.duration, "--warmup", cfg.warmup,
+                            "--window", cfg.window], cfg, prefix=pin)
+                   for _ in range(cfg.reps)]
+        row = {"threads": threads, "shards": threads, "cpus": cpus if pin else "unpinned",
+               "round_trips_per_s": median_of(echo, "round_trips_per_s"),
+               "echo_runs": [r["round_trips_per_s"] for r in echo],
+               "deliveries_per_s": median_of(fan, "deliveries_per_s"),
+               "fanout_runs": [r["deliveries_per_s"] for r in fan],
+               "subscribers": cfg.fanout_n[0]}
+        log("scaling", row)
+        rows.append(row)
+    return rows
+
+
 def bench_client(cfg, work):
     with Server("tether", cfg.build, work, ["--memory"]) as s:
         r = loadgen(["client", "--url", s.url("client"), "--idle", cfg.client_idle, "--runs",
@@ -444,6 +479,25 @@ set ylabel 'attempts/s (50 ms buckets)'
 set grid
 plot {", ".join(lines)}
 """, plot_dir)
+    if len(res.get("scaling", [])) >= 2:
+        base = res["scaling"][0]
+        with open(os.path.join(plot_dir, "scaling.dat"), "w") as f:
+            for r in res["scaling"]:
+                f.write(f'"--threads {r["threads"]}" '
+                        f'{ratio(r["round_trips_per_s"], base["round_trips_per_s"]):.3f} '
+                        f'{ratio(r["deliveries_per_s"], base["deliveries_per_s"]):.3f}\n')
+        gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
+set output 'scaling.png'
+set title 'Thread scaling on {os.cpu_count()} cores (server and load generator share them): relative to --threads 1'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+set yrange [0:*]
+set key top left
+plot 'scaling.dat' using 2:xtic(1) title 'PUBLISH -> ACK round trips', '' using 3 title 'fan-out deliveries (N = {res["scaling"][0]["subscribers"]})', 1.4 with lines lw 2 dt 2 title 'target: 1.4x'
+""", plot_dir)
+        os.remove(os.path.join(plot_dir, "scaling.dat"))
     for name in ("fanout.dat", "idle.dat") + tuple(f"storm_{r['jitter']}.dat" for r in res["storm"]):
         os.remove(os.path.join(plot_dir, name))
 
@@ -476,6 +530,15 @@ def targets(res):
     peak = {r["jitter"]: r["peak_attempts_per_s"] for r in res["storm"]}
     out.append(("storm: peak rate of attempts at the server lower with jitter than without",
                 peak["none"] / max(1.0, peak["default"]), 1.0, "× (none / default)"))
+    echo = {r["server"]: r["round_trips_per_s"] for r in res["echo"]}
+    out.append(("publish → ack ≥ 1.0× Node ws echo (default threads)",
+                ratio(echo["tether"], echo["ws"]), 1.0, "×"))
+    if len(res.get("scaling", [])) >= 2:
+        one, many = res["scaling"][0], res["scaling"][-1]
+        out.append((f"--threads {many['threads']} ≥ 1.4× --threads 1: round trips",
+                    ratio(many["round_trips_per_s"], one["round_trips_per_s"]), 1.4, "×"))
+        out.append((f"--threads {many['threads']} ≥ 1.4× --threads 1: fan-out deliveries",
+                    ratio(many["deliveries_per_s"], one["deliveries_per_s"]), 1.4, "×"))
     mem = next(r for r in res["resume"] if r["label"] == "memory")
     out.append(("resume of 1,000 missed events < 20 ms median (memory store)",
                 mem["connect_to_last_median_ms"], 20.0, "ms (max)"))
@@ -657,6 +720,28 @@ def report(res, out_path, plot_rel):
     w(f"| `set_online(true)` → connected, median of {c['runs']} | {c['online_to_connected_median_ms']:.2f} ms "
       f"(p90 {c['online_to_connected_p90_ms']:.2f} ms) |")
     w("")
+    if res.get("scaling"):
+        w("## 8. Thread scaling")
+        w("")
+        sc = res["scaling"]
+        w(f"tether alone (`--memory`), `--threads 1` (one engine shard) against `--threads "
+          f"{sc[-1]['threads']}` (the default: one thread and one shard per core). The server and "
+          f"the load generator are both pinned to CPUs {sc[0]['cpus']} with `taskset`, so every "
+          "cycle the load generator spends is one the server does not get. Echo: "
+          f"{cfg['echo_m']} connections × 1 PUBLISH in flight; fan-out: one publisher, "
+          f"{sc[0]['subscribers']} subscribers, window {cfg['window']}.")
+        w("")
+        if len(sc) >= 2:
+            w(f"![thread scaling]({plot_rel}/scaling.png)")
+            w("")
+        w("| threads (= shards) | round trips/s | ÷ 1 thread | fan-out deliveries/s | ÷ 1 thread |")
+        w("|---|---|---|---|---|")
+        for r in sc:
+            w(f"| {r['threads']} | {fmt(r['round_trips_per_s'])} | "
+              f"{ratio(r['round_trips_per_s'], sc[0]['round_trips_per_s']):.2f}× | "
+              f"{fmt(r['deliveries_per_s'])} | "
+              f"{ratio(r['deliveries_per_s'], sc[0]['deliveries_per_s']):.2f}× |")
+        w("")
     if res.get("notes"):
         w("## Reading the figures")
         w("")
@@ -731,7 +816,7 @@ def main():
     only = set(filter(None, cfg.only.split(",")))
     steps = [("fanout", bench_fanout), ("echo", bench_echo), ("idle", bench_idle),
              ("storm", bench_storm), ("resume", bench_resume), ("durable", bench_durable),
-             ("client", bench_client)]
+             ("scaling", bench_scaling), ("client", bench_client)]
     try:
         for name, fn in steps:
             if only and name not in only:

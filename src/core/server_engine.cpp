@@ -294,7 +294,9 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
     std::int64_t retry = 0;
     if (!c.bucket.take(publish_limit_, now, retry))
         return refuse(proto::codes::rate_limited, "too many requests", false);
-    auto& rs = rooms_[m.room];
+    auto [room_it, inserted] = rooms_.try_emplace(m.room);
+    if (inserted && config_.on_room_interest) config_.on_room_interest(m.room, true);
+    auto& rs = room_it->second;
     // A position this engine has not seen yet (a newer offset or epoch) was
     // seen through another shard or node, whose appends reach this one a
     // little later: the store decides, never this engine's older view
@@ -359,7 +361,10 @@ void ServerEngine::drop_room_if_unused(std::string_view room) {
     auto it = rooms_.find(room);
     if (it == rooms_.end()) return;
     const auto& rs = it->second;
-    if (rs.subscribers.empty() && rs.waiting.empty() && rs.loading == 0) rooms_.erase(it);
+    if (rs.subscribers.empty() && rs.waiting.empty() && rs.loading == 0) {
+        if (config_.on_room_interest) config_.on_room_interest(it->first, false);
+        rooms_.erase(it);
+    }
 }
 
 void ServerEngine::on_publish(std::int64_t now, std::uint64_t conn, Conn& c,

@@ -12,6 +12,13 @@ namespace asio = boost::asio;
 
 namespace {
 
+std::vector<std::unique_ptr<asio::io_context>> make_loops(unsigned threads) {
+    std::vector<std::unique_ptr<asio::io_context>> v;
+    for (unsigned i = 0; i < std::max(1u, threads); ++i)
+        v.push_back(std::make_unique<asio::io_context>(1));
+    return v;
+}
+
 ServerConfig shard_config(ServerConfig cfg, std::size_t index, std::size_t count) {
     cfg.shard_index = index;
     cfg.shard_count = count;
@@ -59,7 +66,7 @@ EngineStats& EngineStats::operator+=(const EngineStats& o) {
 Shard::Shard(Bridge& b, std::size_t i, ServerConfig cfg)
     : bridge(b),
       index(i),
-      strand(asio::make_strand(b.ioc)),
+      strand(asio::make_strand(*b.contexts[i % b.contexts.size()])),
       engine(shard_config(std::move(cfg), i, b.opt.shards), wall_ms()),
       timer_(strand) {}
 
@@ -158,13 +165,33 @@ Bridge::Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spd
       limits(cfg.limits),
       message_bytes_max(cfg.message_bytes_max),
       room_bytes_max(cfg.room_name_bytes_max),
-      ioc(static_cast<int>(std::max(1u, opt.concurrency_hint))),
-      control(asio::make_strand(ioc)),
+      contexts(make_loops(opt.concurrency_hint)),
+      control(asio::make_strand(*contexts.front())),
+      interest(std::clamp<std::size_t>(opt.shards, 1, ServerConfig::kShardsMax)),
       admin_bucket(RateLimit{opt.admin_rate, opt.admin_burst}, wall_ms()),
       drain_timer_(control) {
+    for (auto& c : contexts)
+        busy.push_back(asio::make_work_guard(*c));  // a loop waits for work until the drain ends
     opt.shards = std::clamp<std::size_t>(opt.shards, 1, ServerConfig::kShardsMax);
-    for (std::size_t i = 0; i < opt.shards; ++i)
-        shards.push_back(std::make_unique<Shard>(*this, i, cfg));
+    for (std::size_t i = 0; i < opt.shards; ++i) {
+        ServerConfig c = cfg;
+        if (opt.shards > 1)
+            c.on_room_interest = [this, i](std::string_view room, bool tracked) {
+                interest.track(i, room, tracked);
+            };
+        shards.push_back(std::make_unique<Shard>(*this, i, std::move(c)));
+    }
+}
+
+Shard& Bridge::shard_for_connection(std::uint64_t id, const asio::execution_context& loop) {
+    const std::size_t n = contexts.size();
+    std::size_t i = 0;
+    while (i < n && contexts[i].get() != &loop)
+        ++i;
+    if (i == n || shards.size() < n) return *shards[id % shards.size()];
+    // Shards i, i + n, i + 2n, ... live on loop i.
+    const std::size_t here = (shards.size() - i + n - 1) / n;
+    return *shards[i + n * (id % here)];
 }
 
 void Bridge::shard_ready(Shard&) {
@@ -207,7 +234,9 @@ void Bridge::finish_drain() {
     if (drained) return;
     drained = true;
     log->info("drained");
-    ioc.stop();
+    busy.clear();
+    for (auto& c : contexts)
+        c->stop();
 }
 
 bool Bridge::take_admin_token() {

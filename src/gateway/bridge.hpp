@@ -13,6 +13,7 @@
 #include <tether/core/store.hpp>
 #include <tether/core/token_bucket.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -59,6 +60,34 @@ struct EngineStats {
 };
 
 struct Bridge;
+
+/// Which rooms each shard tracks, as counters per hash bucket: the store's
+/// commit reports go only to shards that may have a subscriber (a shared
+/// bucket only costs a report that finds no room). Any thread.
+class RoomInterest {
+  public:
+    static constexpr std::size_t kBuckets = 4096;
+    explicit RoomInterest(std::size_t shards) : counts_(shards * kBuckets) {
+        for (auto& c : counts_)
+            c.store(0, std::memory_order_relaxed);
+    }
+    void track(std::size_t shard, std::string_view room, bool tracked) noexcept {
+        auto& c = counts_[shard * kBuckets + bucket(room)];
+        if (tracked)
+            c.fetch_add(1);
+        else
+            c.fetch_sub(1);
+    }
+    [[nodiscard]] bool tracked(std::size_t shard, std::size_t bucket) const noexcept {
+        return counts_[shard * kBuckets + bucket].load() != 0;
+    }
+    [[nodiscard]] static std::size_t bucket(std::string_view room) noexcept {
+        return std::hash<std::string_view>{}(room) % kBuckets;
+    }
+
+  private:
+    std::vector<std::atomic<std::uint32_t>> counts_;
+};
 
 /// One engine shard on its own strand.
 class Shard {
@@ -120,11 +149,19 @@ struct Bridge {
     std::atomic<std::size_t> shards_ready{0};
     GatewayCounters counters;
 
-    // Declared before the io_context: handlers it destroys (sessions) use them.
+    // Declared before the io_contexts: handlers they destroy (sessions) use them.
     std::optional<boost::asio::ssl::context> tls;  ///< set before serving, then read-only
-    boost::asio::io_context ioc;
-    /// Admin rate limit, drain, readiness.
+    /// One event loop per thread (GatewayOptions::concurrency_hint): shard k
+    /// and the connections that open on it share loop k % N, so a
+    /// connection's frames reach its shard, and its transmits come back,
+    /// without waking another thread (docs/DESIGN.md, "Shards").
+    std::vector<std::unique_ptr<boost::asio::io_context>> contexts;
+    std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> busy;
+    std::atomic<std::size_t> next_context{0};  ///< accepted sockets, round robin
+    std::atomic<std::size_t> next_runner{0};   ///< Gateway::run() calls so far
+    /// Admin rate limit, drain, readiness (loop 0).
     boost::asio::strand<boost::asio::io_context::executor_type> control;
+    RoomInterest interest;                       ///< before the shards: their engines report to it
     std::vector<std::unique_ptr<Shard>> shards;  ///< fixed after construction
 
     // Control strand only.
@@ -133,8 +170,13 @@ struct Bridge {
     std::function<void()> on_drain_started;  ///< closes the listener (its own strand)
     std::function<void()> on_ready;          ///< every shard finished start-up: accept
 
-    /// The shard a new connection opens on (it moves to its session's shard on RESUME).
-    Shard& shard_for_connection(std::uint64_t id) { return *shards[id % shards.size()]; }
+    /// The loop an accepted socket runs on (round robin).
+    boost::asio::io_context& next_loop() {
+        return *contexts[next_context.fetch_add(1) % contexts.size()];
+    }
+    /// The shard a new connection opens on: one on the connection's own
+    /// loop when there is one (it moves to its session's shard on RESUME).
+    Shard& shard_for_connection(std::uint64_t id, const boost::asio::execution_context& loop);
     /// The shard that owns a session.
     Shard& shard_for_session(std::string_view id) {
         return *shards[session_shard(id, shards.size())];

@@ -20,16 +20,22 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
         const auto shard = request_shard(r.id);
         if (shard < g.shards.size()) g.shards[shard]->store_done(std::move(r));
     });
-    auto to_every_shard = [&g](RemoteAppend a) {
-        if (!a.frame) a.frame = std::make_shared<EncodedOnce>();  // encoded once for all shards
-        auto shared = std::make_shared<const RemoteAppend>(std::move(a));
-        for (auto& sh : g.shards)
+    // Every shard that tracks the room hears of an append, in commit order.
+    auto to_shards = [&g](RemoteAppend a) {
+        const auto bucket = RoomInterest::bucket(a.room);
+        std::shared_ptr<const RemoteAppend> shared;
+        for (auto& sh : g.shards) {
+            if (g.shards.size() > 1 && !g.interest.tracked(sh->index, bucket)) continue;
+            if (!shared) {
+                if (!a.frame) a.frame = std::make_shared<EncodedOnce>();  // encoded once for all
+                shared = std::make_shared<const RemoteAppend>(std::move(a));
+            }
             sh->remote_append(shared);
+        }
     };
-    // With several shards, each hears of the others' appends in commit order.
-    if (g.shards.size() > 1) store.set_commit_observer(to_every_shard);
+    if (g.shards.size() > 1) store.set_commit_observer(to_shards);
     // Appends made by other gateway nodes on a shared store (Redis, next).
-    store.on_remote_append(to_every_shard);
+    store.on_remote_append(to_shards);
 }
 
 Gateway::~Gateway() {
@@ -47,7 +53,7 @@ void Gateway::drain() {
 }
 
 boost::asio::any_io_executor Gateway::executor() {
-    return bridge_->ioc.get_executor();
+    return bridge_->contexts.front()->get_executor();
 }
 
 void Gateway::run() {
@@ -56,7 +62,9 @@ void Gateway::run() {
         for (auto& sh : bridge_->shards)
             sh->post([s = sh.get()] { s->flush(); });
     });
-    bridge_->ioc.run();
+    // Each call runs the next loop (calls beyond the loops share them).
+    auto& b = *bridge_;
+    b.contexts[b.next_runner.fetch_add(1) % b.contexts.size()]->run();
 }
 
 }  // namespace tether::gateway

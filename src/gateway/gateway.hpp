@@ -39,7 +39,7 @@ namespace tether::gateway {
 struct GatewayOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
-    /// The number of threads that will call run() (Asio's concurrency hint).
+    /// The number of threads that will call run(): one event loop each.
     unsigned concurrency_hint = 2;
     /// Engine shards, each on its own strand (1..256; docs/DESIGN.md, "Shards").
     std::size_t shards = 1;
@@ -72,7 +72,9 @@ class Gateway {
     /// The bound port (after construction).
     std::uint16_t port() const noexcept;
     /// Serves on the calling thread until the gateway stopped (a drain
-    /// finished). Call it from every thread that should serve, at once.
+    /// finished). Call it from `concurrency_hint` threads at once: each
+    /// call runs one of the gateway's event loops, and a loop nobody runs
+    /// would never serve its connections.
     void run();
     /// Starts a drain, from any thread (what SIGTERM does in `tether serve`).
     void drain();

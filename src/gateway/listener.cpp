@@ -35,7 +35,8 @@ void load_tls(Bridge& g) {
         throw std::runtime_error("cannot load TLS key " + *opt.tls_key_file + ": " + ec.message());
 }
 
-Listener::Listener(Bridge& bridge) : bridge_(bridge), acceptor_(asio::make_strand(bridge.ioc)) {
+Listener::Listener(Bridge& bridge)
+    : bridge_(bridge), acceptor_(asio::make_strand(*bridge.contexts.front())) {
     asio_support::listen(acceptor_, bridge.opt.host, bridge.opt.port, "gateway");
 }
 
@@ -55,8 +56,9 @@ void Listener::close() {
 }
 
 void Listener::accept() {
-    acceptor_.async_accept(asio::make_strand(bridge_.ioc), [this](beast::error_code ec,
-                                                                  tcp::socket socket) {
+    // Each accepted socket goes to the next event loop.
+    acceptor_.async_accept(asio::make_strand(bridge_.next_loop()), [this](beast::error_code ec,
+                                                                          tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (!ec) {
             // Small frames go out at once: with Nagle on, a frame written while

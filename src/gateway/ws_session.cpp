@@ -33,6 +33,8 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     static constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
     static constexpr std::size_t kReadChunk = 64u << 10;
     static constexpr std::size_t kTlsReadBytes = 16u << 10;
+    // Above this many queued frames a write copies them into one buffer.
+    static constexpr std::size_t kGatherFramesMax = 16;
     // A close waits at most kCloseFlushTimeout for the frames queued before it
     // to reach the socket (a slow reader), then kCloseTimeout for the peer's
     // close frame; then the socket is closed regardless.
@@ -166,7 +168,8 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         id_ = gw_.next_conn.fetch_add(1);
         // Every connection opens on a shard by its id; a RESUME moves it to
         // its session's shard (run_batch).
-        Shard* sh = &gw_.shard_for_connection(id_);
+        Shard* sh = &gw_.shard_for_connection(
+            id_, asio::query(stream_.get_executor(), asio::execution::context));
         shard_.store(sh);
         sh->post([self = this->shared_from_this(), sh, id = id_] {
             if (sh->bridge.draining.load()) {
@@ -346,6 +349,7 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         if (out_writing_.empty()) {
             std::vector<Out>{}.swap(out_writing_);
             std::vector<Header>{}.swap(headers_);
+            std::string{}.swap(gather_);
             std::vector<asio::const_buffer>{}.swap(bufs_);
             if (id_ != 0 && !closing_) {
                 Shard* sh = shard_.load();
@@ -358,11 +362,31 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         }
         headers_.resize(out_writing_.size());
         bufs_.clear();
-        for (std::size_t i = 0; i < out_writing_.size(); ++i) {
-            const auto& o = out_writing_[i];
-            const auto n = ws::write_header(headers_[i].bytes, o.op, o.payload->size());
-            bufs_.emplace_back(headers_[i].bytes, n);
-            bufs_.emplace_back(o.payload->data(), o.payload->size());
+        if (out_writing_.size() > kGatherFramesMax) {
+            // Many frames: one contiguous buffer. A writev takes at most 64
+            // buffers (32 frames), and each further one costs a trip through
+            // the event loop; a busy connection (a publisher that gets an ACK
+            // and an EVENT per message) then fell behind and was closed as a
+            // slow consumer (--threads 1, docs/BENCHMARKS.md).
+            std::size_t total = 0;
+            for (const auto& o : out_writing_)
+                total += o.payload->size() + sizeof(Header::bytes);
+            gather_.clear();
+            gather_.reserve(total);
+            for (const auto& o : out_writing_) {
+                unsigned char h[sizeof(Header::bytes)];
+                const auto n = ws::write_header(h, o.op, o.payload->size());
+                gather_.append(reinterpret_cast<const char*>(h), n);
+                gather_.append(*o.payload);
+            }
+            bufs_.emplace_back(gather_.data(), gather_.size());
+        } else {
+            for (std::size_t i = 0; i < out_writing_.size(); ++i) {
+                const auto& o = out_writing_[i];
+                const auto n = ws::write_header(headers_[i].bytes, o.op, o.payload->size());
+                bufs_.emplace_back(headers_[i].bytes, n);
+                bufs_.emplace_back(o.payload->data(), o.payload->size());
+            }
         }
         asio::async_write(stream_, bufs_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
@@ -465,6 +489,7 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
     bool out_closed_ = false;       // guarded: a close frame is queued, nothing after it
     std::vector<Out> out_writing_;
     std::vector<Header> headers_;
+    std::string gather_;  // many frames copied into one buffer (kGatherFramesMax)
     std::vector<asio::const_buffer> bufs_;
     std::unique_ptr<asio::steady_timer> close_timer_;  // only while closing
     bool closing_ = false;                             // no more inbound messages go to the engine

@@ -18,7 +18,7 @@ void MemoryStore::bound(Stream& s) {
 
 std::optional<proto::StreamPosition> MemoryStore::find_duplicate(const store_op::Append& a) const {
     if (a.publish_id.empty()) return std::nullopt;
-    auto it = publishes_.find(PublishKey{a.publisher, a.publish_id});
+    auto it = publishes_.find(PublishKeyView{a.publisher, a.publish_id});
     if (it == publishes_.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
     return it->second.position;
 }
@@ -42,7 +42,8 @@ void MemoryStore::log_publish(const std::string& user, const std::string& id,
     mine.push_back(id);
     publish_order_.emplace_back(at_ms, PublishKey{user, id});
     if (mine.size() > limits_.dedupe_per_user_max) {
-        publishes_.erase(PublishKey{user, mine.front()});
+        if (auto old = publishes_.find(PublishKeyView{user, mine.front()}); old != publishes_.end())
+            publishes_.erase(old);
         mine.pop_front();
     }
     // The order holds every live record (and some already forgotten by the

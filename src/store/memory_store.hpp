@@ -11,6 +11,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string_view>
+#include <unordered_map>
 
 namespace tether::store {
 
@@ -103,8 +105,38 @@ class MemoryStore : public Store {
         std::int64_t at_ms = 0;
     };
     using PublishKey = std::pair<std::string, std::string>;
-    std::map<PublishKey, PublishEntry> publishes_;
-    std::map<std::string, std::deque<std::string>, std::less<>> publishes_by_user_;
+    using PublishKeyView = std::pair<std::string_view, std::string_view>;
+    /// Hash tables, looked up without copying the key: with a million
+    /// records a tree of (user, id) strings was most of an append's time
+    /// (memcmp of long common prefixes; perf, docs/BENCHMARKS.md).
+    struct KeyHash {
+        using is_transparent = void;
+        std::size_t operator()(PublishKeyView k) const noexcept {
+            const std::size_t a = std::hash<std::string_view>{}(k.first);
+            return a ^ (std::hash<std::string_view>{}(k.second) + 0x9e3779b97f4a7c15ULL + (a << 6) +
+                        (a >> 2));
+        }
+        std::size_t operator()(const PublishKey& k) const noexcept {
+            return (*this)(PublishKeyView{k.first, k.second});
+        }
+    };
+    struct KeyEq {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const noexcept {
+            return std::string_view{a.first} == std::string_view{b.first} &&
+                   std::string_view{a.second} == std::string_view{b.second};
+        }
+    };
+    struct UserHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    std::unordered_map<PublishKey, PublishEntry, KeyHash, KeyEq> publishes_;
+    std::unordered_map<std::string, std::deque<std::string>, UserHash, std::equal_to<>>
+        publishes_by_user_;
     std::deque<std::pair<std::int64_t, PublishKey>> publish_order_;
 };
 

@@ -118,6 +118,12 @@ struct ServerConfig {
     std::function<bool(std::string_view user, std::string_view room, bool publish)> authorize;
     /// Fills the span with cryptographically secure random bytes. Required.
     std::function<void(std::span<std::uint8_t>)> random_bytes;
+    /// Optional: the engine started (true) or stopped (false) tracking a
+    /// room (a subscriber, or a join waiting for its stream). The gateway
+    /// sends a shard other shards' appends only for rooms it tracks; the
+    /// engine reads a room's stream after announcing it, so an append it is
+    /// not told of is in what it reads (docs/DESIGN.md, "Shards").
+    std::function<void(std::string_view room, bool tracked)> on_room_interest;
 
     /// The first invalid field (error::invalid_config).
     [[nodiscard]] result<void, Error> validate() const;

@@ -48,12 +48,14 @@
 #include <tether/core/protocol.hpp>
 #include <tether/core/time.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -91,15 +93,21 @@ struct SessionRecord {
 /// the first shard that has a live subscriber for it, then shared (thread-safe).
 class EncodedOnce {
   public:
-    /// The frame, encoded by `encode()` on the first call.
+    /// The frame, encoded by `encode()` on the first call. (Not
+    /// std::call_once: glibc's makes a futex system call every time.)
     template <class F>
     const std::shared_ptr<const std::string>& get(F&& encode) {
-        std::call_once(once_, [&] { frame_ = std::make_shared<const std::string>(encode()); });
+        if (!ready_.load(std::memory_order_acquire)) {
+            std::lock_guard lock{mu_};
+            if (!frame_) frame_ = std::make_shared<const std::string>(encode());
+            ready_.store(true, std::memory_order_release);
+        }
         return frame_;
     }
 
   private:
-    std::once_flag once_;
+    std::atomic<bool> ready_{false};
+    std::mutex mu_;
     std::shared_ptr<const std::string> frame_;
 };
 
@@ -236,7 +244,7 @@ class Store {
     /// Where results go. Set before the first submit(); an empty sink
     /// discards results (a driver that is going away).
     void set_sink(Sink sink) {
-        std::lock_guard lock{sink_mu_};
+        std::unique_lock lock{sink_mu_};
         sink_ = std::move(sink);
     }
     /// Starts a request; its result reaches the sink exactly once, maybe
@@ -274,12 +282,12 @@ class Store {
     }
     /// Delivers one result to the sink.
     void complete(StoreResult r) {
-        std::lock_guard lock{sink_mu_};
+        std::shared_lock lock{sink_mu_};  // shards complete at once; only set_sink excludes them
         if (sink_) sink_(std::move(r));
     }
 
   private:
-    std::mutex sink_mu_;
+    std::shared_mutex sink_mu_;
     Sink sink_;
     std::function<void(RemoteAppend)> observer_;
 };
