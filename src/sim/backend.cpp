@@ -5,6 +5,7 @@
 #include <tether/core/server_engine.hpp>
 
 #include <map>
+#include <set>
 #include <utility>
 
 namespace tether::sim {
@@ -31,6 +32,7 @@ class EngineBackend : public Backend {
         cfg_.replay_page_events = setup.page_events;
         cfg_.startup_page = 16;  // several pages even for small histories
         cfg_.shard_count = shards_;
+        tracked_.resize(shards_);
         cfg_.authenticate = [this](std::string_view token, std::int64_t) {
             // "tok-<client>-<generation>" is the user "user-<client>".
             if (reject_identify || token.rfind("tok-", 0) != 0)
@@ -65,6 +67,8 @@ class EngineBackend : public Backend {
                     RemoteAppend{std::move(a.room), a.position, std::move(a.data),
                                  std::make_shared<EncodedOnce>()});
                 for (std::size_t k = 0; k < shards_; ++k) {
+                    // As the gateway: only shards that track the room hear of it.
+                    if (tracked_[k].count(shared->room) == 0) continue;
                     auto& clock = remote_clock_[k];
                     clock = std::max(clock, delay(remote_delay_max_));
                     sched_.at(clock, [this, k, gen = generation_, shared] {
@@ -190,9 +194,17 @@ class EngineBackend : public Backend {
   private:
     void start(time_point now) {
         remote_clock_.assign(shards_, time_point{});
+        for (auto& t : tracked_)
+            t.clear();
         for (std::size_t k = 0; k < shards_; ++k) {
             ServerConfig c = cfg_;
             c.shard_index = k;
+            c.on_room_interest = [this, k](std::string_view room, bool tracked) {
+                if (tracked)
+                    tracked_[k].emplace(room);
+                else
+                    tracked_[k].erase(std::string{room});
+            };
             engines_.push_back(std::make_unique<ServerEngine>(std::move(c), wall(now)));
         }
         pump();
@@ -219,7 +231,8 @@ class EngineBackend : public Backend {
     Archive archive_;
     std::unique_ptr<DelayedStore> store_;
     std::vector<std::unique_ptr<ServerEngine>> engines_;
-    std::map<std::uint64_t, std::size_t> conn_shard_;  ///< open connections and their shard
+    std::map<std::uint64_t, std::size_t> conn_shard_;          ///< open connections and their shard
+    std::vector<std::set<std::string, std::less<>>> tracked_;  ///< per shard: the rooms it tracks
     std::vector<time_point> remote_clock_;  ///< per shard: when its last remote append arrives
     std::uint64_t generation_ = 0;          ///< bumped by a restart
 };
