@@ -427,6 +427,14 @@ def gnuplot(script, cwd):
     subprocess.run(["gnuplot"], input=script, text=True, check=True, cwd=cwd)
 
 
+def histogram(output, title, clustered=True):
+    """The gnuplot preamble of a bar chart (PNG, 900 x 420)."""
+    cluster = "set style histogram clustered gap 1\n" if clustered else ""
+    return (f"set terminal pngcairo size 900,420 noenhanced\nset output '{output}'\n"
+            f"set title '{title}'\nset style data histograms\n{cluster}"
+            "set style fill solid 0.8 border -1\n")
+
+
 def plots(res, plot_dir):
     os.makedirs(plot_dir, exist_ok=True)
     with open(os.path.join(plot_dir, "fanout.dat"), "w") as f:
@@ -437,13 +445,7 @@ def plots(res, plot_dir):
             f.write(f'"{NAMES[kind]}" ' + " ".join(f"{v:.0f}" for v in vals) + "\n")
     cols = " , ".join(f"'fanout.dat' using {i + 2}:xtic(1) title 'N = {n}'"
                       for i, n in enumerate(res["cfg"]["fanout_n"]))
-    gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
-set output 'fanout.png'
-set title 'Fan-out: deliveries per second at saturation (median)'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set xrange [-0.6:3.6]
+    gnuplot(histogram("fanout.png", "Fan-out: deliveries per second at saturation (median)") + f"""set xrange [-0.6:3.6]
 set key top right
 set grid ytics
 set yrange [0:*]
@@ -453,12 +455,8 @@ plot {cols}
     with open(os.path.join(plot_dir, "idle.dat"), "w") as f:
         for r in res["idle"]:
             f.write(f'"{NAMES[r["server"]]}" {r["bytes_per_connection"]:.0f}\n')
-    gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
-set output 'idle.png'
-set title 'Server memory per idle connection at {res["cfg"]["idle_n"]} connections (bytes, RSS growth)'
-set style data histograms
-set style fill solid 0.8 border -1
-set grid ytics
+    gnuplot(histogram("idle.png", f"Server memory per idle connection at {res['cfg']['idle_n']} "
+                      "connections (bytes, RSS growth)", clustered=False) + f"""set grid ytics
 set yrange [0:*]
 set key top left
 plot 'idle.dat' using 2:xtic(1) title 'bytes per connection', 2048 with lines lw 2 dt 2 title 'target: 2 KiB'
@@ -486,14 +484,11 @@ plot {", ".join(lines)}
                 f.write(f'"--threads {r["threads"]}" '
                         f'{ratio(r["round_trips_per_s"], base["round_trips_per_s"]):.3f} '
                         f'{ratio(r["deliveries_per_s"], base["deliveries_per_s"]):.3f}\n')
-        gnuplot(f"""set terminal pngcairo size 900,420 noenhanced
-set output 'scaling.png'
-set title 'Thread scaling on {os.cpu_count()} cores (server and load generator share them): relative to --threads 1'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set grid ytics
-set yrange [0:*]
+        top = max([1.6] + [1.1 * ratio(r[k], base[k]) for r in res["scaling"]
+                           for k in ("round_trips_per_s", "deliveries_per_s")])
+        gnuplot(histogram("scaling.png", f"Thread scaling on {os.cpu_count()} cores (server and "
+                          "load generator share them): relative to --threads 1") + f"""set grid ytics
+set yrange [0:{top:.2f}]
 set key top left
 plot 'scaling.dat' using 2:xtic(1) title 'PUBLISH -> ACK round trips', '' using 3 title 'fan-out deliveries (N = {res["scaling"][0]["subscribers"]})', 1.4 with lines lw 2 dt 2 title 'target: 1.4x'
 """, plot_dir)
