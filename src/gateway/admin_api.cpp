@@ -84,7 +84,7 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
             case Kind::metrics:
                 return g.gather<EngineStats>(
                     [](Shard& s) { return s.stats(); },
-                    [&g, respond](std::vector<EngineStats> parts) {
+                    [&g, respond](const std::vector<EngineStats>& parts) {
                         EngineStats sum;
                         for (const auto& p : parts)
                             sum += p;

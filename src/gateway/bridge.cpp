@@ -158,7 +158,8 @@ EngineStats Shard::stats() const {
 
 // ---- Bridge ------------------------------------------------------------------------------
 
-Bridge::Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spdlog::logger> l)
+Bridge::Bridge(GatewayOptions o, const ServerConfig& cfg, Store& s,
+               std::shared_ptr<spdlog::logger> l)
     : opt(std::move(o)),
       store(s),
       log(std::move(l)),

@@ -133,7 +133,7 @@ class Shard {
 };
 
 struct Bridge {
-    Bridge(GatewayOptions o, ServerConfig cfg, Store& s, std::shared_ptr<spdlog::logger> l);
+    Bridge(GatewayOptions o, const ServerConfig& cfg, Store& s, std::shared_ptr<spdlog::logger> l);
 
     // Any thread.
     GatewayOptions opt;

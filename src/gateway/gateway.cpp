@@ -4,12 +4,13 @@
 #include "gateway/listener.hpp"
 #include "gateway/system.hpp"
 
+#include <vector>
+
 namespace tether::gateway {
 
-Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
+Gateway::Gateway(GatewayOptions options, const ServerConfig& engine_config, Store& store,
                  std::shared_ptr<spdlog::logger> log)
-    : bridge_(std::make_unique<Bridge>(std::move(options), std::move(engine_config), store,
-                                       std::move(log))) {
+    : bridge_(std::make_unique<Bridge>(std::move(options), engine_config, store, std::move(log))) {
     Bridge& g = *bridge_;
     load_tls(g);
     listener_ = std::make_unique<Listener>(g);
@@ -23,15 +24,15 @@ Gateway::Gateway(GatewayOptions options, ServerConfig engine_config, Store& stor
     // Every shard that tracks the room hears of an append, in commit order.
     auto to_shards = [&g](RemoteAppend a) {
         const auto bucket = RoomInterest::bucket(a.room);
-        std::shared_ptr<const RemoteAppend> shared;
-        for (auto& sh : g.shards) {
-            if (g.shards.size() > 1 && !g.interest.tracked(sh->index, bucket)) continue;
-            if (!shared) {
-                if (!a.frame) a.frame = std::make_shared<EncodedOnce>();  // encoded once for all
-                shared = std::make_shared<const RemoteAppend>(std::move(a));
-            }
+        std::vector<Shard*> to;
+        for (auto& sh : g.shards)
+            if (g.shards.size() == 1 || g.interest.tracked(sh->index, bucket))
+                to.push_back(sh.get());
+        if (to.empty()) return;
+        if (!a.frame) a.frame = std::make_shared<EncodedOnce>();  // encoded once for all
+        const auto shared = std::make_shared<const RemoteAppend>(std::move(a));
+        for (auto* sh : to)
             sh->remote_append(shared);
-        }
     };
     if (g.shards.size() > 1) store.set_commit_observer(to_shards);
     // Appends made by other gateway nodes on a shared store (Redis, next).

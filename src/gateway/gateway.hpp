@@ -63,7 +63,7 @@ class Gateway {
   public:
     /// Binds the listener (throws std::runtime_error with a clear message when
     /// it cannot). `engine_config` needs authenticate/random_bytes set.
-    Gateway(GatewayOptions options, ServerConfig engine_config, Store& store,
+    Gateway(GatewayOptions options, const ServerConfig& engine_config, Store& store,
             std::shared_ptr<spdlog::logger> log);
     ~Gateway();
     Gateway(const Gateway&) = delete;

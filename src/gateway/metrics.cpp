@@ -27,7 +27,10 @@ std::string metrics_text(const EngineStats& engine, std::size_t shards,
     line("tether_connections", "gauge", "Open WebSocket connections.", engine.connections);
     line("tether_sessions", "gauge", "Sessions kept (connected or within their retention window).",
          engine.sessions);
-    line("tether_rooms", "gauge", "Rooms with at least one subscriber.", engine.rooms);
+    line("tether_rooms", "gauge",
+         "Rooms tracked (a subscriber or a waiting join), summed over the shards: a room with "
+         "subscribers on two shards counts twice.",
+         engine.rooms);
     line("tether_connections_opened_total", "counter", "WebSocket connections accepted.",
          m.connections_opened);
     line("tether_identifies_total", "counter", "IDENTIFY requests.", m.identifies);

@@ -20,10 +20,12 @@ std::int64_t wall(time_point t) {
 
 class EngineBackend : public Backend {
   public:
+    // One to three shards, drawn from the seed unless the setup fixes it.
     EngineBackend(Scheduler& sched, const EngineSetup& setup)
-        : sched_(sched), rng_(setup.seed), remote_delay_max_(setup.store.notify_max) {
-        // One to three shards, drawn from the seed unless the setup fixes it.
-        shards_ = setup.shards > 0 ? setup.shards : 1 + static_cast<std::size_t>(rng_.uniform(3));
+        : sched_(sched),
+          rng_(setup.seed),
+          remote_delay_max_(setup.store.notify_max),
+          shards_(setup.shards > 0 ? setup.shards : 1 + static_cast<std::size_t>(rng_.uniform(3))) {
         cfg_.server_name = "tether-sim";
         cfg_.heartbeat = setup.heartbeat;
         cfg_.session_ttl = setup.session_ttl;
