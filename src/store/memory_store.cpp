@@ -20,6 +20,10 @@ std::optional<proto::StreamPosition> MemoryStore::find_duplicate(const store_op:
     if (a.publish_id.empty()) return std::nullopt;
     auto it = publishes_.find(PublishKeyView{a.publisher, a.publish_id});
     if (it == publishes_.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
+    // A retry goes to the room of the original; an id reused in another room
+    // is a new publish (acknowledging it with the other room's offset named
+    // an offset that room does not hold: found by fuzz_server_engine).
+    if (it->second.room != room_tag(a.room)) return std::nullopt;
     return it->second.position;
 }
 
@@ -29,15 +33,20 @@ proto::StreamPosition MemoryStore::append_entry(const store_op::Append& a) {
     s.events.push_back(StoredEvent{s.head, a.at_ms, a.data, a.publisher, a.publish_id});
     bound(s);
     const proto::StreamPosition pos{s.epoch, s.head};
-    if (!a.publish_id.empty()) log_publish(a.publisher, a.publish_id, pos, a.at_ms);
+    if (!a.publish_id.empty()) log_publish(a.publisher, a.publish_id, a.room, pos, a.at_ms);
     return pos;
 }
 
-void MemoryStore::log_publish(const std::string& user, const std::string& id,
+std::uint64_t MemoryStore::room_tag(std::string_view room) noexcept {
+    return std::hash<std::string_view>{}(room);
+}
+
+void MemoryStore::log_publish(const std::string& user, const std::string& id, std::string_view room,
                               proto::StreamPosition position, std::int64_t at_ms) {
     // A record renewed (its id came back after its window) gets new places
     // in the orders; the old ones are skipped when they come up.
-    publishes_.insert_or_assign(PublishKey{user, id}, PublishEntry{position, at_ms});
+    publishes_.insert_or_assign(PublishKey{user, id},
+                                PublishEntry{position, at_ms, room_tag(room)});
     auto& mine = publishes_by_user_[user];
     mine.push_back(id);
     publish_order_.emplace_back(at_ms, PublishKey{user, id});

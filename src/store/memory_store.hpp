@@ -86,8 +86,10 @@ class MemoryStore : public Store {
     void bound(Stream& s);
 
     /// Adds a record to the publish log, within its bounds.
-    void log_publish(const std::string& user, const std::string& id, proto::StreamPosition position,
-                     std::int64_t at_ms);
+    /// What the publish log keeps of a room: a hash (a record stays small).
+    static std::uint64_t room_tag(std::string_view room) noexcept;
+    void log_publish(const std::string& user, const std::string& id, std::string_view room,
+                     proto::StreamPosition position, std::int64_t at_ms);
     void trim_publishes(std::int64_t before_ms);
     void forget_oldest_publish();
 
@@ -103,6 +105,7 @@ class MemoryStore : public Store {
     struct PublishEntry {
         proto::StreamPosition position;
         std::int64_t at_ms = 0;
+        std::uint64_t room = 0;  ///< room_tag() of the original's room
     };
     using PublishKey = std::pair<std::string, std::string>;
     using PublishKeyView = std::pair<std::string_view, std::string_view>;

@@ -200,13 +200,13 @@ void SqliteStore::load() {
         loaded_events_ += newest_first.size();
     }
     // The publish log (the dedupe window), oldest first, within its bounds.
-    Stmt publishes{db_,
-                   "SELECT user, publish_id, epoch, offset, at_ms FROM publishes ORDER BY at_ms"};
+    Stmt publishes{
+        db_, "SELECT user, publish_id, room, epoch, offset, at_ms FROM publishes ORDER BY at_ms"};
     while (publishes.step() == SQLITE_ROW)
-        log_publish(publishes.col_text(0), publishes.col_text(1),
-                    {static_cast<std::uint64_t>(publishes.col_i64(2)),
-                     static_cast<std::uint64_t>(publishes.col_i64(3))},
-                    publishes.col_i64(4));
+        log_publish(publishes.col_text(0), publishes.col_text(1), publishes.col_text(2),
+                    {static_cast<std::uint64_t>(publishes.col_i64(3)),
+                     static_cast<std::uint64_t>(publishes.col_i64(4))},
+                    publishes.col_i64(5));
     // Sessions stay in the database (not in memory): the engine pages through
     // them once at start-up (LoadSessions).
     Stmt sessions{db_, "SELECT COUNT(*) FROM sessions"};

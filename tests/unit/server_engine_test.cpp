@@ -502,6 +502,10 @@ TEST(Store, SqliteReadsOnlyWhatItCommittedAndKeepsThePublishLogPastTheHistory) {
     auto bob = run(reopened, store_op::Append{"r", "1", "bob", "id-1", 2'000, 0});
     EXPECT_FALSE(std::get<store_result::Appended>(bob.value).duplicate);
     EXPECT_EQ(reopened.stream("r").head, 7u);
+    // The room came back from the file too: bob's id-1 in another room is new.
+    auto moved = run(reopened, store_op::Append{"q", "1", "bob", "id-1", 2'000, 0});
+    EXPECT_FALSE(std::get<store_result::Appended>(moved.value).duplicate);
+    EXPECT_EQ(std::get<store_result::Appended>(moved.value).position.offset, 1u);
     std::filesystem::remove_all(dir);
 }
 
@@ -525,6 +529,26 @@ TEST(Store, ThePublishLogIsBoundedPerUserAndInAll) {
     EXPECT_EQ(s.publish_log_size(), 3u);
     EXPECT_FALSE(append("alice", "a2").duplicate);  // stored again
     EXPECT_TRUE(append("bob", "b1").duplicate);
+}
+
+TEST(Store, AnIdReusedInAnotherRoomIsANewPublish) {
+    // Found by fuzz_server_engine: the retry check matched (user, id) alone,
+    // so the reuse was acknowledged for room b with room a's offset -- an
+    // offset b does not hold.
+    store::MemoryStore s;
+    auto first = run(s, store_op::Append{"a", "1", "alice", "id1", 1'000, 0});
+    EXPECT_FALSE(std::get<store_result::Appended>(first.value).duplicate);
+    auto retry = run(s, store_op::Append{"a", "1", "alice", "id1", 1'000, 0});
+    EXPECT_TRUE(std::get<store_result::Appended>(retry.value).duplicate);
+    auto other = run(s, store_op::Append{"b", "2", "alice", "id1", 1'000, 0});
+    const auto& appended = std::get<store_result::Appended>(other.value);
+    EXPECT_FALSE(appended.duplicate);
+    EXPECT_EQ(appended.position.offset, 1u);
+    EXPECT_EQ(s.stream("b").head, 1u);
+    // The log now names room b for alice's id1.
+    EXPECT_TRUE(std::get<store_result::Appended>(
+                    run(s, store_op::Append{"b", "2", "alice", "id1", 1'000, 0}).value)
+                    .duplicate);
 }
 
 TEST(Store, MemoryStoreKeepsOrDiscardsSessionsAsConfigured) {

@@ -26,7 +26,8 @@
 /// - The store is the dedupe authority. Every append with a publish id also
 ///   goes to the publish log (kept apart from the history, trimmed by age and
 ///   bounded per publisher, never by the history bound); an append whose
-///   (publisher, publish id) is already in the log stores nothing and
+///   (publisher, publish id) is already in the log for the same room (an id
+///   reused in another room is a new publish) stores nothing and
 ///   completes with the original position (`Appended::duplicate`), after the
 ///   original is durable. Appends are serialised inside the store, so two
 ///   copies of one publish sent by different shards (or, with a shared store,
