@@ -278,7 +278,7 @@ Action add_serve_command(CLI::App& app) {
         if (!a->tls_cert.empty()) opt.tls_cert_file = a->tls_cert;
         if (!a->tls_key.empty()) opt.tls_key_file = a->tls_key;
         try {
-            gateway::Gateway gw{opt, std::move(cfg), *store, log};
+            gateway::Gateway gw{opt, cfg, *store, log};
             const bool tls = opt.tls_cert_file.has_value();
             const std::string base =
                 std::string{tls ? "s" : ""} + "://" +

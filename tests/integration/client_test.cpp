@@ -60,7 +60,7 @@ class TestGateway {
         opt.tls_cert_file = o.cert;
         opt.tls_key_file = o.key;
         gw_ = std::make_unique<gateway::Gateway>(
-            opt, std::move(cfg), store_,
+            opt, cfg, store_,
             std::make_shared<spdlog::logger>("test",
                                              std::make_shared<spdlog::sinks::null_sink_mt>()));
         thread_ = std::thread([this] { gw_->run(); });
