@@ -19,6 +19,11 @@ std::vector<std::unique_ptr<asio::io_context>> make_loops(unsigned threads) {
     return v;
 }
 
+GatewayOptions clamped(GatewayOptions o) {
+    o.shards = std::clamp<std::size_t>(o.shards, 1, ServerConfig::kShardsMax);
+    return o;
+}
+
 ServerConfig shard_config(ServerConfig cfg, std::size_t index, std::size_t count) {
     cfg.shard_index = index;
     cfg.shard_count = count;
@@ -160,7 +165,7 @@ EngineStats Shard::stats() const {
 
 Bridge::Bridge(GatewayOptions o, const ServerConfig& cfg, Store& s,
                std::shared_ptr<spdlog::logger> l)
-    : opt(std::move(o)),
+    : opt(clamped(std::move(o))),
       store(s),
       log(std::move(l)),
       limits(cfg.limits),
@@ -168,12 +173,11 @@ Bridge::Bridge(GatewayOptions o, const ServerConfig& cfg, Store& s,
       room_bytes_max(cfg.room_name_bytes_max),
       contexts(make_loops(opt.concurrency_hint)),
       control(asio::make_strand(*contexts.front())),
-      interest(std::clamp<std::size_t>(opt.shards, 1, ServerConfig::kShardsMax)),
+      interest(opt.shards),
       admin_bucket(RateLimit{opt.admin_rate, opt.admin_burst}, wall_ms()),
       drain_timer_(control) {
     for (auto& c : contexts)
         busy.push_back(asio::make_work_guard(*c));  // a loop waits for work until the drain ends
-    opt.shards = std::clamp<std::size_t>(opt.shards, 1, ServerConfig::kShardsMax);
     for (std::size_t i = 0; i < opt.shards; ++i) {
         ServerConfig c = cfg;
         if (opt.shards > 1)

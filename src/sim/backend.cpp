@@ -72,7 +72,7 @@ class EngineBackend : public Backend {
                     // As the gateway: only shards that track the room hear of it.
                     if (tracked_[k].count(shared->room) == 0) continue;
                     auto& clock = remote_clock_[k];
-                    clock = std::max(clock, delay(remote_delay_max_));
+                    clock = std::max(clock, sched_.within(remote_delay_max_));
                     sched_.at(clock, [this, k, gen = generation_, shared] {
                         if (gen != generation_) return;  // the process restarted
                         engines_[k]->handle_remote_append(wall(sched_.now()), *shared);
@@ -159,7 +159,6 @@ class EngineBackend : public Backend {
         injected_.clear();
         engines_.clear();
         ++generation_;
-        remote_clock_.assign(shards_, time_point{});
         store_->forget_pending();
         if (lose_store)
             store_->replace(static_cast<std::uint64_t>(wall(now)));
@@ -217,13 +216,6 @@ class EngineBackend : public Backend {
             while (auto r = e->poll_store())
                 store_->submit(std::move(*r));
     }
-    time_point delay(duration max) {
-        const auto ms = max.count() > 0 ? static_cast<duration::rep>(sched_.rng().uniform(
-                                              static_cast<std::uint64_t>(max.count()) + 1))
-                                        : 0;
-        return sched_.now() + duration{ms};
-    }
-
     Scheduler& sched_;
     std::vector<ServerOutput> injected_;
     ServerConfig cfg_;

@@ -18,16 +18,9 @@ void DelayedStore::replace(std::uint64_t epoch_base) {
     inner_->set_sink([this](StoreResult r) { last_ = std::move(r); });
 }
 
-time_point DelayedStore::delay(duration max) {
-    const auto ms = max.count() > 0 ? static_cast<duration::rep>(sched_.rng().uniform(
-                                          static_cast<std::uint64_t>(max.count()) + 1))
-                                    : 0;
-    return sched_.now() + duration{ms};
-}
-
 void DelayedStore::submit(StoreRequest request) {
-    auto run_at = delay(delays_.execute_max);
-    auto done_at = run_at + (delay(delays_.notify_max) - sched_.now());
+    auto run_at = sched_.within(delays_.execute_max);
+    auto done_at = run_at + (sched_.within(delays_.notify_max) - sched_.now());
     if (auto* a = std::get_if<store_op::Append>(&request.op)) {
         // Appends of one room run and complete in the order they came.
         auto& [run_last, done_last] = room_clock_[a->room];

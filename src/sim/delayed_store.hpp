@@ -46,8 +46,6 @@ class DelayedStore : public Store {
     void lose_sessions();
 
   private:
-    time_point delay(duration max);
-
     Scheduler& sched_;
     StoreDelays delays_;
     StoreLimits limits_;

@@ -52,6 +52,13 @@ class Scheduler {
         queue_.erase(it);
         fn();
     }
+    /// A moment within `max` from now, drawn from the seed (now when max is 0).
+    time_point within(duration max) {
+        const auto ms = max.count() > 0 ? static_cast<duration::rep>(rng_.uniform(
+                                              static_cast<std::uint64_t>(max.count()) + 1))
+                                        : 0;
+        return now_ + duration{ms};
+    }
     /// Moves the clock forward (to a core's deadline, or the end of a phase).
     void advance_to(time_point t) { now_ = std::max(now_, t); }
 

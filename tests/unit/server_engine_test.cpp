@@ -778,7 +778,7 @@ TEST(Shards, SessionsAreBornOnTheShardTheirIdHashesTo) {
         EXPECT_EQ(session_shard(ready.session_id, 3), conn % 3) << ready.session_id;
         EXPECT_TRUE(d.engines[conn % 3]->session(ready.session_id).has_value());
     }
-    // Each shard's store requests carry its index.
+    // Four connections opened on each shard, so four sessions each.
     for (std::size_t k = 0; k < 3; ++k)
         EXPECT_EQ(d.engines[k]->session_count(), 4u);
 }
