@@ -5,9 +5,10 @@
 namespace tether::store {
 
 MemoryStore::Stream& MemoryStore::stream_for(std::string_view room) {
-    auto it = streams_.find(room);
-    if (it == streams_.end())
-        it = streams_.emplace(std::string{room}, Stream{epoch_base_, 0, {}}).first;
+    auto& streams = room_stripe(room).streams;
+    auto it = streams.find(room);
+    if (it == streams.end())
+        it = streams.emplace(std::string{room}, Stream{epoch_base_, 0, {}}).first;
     return it->second;
 }
 
@@ -16,10 +17,23 @@ void MemoryStore::bound(Stream& s) {
         s.events.pop_front();
 }
 
+std::size_t MemoryStore::log_stripe_of(std::string_view user) noexcept {
+    // Not the bits the rooms use: a user's stripe is independent of theirs.
+    return (StrHash{}(user) >> 8) % kStripes;
+}
+
+MemoryStore::AppendLocks MemoryStore::lock_append(const store_op::Append& a) const {
+    AppendLocks locks;
+    if (!a.publish_id.empty()) locks.log = std::unique_lock{log_stripe(a.publisher).mu};
+    locks.room = std::unique_lock{room_stripe(a.room).mu};
+    return locks;
+}
+
 std::optional<proto::StreamPosition> MemoryStore::find_duplicate(const store_op::Append& a) const {
     if (a.publish_id.empty()) return std::nullopt;
-    auto it = publishes_.find(PublishKeyView{a.publisher, a.publish_id});
-    if (it == publishes_.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
+    const auto& log = log_stripe(a.publisher).publishes;
+    auto it = log.find(PublishKeyView{a.publisher, a.publish_id});
+    if (it == log.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
     // A retry goes to the room of the original; an id reused in another room
     // is a new publish (acknowledging it with the other room's offset named
     // an offset that room does not hold: found by fuzz_server_engine).
@@ -43,48 +57,65 @@ std::uint64_t MemoryStore::room_tag(std::string_view room) noexcept {
 
 void MemoryStore::log_publish(const std::string& user, const std::string& id, std::string_view room,
                               proto::StreamPosition position, std::int64_t at_ms) {
+    LogStripe& l = log_stripe(user);
     // A record renewed (its id came back after its window) gets new places
     // in the orders; the old ones are skipped when they come up.
-    publishes_.insert_or_assign(PublishKey{user, id},
-                                PublishEntry{position, at_ms, room_tag(room)});
-    auto& mine = publishes_by_user_[user];
+    if (l.publishes.insert_or_assign(PublishKey{user, id}, PublishEntry{position, at_ms, room_tag(room)})
+            .second)
+        ++publish_records_;
+    auto& mine = l.by_user[user];
     mine.push_back(id);
-    publish_order_.emplace_back(at_ms, PublishKey{user, id});
+    l.order.emplace_back(at_ms, PublishKey{user, id});
     if (mine.size() > limits_.dedupe_per_user_max) {
-        if (auto old = publishes_.find(PublishKeyView{user, mine.front()}); old != publishes_.end())
-            publishes_.erase(old);
+        if (auto old = l.publishes.find(PublishKeyView{user, mine.front()}); old != l.publishes.end()) {
+            l.publishes.erase(old);
+            --publish_records_;
+        }
         mine.pop_front();
     }
-    // The order holds every live record (and some already forgotten by the
-    // per-user bound): bounding it bounds the log.
-    while (publish_order_.size() > limits_.dedupe_records_max)
-        forget_oldest_publish();
+    // Over the bound in all: this stripe forgets its oldest. Each stripe
+    // keeps its newest record, so the log may exceed the bound by at most
+    // kStripes - 1 records while other stripes hold the rest.
+    while (publish_records_.load() > limits_.dedupe_records_max && l.order.size() > 1)
+        forget_oldest_publish(l);
+    // The order also holds records the per-user bound forgot: it is bounded
+    // by the records it may hold.
+    while (l.order.size() > limits_.dedupe_records_max)
+        forget_oldest_publish(l);
 }
 
-void MemoryStore::forget_oldest_publish() {
-    const auto& [at_ms, key] = publish_order_.front();
-    auto it = publishes_.find(key);
-    if (it != publishes_.end() && it->second.at_ms == at_ms) {
-        publishes_.erase(it);
-        auto u = publishes_by_user_.find(key.first);
-        if (u != publishes_by_user_.end()) {
+void MemoryStore::forget_oldest_publish(LogStripe& l) {
+    const auto& [at_ms, key] = l.order.front();
+    auto it = l.publishes.find(key);
+    if (it != l.publishes.end() && it->second.at_ms == at_ms) {
+        l.publishes.erase(it);
+        --publish_records_;
+        auto u = l.by_user.find(key.first);
+        if (u != l.by_user.end()) {
             auto& ids = u->second;
             if (auto i = std::find(ids.begin(), ids.end(), key.second); i != ids.end())
                 ids.erase(i);
-            if (ids.empty()) publishes_by_user_.erase(u);
+            if (ids.empty()) l.by_user.erase(u);
         }
     }
-    publish_order_.pop_front();
+    l.order.pop_front();
 }
 
 void MemoryStore::trim_publishes(std::int64_t before_ms) {
-    while (!publish_order_.empty() && publish_order_.front().first < before_ms)
-        forget_oldest_publish();
+    for (auto& l : logs_) {
+        std::lock_guard lock{l.mu};
+        while (!l.order.empty() && l.order.front().first < before_ms)
+            forget_oldest_publish(l);
+    }
 }
 
 std::size_t MemoryStore::publish_log_size() const {
-    std::lock_guard lock{state_mu_};
-    return publishes_.size();
+    std::size_t n = 0;
+    for (const auto& l : logs_) {
+        std::lock_guard lock{l.mu};
+        n += l.publishes.size();
+    }
+    return n;
 }
 
 std::uint64_t MemoryStore::durable_head(std::string_view, const Stream& s) const {
@@ -92,13 +123,14 @@ std::uint64_t MemoryStore::durable_head(std::string_view, const Stream& s) const
 }
 
 StreamInfo MemoryStore::stream(std::string_view room) const {
-    std::lock_guard lock{state_mu_};
+    std::lock_guard lock{room_stripe(room).mu};
     return stream_locked(room);
 }
 
 StreamInfo MemoryStore::stream_locked(std::string_view room) const {
-    auto it = streams_.find(room);
-    if (it == streams_.end()) return StreamInfo{epoch_base_, 0, 1};
+    const auto& streams = room_stripe(room).streams;
+    auto it = streams.find(room);
+    if (it == streams.end()) return StreamInfo{epoch_base_, 0, 1};
     const Stream& s = it->second;
     const auto head = durable_head(room, s);
     std::uint64_t first = head + 1;
@@ -108,8 +140,9 @@ StreamInfo MemoryStore::stream_locked(std::string_view room) const {
 
 store_result::Range MemoryStore::range(const store_op::ReadRange& r) const {
     store_result::Range out{stream_locked(r.room), {}};
-    auto it = streams_.find(r.room);
-    if (it == streams_.end() || it->second.events.empty()) return out;
+    const auto& streams = room_stripe(r.room).streams;
+    auto it = streams.find(r.room);
+    if (it == streams.end() || it->second.events.empty()) return out;
     const auto& ev = it->second.events;
     const std::uint64_t up_to = std::min(r.up_to, out.info.head);
     const std::uint64_t first = ev.front().offset;
@@ -138,9 +171,12 @@ store_result::Sessions MemoryStore::page_sessions(const store_op::LoadSessions& 
 
 void MemoryStore::trim_memory(const store_op::Trim& t) {
     const auto cutoff = t.now_ms - limits_.history_ttl.count();
-    for (auto& [name, s] : streams_)
-        while (!s.events.empty() && s.events.front().at_ms < cutoff)
-            s.events.pop_front();
+    for (auto& st : rooms_) {
+        std::lock_guard lock{st.mu};
+        for (auto& [name, s] : st.streams)
+            while (!s.events.empty() && s.events.front().at_ms < cutoff)
+                s.events.pop_front();
+    }
     trim_publishes(t.publishes_before_ms);
 }
 
@@ -153,12 +189,7 @@ void MemoryStore::erase(std::string_view id) {
 }
 
 void MemoryStore::submit(StoreRequest request) {
-    StoreResult r;
-    {
-        std::lock_guard lock{state_mu_};
-        r = execute(request);
-    }
-    complete(std::move(r));
+    complete(execute(request));  // the locks are released before the result goes out
 }
 
 StoreResult MemoryStore::execute(StoreRequest& request) {
@@ -167,6 +198,8 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
         [&](auto& op) {
             using T = std::decay_t<decltype(op)>;
             if constexpr (std::is_same_v<T, store_op::Append>) {
+                // Reported under the room's lock: in offset order per room.
+                const auto locks = lock_append(op);
                 if (auto original = find_duplicate(op))
                     r.value = store_result::Appended{*original, true};
                 else {
@@ -176,14 +209,19 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
                         committed(RemoteAppend{op.room, pos, op.data, nullptr, request.id});
                 }
             } else if constexpr (std::is_same_v<T, store_op::ReadStream>) {
+                std::lock_guard lock{room_stripe(op.room).mu};
                 r.value = store_result::Stream{stream_locked(op.room)};
             } else if constexpr (std::is_same_v<T, store_op::ReadRange>) {
+                std::lock_guard lock{room_stripe(op.room).mu};
                 r.value = range(op);
             } else if constexpr (std::is_same_v<T, store_op::LoadSessions>) {
+                std::lock_guard lock{sessions_mu_};
                 r.value = page_sessions(op);
             } else if constexpr (std::is_same_v<T, store_op::SaveSession>) {
+                std::lock_guard lock{sessions_mu_};
                 save(std::move(op.record));
             } else if constexpr (std::is_same_v<T, store_op::EraseSession>) {
+                std::lock_guard lock{sessions_mu_};
                 erase(op.id);
             } else if constexpr (std::is_same_v<T, store_op::Trim>) {
                 trim_memory(op);
@@ -194,7 +232,7 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
 }
 
 void MemoryStore::reset_stream(std::string_view room) {
-    std::lock_guard lock{state_mu_};
+    std::lock_guard lock{room_stripe(room).mu};
     Stream& s = stream_for(room);
     ++s.epoch;
     s.head = 0;
@@ -202,7 +240,7 @@ void MemoryStore::reset_stream(std::string_view room) {
 }
 
 std::vector<SessionRecord> MemoryStore::sessions() const {
-    std::lock_guard lock{state_mu_};
+    std::lock_guard lock{sessions_mu_};
     std::vector<SessionRecord> out;
     for (const auto& [id, s] : sessions_)
         out.push_back(s);

@@ -1,12 +1,17 @@
 #pragma once
 // In-memory store: tests, the simulator and `tether serve --memory`.
 // Everything is durable at once and every request completes inside submit();
-// nothing survives the process. Bounded by StoreLimits per room. One mutex
-// guards the state (several shards submit at once); results are delivered
-// after it is released.
+// nothing survives the process. Bounded by StoreLimits per room. Several
+// shards submit at once: the rooms and the publish log are split into
+// stripes, each under its own mutex (a room by the hash of its name, a
+// publish record by the hash of its user), so appends to different rooms
+// by different users do not wait for each other. Results are delivered
+// after the locks are released (docs/DESIGN.md, "Shards").
 
 #include <tether/core/store.hpp>
 
+#include <array>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -48,6 +53,9 @@ class MemoryStore : public Store {
     [[nodiscard]] std::vector<SessionRecord> sessions() const;
     /// Records in the publish log (tests, metrics).
     [[nodiscard]] std::size_t publish_log_size() const;
+    /// The stripe of the publish log that holds `user`'s records (tests:
+    /// the bound in all forgets the oldest record of the stripe it fills).
+    [[nodiscard]] static std::size_t log_stripe_of(std::string_view user) noexcept;
 
   protected:
     struct Stream {
@@ -56,52 +64,27 @@ class MemoryStore : public Store {
         std::deque<StoredEvent> events;
     };
 
-    // Everything below runs with state_mu_ held (or before the store is shared).
+    /// Transparent string hashing (lookups by string_view copy nothing).
+    struct StrHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    using Streams = std::unordered_map<std::string, Stream, StrHash, std::equal_to<>>;
 
-    /// The original's position when `a` repeats a publish id still in the
-    /// publish log (nothing is stored then).
-    std::optional<proto::StreamPosition> find_duplicate(const store_op::Append& a) const;
-    /// Appends to memory (and to the publish log) and returns the position,
-    /// without declaring anything (durable stores complete the request after
-    /// their write).
-    proto::StreamPosition append_entry(const store_op::Append& a);
-    /// Carries out a request in memory (the memory store's submit, and the
-    /// reads of durable stores).
-    StoreResult execute(StoreRequest& request);
-    StreamInfo stream_locked(std::string_view room) const;
-    /// The last durable offset of a stream: what reads may return (memory:
-    /// the head; a durable store: what its writer committed).
-    virtual std::uint64_t durable_head(std::string_view room, const Stream& s) const;
-    store_result::Range range(const store_op::ReadRange& r) const;
-    store_result::Sessions page_sessions(const store_op::LoadSessions& l) const;
-    void trim_memory(const store_op::Trim& t);
-    void save(SessionRecord s);
-    void erase(std::string_view id);
-
-    /// Inserts an event that is already stored elsewhere (recovery of a
-    /// durable store at startup).
-    void restore(std::string_view room, std::uint64_t epoch, StoredEvent e);
-    void restore_epoch(std::string_view room, std::uint64_t epoch, std::uint64_t head);
-    Stream& stream_for(std::string_view room);
-    void bound(Stream& s);
-
-    /// Adds a record to the publish log, within its bounds.
-    /// What the publish log keeps of a room: a hash (a record stays small).
-    static std::uint64_t room_tag(std::string_view room) noexcept;
-    void log_publish(const std::string& user, const std::string& id, std::string_view room,
-                     proto::StreamPosition position, std::int64_t at_ms);
-    void trim_publishes(std::int64_t before_ms);
-    void forget_oldest_publish();
-
-    mutable std::mutex state_mu_;
-    StoreLimits limits_;
-    std::uint64_t epoch_base_ = 1;
-    bool keep_sessions_ = true;
-    std::map<std::string, Stream, std::less<>> streams_;
-    std::map<std::string, SessionRecord, std::less<>> sessions_;
-    /// The publish log (the dedupe window): by (user, id); each user's ids
-    /// oldest first (StoreLimits::dedupe_per_user_max); every record in the
-    /// order it came (the age trim and dedupe_records_max).
+    /// Stripes of the state. 16: twice the shards of a big node is enough
+    /// to make two appends meeting on one stripe rare; a stripe costs a
+    /// mutex and two empty tables.
+    static constexpr std::size_t kStripes = 16;
+    struct RoomStripe {
+        mutable std::mutex mu;
+        Streams streams;
+    };
+    /// The publish log (the dedupe window) of the users hashed here: by
+    /// (user, id); each user's ids oldest first (dedupe_per_user_max); every
+    /// record in the order it came (the age trim and this stripe's share of
+    /// dedupe_records_max).
     struct PublishEntry {
         proto::StreamPosition position;
         std::int64_t at_ms = 0;
@@ -131,16 +114,87 @@ class MemoryStore : public Store {
                    std::string_view{a.second} == std::string_view{b.second};
         }
     };
-    struct UserHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
+    struct LogStripe {
+        mutable std::mutex mu;
+        std::unordered_map<PublishKey, PublishEntry, KeyHash, KeyEq> publishes;
+        std::unordered_map<std::string, std::deque<std::string>, StrHash, std::equal_to<>> by_user;
+        std::deque<std::pair<std::int64_t, PublishKey>> order;
     };
-    std::unordered_map<PublishKey, PublishEntry, KeyHash, KeyEq> publishes_;
-    std::unordered_map<std::string, std::deque<std::string>, UserHash, std::equal_to<>>
-        publishes_by_user_;
-    std::deque<std::pair<std::int64_t, PublishKey>> publish_order_;
+
+    [[nodiscard]] RoomStripe& room_stripe(std::string_view room) const noexcept {
+        return rooms_[StrHash{}(room) % kStripes];
+    }
+    [[nodiscard]] LogStripe& log_stripe(std::string_view user) const noexcept {
+        return logs_[log_stripe_of(user)];
+    }
+
+    /// The locks of one append, taken in the one order every path uses (the
+    /// publisher's log stripe, then the room's stripe): the dedupe check, the
+    /// append and its report are one step for both.
+    struct AppendLocks {
+        std::unique_lock<std::mutex> log;
+        std::unique_lock<std::mutex> room;
+    };
+    [[nodiscard]] AppendLocks lock_append(const store_op::Append& a) const;
+
+    // Everything below runs with the stripes it touches locked (or before the
+    // store is shared).
+
+    /// The original's position when `a` repeats a publish id still in the
+    /// publish log (nothing is stored then).
+    std::optional<proto::StreamPosition> find_duplicate(const store_op::Append& a) const;
+    /// Appends to memory (and to the publish log) and returns the position,
+    /// without declaring anything (durable stores complete the request after
+    /// their write).
+    proto::StreamPosition append_entry(const store_op::Append& a);
+    /// Carries out a request in memory, taking the locks it needs (the
+    /// memory store's submit, and the reads of durable stores).
+    StoreResult execute(StoreRequest& request);
+    StreamInfo stream_locked(std::string_view room) const;
+    /// The last durable offset of a stream: what reads may return (memory:
+    /// the head; a durable store: what its writer committed).
+    virtual std::uint64_t durable_head(std::string_view room, const Stream& s) const;
+    store_result::Range range(const store_op::ReadRange& r) const;
+    store_result::Sessions page_sessions(const store_op::LoadSessions& l) const;
+    /// Trims every stripe, one at a time (takes the locks).
+    void trim_memory(const store_op::Trim& t);
+    void save(SessionRecord s);
+    void erase(std::string_view id);
+
+    /// Inserts an event that is already stored elsewhere (recovery of a
+    /// durable store at startup).
+    void restore(std::string_view room, std::uint64_t epoch, StoredEvent e);
+    void restore_epoch(std::string_view room, std::uint64_t epoch, std::uint64_t head);
+    Stream& stream_for(std::string_view room);
+    void bound(Stream& s);
+
+    /// Adds a record to the publish log, within its bounds.
+    /// What the publish log keeps of a room: a hash (a record stays small).
+    static std::uint64_t room_tag(std::string_view room) noexcept;
+    void log_publish(const std::string& user, const std::string& id, std::string_view room,
+                     proto::StreamPosition position, std::int64_t at_ms);
+    /// Trims every log stripe (takes the locks).
+    void trim_publishes(std::int64_t before_ms);
+    void forget_oldest_publish(LogStripe& l);
+    /// Calls f(room, stream) for every stream, each stripe locked in turn.
+    template <class F>
+    void for_each_stream(F&& f) const {
+        for (auto& st : rooms_) {
+            std::lock_guard lock{st.mu};
+            for (const auto& [name, s] : st.streams)
+                f(name, s);
+        }
+    }
+
+    StoreLimits limits_;
+    std::uint64_t epoch_base_ = 1;
+    bool keep_sessions_ = true;
+    mutable std::array<RoomStripe, kStripes> rooms_;
+    mutable std::array<LogStripe, kStripes> logs_;
+    /// Records in all the log stripes: the bound in all is checked on it.
+    std::atomic<std::size_t> publish_records_{0};
+    mutable std::mutex sessions_mu_;
+    std::map<std::string, SessionRecord, std::less<>> sessions_;
 };
 
 }  // namespace tether::store

@@ -248,7 +248,7 @@ void SqliteStore::submit(StoreRequest request) {
     auto* trim_op = std::get_if<store_op::Trim>(&request.op);
     if (failed && (append || save || erase || load)) return fail(request.id);
     if (append) {
-        std::unique_lock state{state_mu_};
+        auto locks = lock_append(*append);
         store_result::Appended done;
         if (auto original = find_duplicate(*append)) {
             done = store_result::Appended{*original, true};
@@ -266,7 +266,7 @@ void SqliteStore::submit(StoreRequest request) {
                             append->at_ms, std::move(append->data), std::move(append->publisher),
                             std::move(append->publish_id)});
         }
-        state.unlock();
+        locks = {};
         // fsync off: acknowledged before the write, by design (docs/CLI.md).
         if (mode_ == FsyncMode::off) complete(StoreResult{request.id, {}, done});
     } else if (save) {
@@ -277,10 +277,7 @@ void SqliteStore::submit(StoreRequest request) {
         // The writer thread owns the connection: it answers after what is queued.
         enqueue(LoadSessionsOp{request.id, std::move(*load)});
     } else if (trim_op) {
-        {
-            std::lock_guard state{state_mu_};
-            trim(*trim_op);
-        }
+        trim(*trim_op);  // one stripe at a time
         complete(StoreResult{request.id, {}, store_result::Done{}});
     } else {
         MemoryStore::submit(std::move(request));  // reads: from memory, at once
@@ -295,19 +292,22 @@ void SqliteStore::flush() {
 void SqliteStore::trim(const store_op::Trim& t) {
     trim_memory(t);
     const auto now_ms = t.now_ms;
-    if (now_ms - last_trim_ms_ < kTrimEveryMs) return;
-    last_trim_ms_ = now_ms;
+    // Several shards trim: one of them writes the database's trim.
+    auto last = last_trim_ms_.load();
+    if (now_ms - last < kTrimEveryMs || !last_trim_ms_.compare_exchange_strong(last, now_ms))
+        return;
     TrimOp op{now_ms - limits_.history_ttl.count(), t.publishes_before_ms, {}};
-    for (const auto& [name, s] : streams_)
+    for_each_stream([&op](const std::string& name, const Stream& s) {
         op.firsts.emplace_back(name, s.epoch,
                                s.events.empty() ? s.head + 1 : s.events.front().offset);
+    });
     enqueue(std::move(op));
 }
 
 void SqliteStore::reset_stream(std::string_view room) {
     MemoryStore::reset_stream(room);
-    std::lock_guard state{state_mu_};
-    enqueue(ResetOp{std::string{room}, streams_.find(room)->second.epoch});
+    std::lock_guard lock{room_stripe(room).mu};
+    enqueue(ResetOp{std::string{room}, room_stripe(room).streams.find(room)->second.epoch});
 }
 
 void SqliteStore::writer() {

@@ -108,7 +108,7 @@ class SqliteStore : public MemoryStore {
     sqlite3* db_ = nullptr;
     std::size_t loaded_events_ = 0;
     std::size_t loaded_sessions_ = 0;
-    std::int64_t last_trim_ms_ = 0;
+    std::atomic<std::int64_t> last_trim_ms_{0};
 
     mutable std::mutex mu_;
     std::condition_variable cv_;               // writer waits for work

@@ -514,21 +514,41 @@ TEST(Store, ThePublishLogIsBoundedPerUserAndInAll) {
     limits.dedupe_per_user_max = 2;
     limits.dedupe_records_max = 3;
     store::MemoryStore s{limits};
-    auto append = [&](const char* user, const char* id) {
+    auto append = [&](const std::string& user, const char* id) {
         auto r = run(s, store_op::Append{"r", "1", user, id, 1'000, 0});
         return std::get<store_result::Appended>(r.value);
     };
+    // The bound in all forgets the oldest record of the stripe it fills:
+    // bob shares alice's stripe here, carol does not.
+    std::string bob, carol;
+    for (int i = 0; bob.empty() || carol.empty(); ++i) {
+        const auto name = "user-" + std::to_string(i);
+        const bool same = store::MemoryStore::log_stripe_of(name) ==
+                          store::MemoryStore::log_stripe_of("alice");
+        if (same && bob.empty()) bob = name;
+        if (!same && carol.empty()) carol = name;
+    }
     append("alice", "a1");
     append("alice", "a2");
     append("alice", "a3");  // alice's oldest, a1, is forgotten
     EXPECT_EQ(s.publish_log_size(), 2u);
     EXPECT_TRUE(append("alice", "a3").duplicate);
     EXPECT_TRUE(append("alice", "a2").duplicate);
-    append("bob", "b1");
-    append("bob", "b2");  // four records: the oldest in all (a2) goes
+    append(bob, "b1");
+    append(bob, "b2");  // four records: the oldest of the stripe (alice's a2) goes
     EXPECT_EQ(s.publish_log_size(), 3u);
-    EXPECT_FALSE(append("alice", "a2").duplicate);  // stored again
-    EXPECT_TRUE(append("bob", "b1").duplicate);
+    EXPECT_FALSE(append("alice", "a2").duplicate);  // stored again; a3 goes
+    EXPECT_TRUE(append(bob, "b1").duplicate);
+    EXPECT_FALSE(append("alice", "a3").duplicate);
+    EXPECT_EQ(s.publish_log_size(), 3u);
+    // carol's stripe holds nothing else: it keeps her newest record, one over
+    // the bound (at most one per other stripe), and forgets her older ones.
+    append(carol, "c1");
+    EXPECT_EQ(s.publish_log_size(), 4u);
+    append(carol, "c2");
+    EXPECT_EQ(s.publish_log_size(), 4u);
+    EXPECT_TRUE(append(carol, "c2").duplicate);
+    EXPECT_FALSE(append(carol, "c1").duplicate);
 }
 
 TEST(Store, AnIdReusedInAnotherRoomIsANewPublish) {
