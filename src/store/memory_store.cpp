@@ -31,9 +31,11 @@ MemoryStore::AppendLocks MemoryStore::lock_append(const store_op::Append& a) con
 
 std::optional<proto::StreamPosition> MemoryStore::find_duplicate(const store_op::Append& a) const {
     if (a.publish_id.empty()) return std::nullopt;
-    const auto& log = log_stripe(a.publisher).publishes;
-    auto it = log.find(PublishKeyView{a.publisher, a.publish_id});
-    if (it == log.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
+    const auto& users = log_stripe(a.publisher).users;
+    auto u = users.find(std::string_view{a.publisher});
+    if (u == users.end()) return std::nullopt;
+    auto it = u->second.ids.find(std::string_view{a.publish_id});
+    if (it == u->second.ids.end() || it->second.at_ms < a.dedupe_since_ms) return std::nullopt;
     // A retry goes to the room of the original; an id reused in another room
     // is a new publish (acknowledging it with the other room's offset named
     // an offset that room does not hold: found by fuzz_server_engine).
@@ -55,57 +57,79 @@ std::uint64_t MemoryStore::room_tag(std::string_view room) noexcept {
     return std::hash<std::string_view>{}(room);
 }
 
+namespace {
+
+/// Doubly linked lists threaded through the records (`Prev`/`Next` name the
+/// links of one list).
+template <auto Prev, auto Next, class R, class Owner>
+void unlink(Owner& o, R& r) {
+    (r.*Prev ? (r.*Prev)->*Next : o.oldest) = r.*Next;
+    (r.*Next ? (r.*Next)->*Prev : o.newest) = r.*Prev;
+    r.*Prev = r.*Next = nullptr;
+}
+
+template <auto Prev, auto Next, class R, class Owner>
+void push_newest(Owner& o, R& r) {
+    r.*Prev = o.newest;
+    r.*Next = nullptr;
+    (o.newest ? o.newest->*Next : o.oldest) = &r;
+    o.newest = &r;
+}
+
+}  // namespace
+
 void MemoryStore::log_publish(const std::string& user, const std::string& id, std::string_view room,
                               proto::StreamPosition position, std::int64_t at_ms) {
+    using R = PublishRecord;
     LogStripe& l = log_stripe(user);
-    // A record renewed (its id came back after its window) gets new places
-    // in the orders; the old ones are skipped when they come up.
-    if (l.publishes.insert_or_assign(PublishKey{user, id}, PublishEntry{position, at_ms, room_tag(room)})
-            .second)
-        ++publish_records_;
-    auto& mine = l.by_user[user];
-    mine.push_back(id);
-    l.order.emplace_back(at_ms, PublishKey{user, id});
-    if (mine.size() > limits_.dedupe_per_user_max) {
-        if (auto old = l.publishes.find(PublishKeyView{user, mine.front()}); old != l.publishes.end()) {
-            l.publishes.erase(old);
-            --publish_records_;
-        }
-        mine.pop_front();
+    auto u = l.users.find(std::string_view{user});
+    if (u == l.users.end()) {
+        u = l.users.emplace(user, UserLog{}).first;
+        u->second.name = &u->first;
     }
+    UserLog& mine = u->second;
+    auto [it, fresh] = mine.ids.try_emplace(id);
+    R& r = it->second;
+    if (fresh) {
+        r.user = &mine;
+        r.id = &it->first;
+        ++l.records;
+        ++publish_records_;
+    } else {
+        // Renewed (its id came back after its window): it moves to the end
+        // of both orders.
+        unlink<&R::user_prev, &R::user_next>(mine, r);
+        unlink<&R::prev, &R::next>(l, r);
+    }
+    r.position = position;
+    r.at_ms = at_ms;
+    r.room = room_tag(room);
+    push_newest<&R::user_prev, &R::user_next>(mine, r);
+    push_newest<&R::prev, &R::next>(l, r);
+    if (mine.ids.size() > limits_.dedupe_per_user_max) forget_publish(l, *mine.oldest);
     // Over the bound in all: this stripe forgets its oldest. Each stripe
     // keeps its newest record, so the log may exceed the bound by at most
     // kStripes - 1 records while other stripes hold the rest.
-    while (publish_records_.load() > limits_.dedupe_records_max && l.order.size() > 1)
-        forget_oldest_publish(l);
-    // The order also holds records the per-user bound forgot: it is bounded
-    // by the records it may hold.
-    while (l.order.size() > limits_.dedupe_records_max)
-        forget_oldest_publish(l);
+    while (publish_records_.load() > limits_.dedupe_records_max && l.records > 1)
+        forget_publish(l, *l.oldest);
 }
 
-void MemoryStore::forget_oldest_publish(LogStripe& l) {
-    const auto& [at_ms, key] = l.order.front();
-    auto it = l.publishes.find(key);
-    if (it != l.publishes.end() && it->second.at_ms == at_ms) {
-        l.publishes.erase(it);
-        --publish_records_;
-        auto u = l.by_user.find(key.first);
-        if (u != l.by_user.end()) {
-            auto& ids = u->second;
-            if (auto i = std::find(ids.begin(), ids.end(), key.second); i != ids.end())
-                ids.erase(i);
-            if (ids.empty()) l.by_user.erase(u);
-        }
-    }
-    l.order.pop_front();
+void MemoryStore::forget_publish(LogStripe& l, PublishRecord& r) {
+    using R = PublishRecord;
+    UserLog& u = *r.user;
+    unlink<&R::user_prev, &R::user_next>(u, r);
+    unlink<&R::prev, &R::next>(l, r);
+    --l.records;
+    --publish_records_;
+    u.ids.erase(u.ids.find(std::string_view{*r.id}));  // r is gone from here on
+    if (u.ids.empty()) l.users.erase(l.users.find(std::string_view{*u.name}));
 }
 
 void MemoryStore::trim_publishes(std::int64_t before_ms) {
     for (auto& l : logs_) {
         std::lock_guard lock{l.mu};
-        while (!l.order.empty() && l.order.front().first < before_ms)
-            forget_oldest_publish(l);
+        while (l.oldest && l.oldest->at_ms < before_ms)
+            forget_publish(l, *l.oldest);
     }
 }
 
@@ -113,7 +137,7 @@ std::size_t MemoryStore::publish_log_size() const {
     std::size_t n = 0;
     for (const auto& l : logs_) {
         std::lock_guard lock{l.mu};
-        n += l.publishes.size();
+        n += l.records;
     }
     return n;
 }

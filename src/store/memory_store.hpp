@@ -81,44 +81,39 @@ class MemoryStore : public Store {
         mutable std::mutex mu;
         Streams streams;
     };
-    /// The publish log (the dedupe window) of the users hashed here: by
-    /// (user, id); each user's ids oldest first (dedupe_per_user_max); every
-    /// record in the order it came (the age trim and this stripe's share of
-    /// dedupe_records_max).
-    struct PublishEntry {
+    /// The publish log (the dedupe window) of the users hashed to one
+    /// stripe: per user, a table of their ids; every record on two lists,
+    /// its user's (oldest first: dedupe_per_user_max) and the stripe's
+    /// (in the order they came: the age trim and the bound in all). The
+    /// lists run through the records themselves, so a record costs one table
+    /// node and its id, and nothing is copied to remember an order (three
+    /// copies of every key were ~8% of an append's time; perf,
+    /// docs/BENCHMARKS.md).
+    struct UserLog;
+    struct PublishRecord {
         proto::StreamPosition position;
         std::int64_t at_ms = 0;
         std::uint64_t room = 0;  ///< room_tag() of the original's room
+        UserLog* user = nullptr;
+        const std::string* id = nullptr;  ///< the key of its table node
+        PublishRecord* user_prev = nullptr;
+        PublishRecord* user_next = nullptr;
+        PublishRecord* prev = nullptr;
+        PublishRecord* next = nullptr;
     };
-    using PublishKey = std::pair<std::string, std::string>;
-    using PublishKeyView = std::pair<std::string_view, std::string_view>;
-    /// Hash tables, looked up without copying the key: with a million
-    /// records a tree of (user, id) strings was most of an append's time
-    /// (memcmp of long common prefixes; perf, docs/BENCHMARKS.md).
-    struct KeyHash {
-        using is_transparent = void;
-        std::size_t operator()(PublishKeyView k) const noexcept {
-            const std::size_t a = std::hash<std::string_view>{}(k.first);
-            return a ^ (std::hash<std::string_view>{}(k.second) + 0x9e3779b97f4a7c15ULL + (a << 6) +
-                        (a >> 2));
-        }
-        std::size_t operator()(const PublishKey& k) const noexcept {
-            return (*this)(PublishKeyView{k.first, k.second});
-        }
-    };
-    struct KeyEq {
-        using is_transparent = void;
-        template <class A, class B>
-        bool operator()(const A& a, const B& b) const noexcept {
-            return std::string_view{a.first} == std::string_view{b.first} &&
-                   std::string_view{a.second} == std::string_view{b.second};
-        }
+    struct UserLog {
+        /// Node-based: a record's address and its key's stay put while it lives.
+        std::unordered_map<std::string, PublishRecord, StrHash, std::equal_to<>> ids;
+        PublishRecord* oldest = nullptr;
+        PublishRecord* newest = nullptr;
+        const std::string* name = nullptr;  ///< the key of its node in LogStripe::users
     };
     struct LogStripe {
         mutable std::mutex mu;
-        std::unordered_map<PublishKey, PublishEntry, KeyHash, KeyEq> publishes;
-        std::unordered_map<std::string, std::deque<std::string>, StrHash, std::equal_to<>> by_user;
-        std::deque<std::pair<std::int64_t, PublishKey>> order;
+        std::unordered_map<std::string, UserLog, StrHash, std::equal_to<>> users;
+        PublishRecord* oldest = nullptr;
+        PublishRecord* newest = nullptr;
+        std::size_t records = 0;
     };
 
     [[nodiscard]] RoomStripe& room_stripe(std::string_view room) const noexcept {
@@ -175,7 +170,9 @@ class MemoryStore : public Store {
                      proto::StreamPosition position, std::int64_t at_ms);
     /// Trims every log stripe (takes the locks).
     void trim_publishes(std::int64_t before_ms);
-    void forget_oldest_publish(LogStripe& l);
+    /// Unlinks a record from both lists and forgets it (its user too, when
+    /// it was their last).
+    void forget_publish(LogStripe& l, PublishRecord& r);
     /// Calls f(room, stream) for every stream, each stripe locked in turn.
     template <class F>
     void for_each_stream(F&& f) const {

@@ -551,6 +551,35 @@ TEST(Store, ThePublishLogIsBoundedPerUserAndInAll) {
     EXPECT_FALSE(append(carol, "c1").duplicate);
 }
 
+TEST(Store, ARenewedRecordMovesToTheEndOfBothOrdersAndTheAgeTrimForgetsTheOldest) {
+    StoreLimits limits;
+    limits.dedupe_per_user_max = 2;
+    store::MemoryStore s{limits};
+    auto append = [&](const char* id, std::int64_t at, std::int64_t since = 0) {
+        auto r = run(s, store_op::Append{"r", "1", "alice", id, at, since});
+        return std::get<store_result::Appended>(r.value);
+    };
+    const auto a1 = append("a1", 1'000);
+    append("a2", 2'000);
+    // a1 again, outside its window: stored again, now alice's newest.
+    const auto renewed = append("a1", 3'000, 2'500);
+    EXPECT_FALSE(renewed.duplicate);
+    EXPECT_NE(renewed.position.offset, a1.position.offset);
+    EXPECT_EQ(s.publish_log_size(), 2u);
+    append("a3", 4'000);  // over alice's two: her oldest now is a2
+    EXPECT_EQ(s.publish_log_size(), 2u);
+    EXPECT_FALSE(append("a2", 5'000).duplicate);  // a2 was forgotten; a1 goes now
+    EXPECT_FALSE(append("a1", 6'000).duplicate);  // so a1 is new again; a3 goes
+    EXPECT_EQ(s.publish_log_size(), 2u);
+    // The age trim forgets records older than its cut, oldest first.
+    (void)run(s, store_op::Trim{6'000, 5'500});
+    EXPECT_EQ(s.publish_log_size(), 1u);
+    EXPECT_TRUE(append("a1", 6'100).duplicate);
+    (void)run(s, store_op::Trim{7'000, 7'000});
+    EXPECT_EQ(s.publish_log_size(), 0u);
+    EXPECT_FALSE(append("a1", 7'100).duplicate);
+}
+
 TEST(Store, AnIdReusedInAnotherRoomIsANewPublish) {
     // Found by fuzz_server_engine: the retry check matched (user, id) alone,
     // so the reuse was acknowledged for room b with room a's offset -- an
