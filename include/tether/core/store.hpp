@@ -265,10 +265,11 @@ class Store {
 
     /// Fan-out between the shards of one gateway: `observer` is called for
     /// every append this store made durable and stored (not for duplicates),
-    /// with the request that made it,
-    /// in commit order, so a room's appends in offset order, from the thread
-    /// that committed it and possibly under the store's lock (it must not
-    /// call the store), *before* the append's own result reaches the sink.
+    /// with the request that made it, a room's appends in offset order,
+    /// from the thread that committed it and possibly under the store's lock
+    /// of that room (it must not call the store), *before* the append's own
+    /// result reaches the sink. Appends to different rooms may be reported
+    /// from several threads at once: the observer must be thread-safe.
     /// Set before the first submit(); empty: none (one shard).
     void set_commit_observer(std::function<void(RemoteAppend)> observer) {
         observer_ = std::move(observer);
