@@ -523,8 +523,8 @@ TEST(Store, ThePublishLogIsBoundedPerUserAndInAll) {
     std::string bob, carol;
     for (int i = 0; bob.empty() || carol.empty(); ++i) {
         const auto name = "user-" + std::to_string(i);
-        const bool same = store::MemoryStore::log_stripe_of(name) ==
-                          store::MemoryStore::log_stripe_of("alice");
+        const bool same =
+            store::MemoryStore::log_stripe_of(name) == store::MemoryStore::log_stripe_of("alice");
         if (same && bob.empty()) bob = name;
         if (!same && carol.empty()) carol = name;
     }
