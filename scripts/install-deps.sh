@@ -20,6 +20,8 @@ packages=(
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # servers and third-party peers used by integration tests
   redis-server nginx python3 python3-websockets openssl curl
+  # the TypeScript SDK's browser tests: Debian's Chromium, driven by playwright-core
+  chromium
   # benchmarks: the plots of docs/BENCHMARKS.md
   gnuplot-nox
   # the API reference (the `api_docs` target) and clang-tidy (scripts/lint.sh)

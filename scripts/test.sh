@@ -23,6 +23,8 @@ scripts/install-deps.sh
 npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
 # Node `ws` and Socket.IO, the peers of the benchmark smoke (bench_smoke).
 npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
+# The TypeScript SDK's tools (typescript, esbuild, vitest, playwright-core, ws).
+npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
 
 run_suite() {
   local preset="$1"; shift
@@ -41,13 +43,13 @@ scripts/lint.sh src/core src/gateway
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite asan-ubsan
-# The packaging, formatting, layering and API-doc checks gain nothing from a
-# sanitizer and ran in the dev suite.
+# The packaging, formatting, layering and API-doc checks and the TypeScript
+# SDK's suites gain nothing from a sanitizer and ran in the dev suite.
 phase "asan-ubsan: ctest"
 # Simulator.SeedsPassAndReplayIdentically runs seeds 1-300 twice, for
 # determinism: sim_seeds runs them (once) under the sanitizers already.
 ctest --preset asan-ubsan \
-  -E '^(install_consumer|format_check|layering_check|api_docs|Simulator\.SeedsPassAndReplayIdentically)$'
+  -E '^(install_consumer|format_check|layering_check|api_docs|js_.*|Simulator\.SeedsPassAndReplayIdentically)$'
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 run_suite tsan --target tether integration_client unit_store_concurrency example_minimal \

@@ -711,7 +711,9 @@ export class TetherClient {
     const wasUp = a.stage === 'up';
     if (a.ws) {
       const ws = a.ws;
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      // `ws` emits an error for a socket closed while connecting: keep a listener.
+      ws.onerror = () => {};
       if (!fromPeer) safeClose(ws, code, reason);
     }
     this.attempt = undefined;
