@@ -25,6 +25,8 @@ npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
 npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 # The TypeScript SDK's tools (typescript, esbuild, vitest, playwright-core, ws).
 npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+# The SDK's examples consume it as a package (file:../../clients/js) with ws.
+npm ci --prefix examples/js --no-audit --no-fund --loglevel=error
 
 run_suite() {
   local preset="$1"; shift

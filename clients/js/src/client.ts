@@ -222,6 +222,8 @@ interface Attempt {
   ws?: WebSocketLike;
   token?: string;
   resuming: boolean;
+  /** The rooms listed in RESUME (re-joined by the server on RESUMED). */
+  resumed: Set<string>;
   interval: number;
   timeout: number;
   nextBeat: number;
@@ -624,7 +626,7 @@ export class TetherClient {
   /** Starts an attempt unless one is alive, or we may not. */
   private kick() {
     if (!this.want || this.suspended || this.attempt) return;
-    if (!this.online && !this.deadlines.has('probe')) return;
+    if (!this.online) return this.armProbe(); // the probe timer attempts anyway
     this.deadlines.delete('retry');
     this.startAttempt();
   }
@@ -634,6 +636,7 @@ export class TetherClient {
       id: ++this.attemptSeq,
       stage: 'credentials',
       resuming: false,
+      resumed: new Set(),
       interval: 0,
       timeout: 0,
       nextBeat: 0,
@@ -800,6 +803,7 @@ export class TetherClient {
         break;
       case 'pageshow':
         if (e.persisted && this.suspended) {
+          this.backupOutbox(true);
           this.saved.live = true;
           this.saveSession();
           this.suspended = false;
@@ -853,7 +857,7 @@ export class TetherClient {
         if (a) this.lost(a, 4000, `${a.stage === 'sync' ? 'sync' : a.stage} timeout`, false);
         break;
       case 'heartbeat':
-        if (a?.stage === 'up') {
+        if (a && a.interval > 0) {
           if (a.beatTs === undefined) this.beat(a, now);
           else this.deadlines.set('heartbeat', now + a.interval);
         }
@@ -958,7 +962,7 @@ export class TetherClient {
     }
     this.onMessage(a, m, now);
     // A throttled timer may not have fired: beat when due by the wall clock.
-    if (this.attempt === a && a.stage === 'up' && a.beatTs === undefined && now >= a.nextBeat) this.beat(a, now);
+    if (this.attempt === a && a.interval > 0 && a.beatTs === undefined && now >= a.nextBeat) this.beat(a, now);
   }
 
   private onMessage(a: Attempt, m: ServerMessage, now: number) {
@@ -968,13 +972,14 @@ export class TetherClient {
         a.interval = this.o.pingIntervalMs ?? m.heartbeatMs;
         a.timeout = this.o.pingTimeoutMs ?? a.interval;
         a.nextBeat = now + Math.floor(this.random() * a.interval);
+        this.deadlines.set('heartbeat', a.nextBeat);
         a.stage = 'auth';
         const s = this.session;
         if (s) {
           a.resuming = true;
           const rooms = [...this.rooms.values()]
-            .filter((r) => r.position)
-            .map((r) => ({ room: r.name, epoch: r.position!.epoch, offset: r.position!.offset }));
+            .filter((r) => r.position && r.join !== 'retry')
+            .map((r) => (a.resumed.add(r.name), { room: r.name, epoch: r.position!.epoch, offset: r.position!.offset }));
           this.send(a, encode('RESUME', { session_id: s.id, resume_token: s.token, rooms }));
         } else this.identify(a);
         return;
@@ -1030,7 +1035,7 @@ export class TetherClient {
     this.saveSession();
     for (const fn of this.handlers.session) this.safely(() => fn({ sessionId: this.session!.id, user, resumed }));
     for (const r of this.rooms.values()) {
-      if (resumed && a.resuming && r.position && r.join !== 'retry') {
+      if (resumed && a.resumed.has(r.name)) {
         // RESUME re-joins the rooms it listed, as a JOIN with since would.
         r.join = 'sent';
         r.attempts = 1;
@@ -1138,7 +1143,6 @@ export class TetherClient {
     a.stage = 'up';
     this.deadlines.delete('stage');
     this.deadlines.set('stable', this.clock.now() + this.backoff.stablePeriodMs);
-    this.deadlines.set('heartbeat', a.nextBeat);
     this.metrics.connects++;
     if (this.connectedOnce) this.metrics.reconnects++;
     this.connectedOnce = true;
@@ -1164,16 +1168,19 @@ export class TetherClient {
       const store = await openOutbox(this.o.outbox?.storage ?? 'auto', key);
       const restored = await store.load();
       const ls = store.kind === 'indexeddb' ? webStorage('localStorage') : undefined;
-      if (ls) {
-        // Written synchronously at pagehide, in case the last IndexedDB writes did not commit.
-        const backup = readList(ls, `tether-outbox-backup:${key}`);
+      const backupKey = `tether-outbox-backup:${key}`;
+      if (ls?.getItem(backupKey) != null) {
+        // Written synchronously at pagehide: the whole outbox at the moment
+        // the page went away. IndexedDB may not have committed the last puts
+        // (the page unloaded first) nor the last removals (acknowledged
+        // messages): the backup wins both ways.
+        const backup = readList(ls, backupKey);
+        const keep = new Set(backup.map((m) => m.id));
         const have = new Set(restored.map((m) => m.id));
-        for (const m of backup)
-          if (!have.has(m.id)) {
-            restored.push(m);
-            store.put(m);
-          }
-        ls.removeItem(`tether-outbox-backup:${key}`);
+        for (const m of restored) if (!keep.has(m.id)) store.remove(m.id);
+        for (const m of backup) if (!have.has(m.id)) store.put(m);
+        restored.splice(0, restored.length, ...backup);
+        ls.removeItem(backupKey);
       }
       const queued = new Set(this.outbox.map((e) => e.id));
       const entries: Entry[] = restored
@@ -1190,15 +1197,22 @@ export class TetherClient {
     this.after();
   }
 
-  private backupOutbox() {
+  /**
+   * At pagehide, the outbox as it is (an empty list included) into
+   * localStorage, synchronously; `drop` (pageshow from the back/forward
+   * cache) removes it again, since the page lives on and IndexedDB is the
+   * truth once more.
+   */
+  private backupOutbox(drop = false) {
     const ls = this.store?.kind === 'indexeddb' ? webStorage('localStorage') : undefined;
     if (!ls) return;
     const key = `tether-outbox-backup:${this.key}:${this.saved.tab}`;
     try {
-      if (this.outbox.length === 0) ls.removeItem(key);
+      if (drop) ls.removeItem(key);
       else ls.setItem(key, JSON.stringify(this.outbox.map(({ id, room, data }) => ({ id, room, data }))));
     } catch {
       // quota: IndexedDB still has what it committed
+      ls.removeItem(key);
     }
   }
 

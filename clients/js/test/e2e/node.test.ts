@@ -1,5 +1,6 @@
 // End to end in Node 20 (no global WebSocket: the `ws` package), against the
 // real `tether serve`, with `tether proxy` on the link for faults.
+import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -186,5 +187,20 @@ describe('Node client against the real gateway', () => {
     expect(c.status).toMatchObject({ state: 'disconnected', reason: 'manual', nextRetryAt: undefined });
     await until(async () => (await px.faults()).connections === 0, 10_000, 'the socket to be closed');
     expect((await px.faults()).accepted).toBe(1);
+  });
+});
+
+describe('examples/js/node-chat.mjs', () => {
+  it('publishes its stdin, prints the room, exits 0 once everything was acknowledged', async () => {
+    const gw = await gateway();
+    const script = new URL('../../../../examples/js/node-chat.mjs', import.meta.url).pathname;
+    const proc = spawn(process.execPath, [script, gw.url, token('zoe'), 'lobby'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (b) => (out += b));
+    proc.stdin!.end('hello\nworld\n');
+    const code = await new Promise((r) => proc.on('exit', r));
+    expect(code).toBe(0);
+    expect((await gw.history('lobby')).map((e) => e.data)).toEqual(['hello', 'world']);
+    void out; // it may exit before its own events come back; the history is the proof
   });
 });

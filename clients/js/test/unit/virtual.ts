@@ -82,8 +82,12 @@ export class FakeSocket implements WebSocketLike {
   serverClose(code: number, reason = '') {
     this.onclose?.({ code, reason });
   }
+  /** The ops sent, heartbeats left out (their first one is at a random point). */
   ops() {
-    return this.sent.map((m) => m.op);
+    return this.sent.map((m) => m.op).filter((op) => op !== 'HEARTBEAT');
+  }
+  beats() {
+    return this.sent.filter((m) => m.op === 'HEARTBEAT').length;
   }
   last(op: string) {
     return [...this.sent].reverse().find((m) => m.op === op)?.d;
