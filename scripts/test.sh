@@ -38,6 +38,8 @@ run_suite() {
 run_suite dev
 phase "dev: ctest"
 ctest --preset dev
+# The TypeScript suites ran inside ctest: their vitest summaries.
+grep -E '^ *(Test Files|Tests) ' build/dev/Testing/Temporary/LastTest.log | sed 's/^ */vitest: /' || true
 
 phase "lint: src/core src/gateway"
 scripts/lint.sh src/core src/gateway
