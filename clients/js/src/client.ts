@@ -803,7 +803,7 @@ export class TetherClient {
         break;
       case 'pageshow':
         if (e.persisted && this.suspended) {
-          this.backupOutbox(true);
+          this.dropOutboxBackup();
           this.saved.live = true;
           this.saveSession();
           this.suspended = false;
@@ -1163,12 +1163,11 @@ export class TetherClient {
   private async loadOutbox() {
     let resolve!: () => void;
     this.outboxReady = new Promise((r) => (resolve = r));
-    const key = `${this.key}:${this.saved.tab}`;
     try {
-      const store = await openOutbox(this.o.outbox?.storage ?? 'auto', key);
+      const store = await openOutbox(this.o.outbox?.storage ?? 'auto', this.outboxKey);
       const restored = await store.load();
       const ls = store.kind === 'indexeddb' ? webStorage('localStorage') : undefined;
-      const backupKey = `tether-outbox-backup:${key}`;
+      const backupKey = `tether-outbox-backup:${this.outboxKey}`;
       if (ls?.getItem(backupKey) != null) {
         // Written synchronously at pagehide: the whole outbox at the moment
         // the page went away. IndexedDB may not have committed the last puts
@@ -1197,23 +1196,29 @@ export class TetherClient {
     this.after();
   }
 
+  /** This tab's outbox in storage (and its pagehide list, with a prefix). */
+  private get outboxKey() {
+    return `${this.key}:${this.saved.tab}`;
+  }
+
   /**
    * At pagehide, the outbox as it is (an empty list included) into
-   * localStorage, synchronously; `drop` (pageshow from the back/forward
-   * cache) removes it again, since the page lives on and IndexedDB is the
-   * truth once more.
+   * localStorage, synchronously; `dropOutboxBackup` (pageshow from the
+   * back/forward cache) removes it again, since the page lives on and
+   * IndexedDB is the truth once more.
    */
-  private backupOutbox(drop = false) {
+  private backupOutbox() {
     const ls = this.store?.kind === 'indexeddb' ? webStorage('localStorage') : undefined;
-    if (!ls) return;
-    const key = `tether-outbox-backup:${this.key}:${this.saved.tab}`;
+    const key = `tether-outbox-backup:${this.outboxKey}`;
     try {
-      if (drop) ls.removeItem(key);
-      else ls.setItem(key, JSON.stringify(this.outbox.map(({ id, room, data }) => ({ id, room, data }))));
+      ls?.setItem(key, JSON.stringify(this.outbox.map(({ id, room, data }) => ({ id, room, data }))));
     } catch {
-      // quota: IndexedDB still has what it committed
-      ls.removeItem(key);
+      ls?.removeItem(key); // quota: IndexedDB still has what it committed
     }
+  }
+
+  private dropOutboxBackup() {
+    if (this.store?.kind === 'indexeddb') webStorage('localStorage')?.removeItem(`tether-outbox-backup:${this.outboxKey}`);
   }
 
   private flush() {

@@ -71,7 +71,7 @@ function scriptedServer(): Promise<{ port: number; seen: Promise<Seen> }> {
             send(ws, 'JOINED', { room: 'r', epoch: 9, offset: 5, recovered: true });
             for (const o of [4, 5, 6]) ev(ws, 9, o);
             // The server restarts: the session and the room's history are gone.
-            setTimeout(() => ws.close(1012, 'service restart'), 50);
+            ws.close(1012, 'service restart');
           }
         } else {
           if (m.op === 'RESUME') send(ws, 'INVALID_SESSION', { resumable: false });
@@ -79,7 +79,7 @@ function scriptedServer(): Promise<{ port: number; seen: Promise<Seen> }> {
           if (m.op === 'JOIN') {
             send(ws, 'JOINED', { room: 'r', epoch: 10, offset: 2, recovered: false });
             ev(ws, 10, 3);
-            setTimeout(() => ws.close(4013, 'not permitted'), 50);
+            ws.close(4013, 'not permitted');
           }
         }
       });
