@@ -19,6 +19,7 @@ set(TETHER_LAYERS
   "core API|include/tether/core|std tether_core boost_system"
   "wire|src/wire|std tether_core openssl boost_url boost_json boost_system wire"
   "store|src/store|std tether_core boost_json boost_system sqlite posix store"
+  "redis|src/redis|std tether_core asio boost_json boost_system hiredis posix redis"
   "sim|src/sim|std tether_core sim store"
   "asio|src/asio|std asio beast openssl asio"
   "client|src/client|std tether_core tether_api asio beast openssl boost_json boost_url boost_system posix client"
@@ -27,7 +28,7 @@ set(TETHER_LAYERS
   "proxy|src/proxy|std tether_core asio beast boost_json boost_url boost_system spdlog posix proxy"
   "examples|examples|std tether_core tether_api asio"
 )
-set(TETHER_INTERNAL_FOLDERS core wire store sim asio client gateway proxy tools)
+set(TETHER_INTERNAL_FOLDERS core wire store redis sim asio client gateway proxy tools)
 
 # Sets <out> to the family of one include (`delim` is < or ").
 function(_tether_include_family path delim out)

@@ -7,6 +7,7 @@
 
 #include "gateway/gateway.hpp"
 #include "gateway/system.hpp"
+#include "redis/redis_store.hpp"
 #include "store/memory_store.hpp"
 #include "store/sqlite_store.hpp"
 #include "wire/jwt.hpp"
@@ -17,6 +18,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -51,7 +53,49 @@ struct ServeArgs {
     std::string node_id = "node-1";
     std::string drain_timeout = "5s";
     std::string handshake_timeout = "10s";
+    std::vector<std::string> redis;
+    std::string redis_prefix = "tether";
+    std::string redis_timeout = "2s";
 };
+
+/// Prometheus text of the Redis store's counters.
+std::string redis_metrics(const redis::RedisStats& s, bool healthy) {
+    std::string out;
+    auto add = [&out](const char* name, const char* help, const char* type, auto value) {
+        out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " " + type +
+               "\n" + name + " " + std::to_string(value) + "\n";
+    };
+    add("tether_redis_up", "1 when every Redis connection of this node is up", "gauge",
+        healthy ? 1 : 0);
+    add("tether_redis_commands_total", "Redis commands sent", "counter",
+        s.commands.commands + s.pubsub.commands);
+    add("tether_redis_errors_total", "Redis commands that failed or got an error reply",
+        "counter", s.commands.errors + s.pubsub.errors);
+    add("tether_redis_timeouts_total", "Redis connections dropped for a command past its deadline",
+        "counter", s.commands.timeouts + s.pubsub.timeouts);
+    add("tether_redis_reconnects_total", "Redis connections made again after a loss", "counter",
+        s.commands.reconnects + s.pubsub.reconnects);
+    add("tether_redis_command_seconds_sum", "Round trips of Redis commands", "counter",
+        static_cast<double>(s.commands.latency_us_sum) / 1e6);
+    add("tether_redis_command_seconds_count", "Round trips of Redis commands measured", "counter",
+        s.commands.latency_samples);
+    add("tether_redis_notifications_total", "Appends of other nodes heard over pub/sub", "counter",
+        s.notifications);
+    add("tether_redis_gap_fills_total", "Ranges read because notifications were missed", "counter",
+        s.gap_fills);
+    add("tether_redis_gap_events_total", "Events delivered by gap fills", "counter", s.gap_events);
+    add("tether_redis_epoch_changes_total", "Watched rooms seen with a new epoch", "counter",
+        s.epoch_changes);
+    add("tether_redis_function_loads_total", "FUNCTION LOAD calls", "counter", s.function_loads);
+    add("tether_redis_probes_lost_total", "Pub/sub probes that did not come back", "counter",
+        s.probes_lost);
+    add("tether_redis_watched_rooms", "Rooms with a fan-out cursor on this node", "gauge",
+        s.watched_rooms);
+    add("tether_redis_unwatched_rooms_total",
+        "Rooms left without a cursor: the watched-room bound was reached", "counter",
+        s.unwatched_overflow);
+    return out;
+}
 
 int usage_error(const std::string& msg) {
     std::fprintf(stderr, "tether serve: %s\n", msg.c_str());
@@ -146,7 +190,18 @@ Action add_serve_command(CLI::App& app) {
     cmd->add_option("--tls-key", a->tls_key, "PEM private key for --tls-cert");
     cmd->add_option("--log-format", a->log_format, "text (default) or json");
     cmd->add_option("--log-level", a->log_level, "trace, debug, info (default), warn, error");
-    cmd->add_option("--node-id", a->node_id, "Node id announced in HELLO (default node-1)");
+    cmd->add_option("--node-id", a->node_id,
+                    "Node id announced in HELLO; unique per node of a cluster (default node-1)");
+    auto* redis = cmd->add_option("--redis", a->redis,
+                                  "Keep history and sessions in Redis, shared by every node: "
+                                  "redis://HOST[:PORT][/DB]; repeat it to spread rooms over "
+                                  "several servers (docs/SCALING.md)");
+    redis->excludes(data)->excludes(mem);
+    cmd->add_option("--redis-prefix", a->redis_prefix,
+                    "Prefix of every Redis key and channel (default tether)");
+    cmd->add_option("--redis-timeout", a->redis_timeout,
+                    "Deadline of every Redis command; beyond it the connection is replaced "
+                    "(default 2s)");
     cmd->add_option("--drain-timeout", a->drain_timeout, "Longest drain on SIGTERM (default 5s)");
 
     return [cmd, a]() -> int {
@@ -199,6 +254,25 @@ Action add_serve_command(CLI::App& app) {
             return usage_error("--log-format must be text or json");
         if (spdlog::level::from_str(a->log_level) == spdlog::level::off && a->log_level != "off")
             return usage_error("--log-level must be trace, debug, info, warn, error or off");
+        std::vector<redis::Endpoint> redis_servers;
+        for (const auto& url : a->redis) {
+            std::string why;
+            auto e = redis::parse_url(url, &why);
+            if (!e) return usage_error("--redis: " + why + " (got '" + url + "')");
+            redis_servers.push_back(*e);
+        }
+        const auto redis_timeout = parse_duration_ms(a->redis_timeout);
+        if (!redis_timeout || *redis_timeout < 100)
+            return usage_error("--redis-timeout must be a duration >= 100ms, e.g. 2s");
+        if (a->redis_prefix.empty() || a->redis_prefix.size() > 64 ||
+            a->redis_prefix.find_first_of("{}\n ") != std::string::npos)
+            return usage_error("--redis-prefix must be 1..64 characters without {, }, spaces or newlines");
+        if (a->node_id.empty() || a->node_id.size() > 64 ||
+            !std::all_of(a->node_id.begin(), a->node_id.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                       c == '.';
+            }))
+            return usage_error("--node-id must be 1..64 letters, digits, '-', '_' or '.'");
         if (a->admin_key.empty())
             if (const char* env = std::getenv("TETHER_ADMIN_KEY")) a->admin_key = env;
         if (a->token_secret.empty() && !a->allow_anonymous)
@@ -216,9 +290,33 @@ Action add_serve_command(CLI::App& app) {
         limits.history_size = a->history_size;
         limits.history_ttl = duration{durations[2].value};
         std::unique_ptr<Store> store;
+        redis::RedisStore* redis_store = nullptr;
         std::string store_desc;
         try {
-            if (a->memory) {
+            if (!redis_servers.empty()) {
+                redis::RedisOptions ro;
+                ro.servers = redis_servers;
+                ro.prefix = a->redis_prefix;
+                ro.node_id = a->node_id;
+                ro.limits = limits;
+                ro.command_timeout = duration{*redis_timeout};
+                ro.log = [log](int level, std::string_view text) {
+                    if (level == 0)
+                        log->info("{}", text);
+                    else
+                        log->warn("{}", text);
+                };
+                auto r = std::make_unique<redis::RedisStore>(ro);
+                // Sessions are loaded at start: wait for Redis (bounded).
+                if (!r->wait_healthy(duration{10'000})) {
+                    log->error("cannot reach Redis at {} within 10s", a->redis.front());
+                    return exit_failure;
+                }
+                redis_store = r.get();
+                store_desc = "redis " + std::to_string(redis_servers.size()) + " server(s), prefix " +
+                             a->redis_prefix + ", node " + a->node_id;
+                store = std::move(r);
+            } else if (a->memory) {
                 // One engine per process: nothing reads sessions back.
                 store = std::make_unique<store::MemoryStore>(
                     limits, static_cast<std::uint64_t>(now), store::MemoryStore::Sessions::discard);
@@ -277,6 +375,14 @@ Action add_serve_command(CLI::App& app) {
         if (!a->admin_key.empty()) opt.admin_key = a->admin_key;
         if (!a->tls_cert.empty()) opt.tls_cert_file = a->tls_cert;
         if (!a->tls_key.empty()) opt.tls_key_file = a->tls_key;
+        if (redis_store) {
+            opt.health_problem = [redis_store]() -> std::string {
+                return redis_store->healthy() ? "" : "redis unreachable";
+            };
+            opt.extra_metrics = [redis_store] {
+                return redis_metrics(redis_store->stats(), redis_store->healthy());
+            };
+        }
         try {
             gateway::Gateway gw{opt, cfg, *store, log};
             const bool tls = opt.tls_cert_file.has_value();

@@ -77,10 +77,20 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
             case Kind::method_not_allowed:
                 return respond(
                     make_response(http::status::method_not_allowed, error_body(r.error), true));
-            case Kind::healthz:
-                return respond(make_response(
-                    g.draining ? http::status::service_unavailable : http::status::ok,
-                    g.draining ? R"({"status":"draining"})" : R"({"status":"ok"})", true));
+            case Kind::healthz: {
+                if (g.draining)
+                    return respond(make_response(http::status::service_unavailable,
+                                                 R"({"status":"draining"})", true));
+                const auto problem = g.opt.health_problem ? g.opt.health_problem() : "";
+                if (!problem.empty()) {
+                    json::object o;
+                    o["status"] = "unavailable";
+                    o["reason"] = problem;
+                    return respond(make_response(http::status::service_unavailable,
+                                                 json::serialize(o), true));
+                }
+                return respond(make_response(http::status::ok, R"({"status":"ok"})", true));
+            }
             case Kind::metrics:
                 return g.gather<EngineStats>(
                     [](Shard& s) { return s.stats(); },
@@ -88,8 +98,9 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
                         EngineStats sum;
                         for (const auto& p : parts)
                             sum += p;
-                        respond(make_response(http::status::ok,
-                                              metrics_text(sum, g.shards.size(), g.counters), true,
+                        auto text = metrics_text(sum, g.shards.size(), g.counters);
+                        if (g.opt.extra_metrics) text += g.opt.extra_metrics();
+                        respond(make_response(http::status::ok, std::move(text), true,
                                               "text/plain; version=0.0.4"));
                     });
             default:

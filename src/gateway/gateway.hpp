@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -54,6 +55,12 @@ struct GatewayOptions {
     double admin_rate = 20.0;  ///< admin requests per second (token bucket)
     double admin_burst = 40.0;
     std::size_t http_body_bytes_max = 1u << 20;
+    /// Why this node should not get traffic now (e.g. its Redis is out of
+    /// reach), or an empty string: /healthz answers 503 with it. Called on
+    /// an event loop, must be thread-safe and quick. Unset: healthy.
+    std::function<std::string()> health_problem;
+    /// More Prometheus text for /metrics (the store's counters). Unset: none.
+    std::function<std::string()> extra_metrics;
 };
 
 struct Bridge;

@@ -1,0 +1,648 @@
+#include "redis/redis_store.hpp"
+
+#include "redis/functions.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+namespace tether::redis {
+namespace asio = boost::asio;
+
+namespace {
+
+/// Rooms checked (head) or trimmed per round at most: a round is bounded
+/// however many rooms are watched; the rest wait for the next rounds.
+constexpr std::size_t kRoomsPerRound = 2'000;
+
+std::uint64_t fnv1a(std::string_view s) noexcept {
+    std::uint64_t h = 14695981039346656037ull;
+    for (char c : s) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+std::int64_t wall_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string rooms_json(const std::vector<std::string>& rooms) {
+    boost::json::array a;
+    for (const auto& r : rooms)
+        a.emplace_back(r);
+    return boost::json::serialize(a);
+}
+
+std::vector<std::string> rooms_from_json(std::string_view text) {
+    std::vector<std::string> out;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    if (ec || !v.is_array()) return out;
+    for (const auto& e : v.get_array())
+        if (e.is_string()) out.emplace_back(e.get_string());
+    return out;
+}
+
+/// Reads {epoch, head, first} from the front of a function's reply.
+std::optional<StreamInfo> stream_info(const Reply& r) {
+    if (r.type != Reply::Type::array || r.elements.size() < 3) return std::nullopt;
+    auto e = r.elements[0].as_u64(), h = r.elements[1].as_u64(), f = r.elements[2].as_u64();
+    if (!e || !h || !f || *e == 0) return std::nullopt;
+    return StreamInfo{*e, *h, *f};
+}
+
+}  // namespace
+
+struct RedisStore::Server {
+    Server(asio::io_context& io, const RedisOptions& o, const Endpoint& e)
+        : cmd(io,
+              Connection::Options{e, "store", o.command_timeout, o.command_timeout, o.pending_max},
+              o.log),
+          sub(io, Connection::Options{e, "pubsub", o.command_timeout, o.command_timeout, 16},
+              o.log) {}
+    Connection cmd;
+    Connection sub;
+};
+
+RedisStore::RedisStore(RedisOptions options)
+    : opt_(std::move(options)),
+      channel_(opt_.prefix + ":appends"),
+      library_(functions_lua()),
+      head_timer_(io_),
+      probe_timer_(io_) {
+    if (opt_.servers.empty()) throw std::invalid_argument("the Redis store needs a server");
+    for (const auto& e : opt_.servers) {
+        auto s = std::make_unique<Server>(io_, opt_, e);
+        Server* sp = s.get();
+        // The command connection loads the functions before it serves.
+        sp->cmd.set_on_up([this, sp](std::function<void(bool)> done) {
+            ++stats_.function_loads;
+            sp->cmd.command(
+                {"FUNCTION", "LOAD", "REPLACE", library_},
+                [this, done](std::error_code ec, Reply&& r) {
+                    if (!ec && r.is_error() && opt_.log)
+                        opt_.log(1, "redis: FUNCTION LOAD failed: " + r.str);
+                    done(!ec && !r.is_error());
+                    update_health();
+                },
+                true);
+        });
+        sp->cmd.set_on_down([this](std::string_view) { update_health(); });
+        // The pub/sub connection subscribes, then every watched room is
+        // checked: notifications may have been lost while it was down.
+        sp->sub.set_on_up([this, sp](std::function<void(bool)> done) {
+            sp->sub.subscribe(
+                channel_, [this](std::string_view, std::string_view p) { on_notification(p); },
+                [this, done](bool ok) {
+                    done(ok);
+                    update_health();
+                    if (ok) check_heads();
+                });
+        });
+        sp->sub.set_on_down([this](std::string_view) { update_health(); });
+        servers_.push_back(std::move(s));
+    }
+    thread_ = std::thread([this] {
+        auto work = asio::make_work_guard(io_);
+        for (auto& s : servers_) {
+            s->cmd.start();
+            s->sub.start();
+        }
+        head_timer_.expires_after(std::chrono::milliseconds(opt_.head_check.count()));
+        head_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) check_heads();
+        });
+        probe_timer_.expires_after(std::chrono::milliseconds(opt_.probe_every.count()));
+        probe_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) probe();
+        });
+        io_.run();
+    });
+}
+
+RedisStore::~RedisStore() {
+    RedisStore::flush();
+    asio::post(io_, [this] {
+        head_timer_.cancel();
+        probe_timer_.cancel();
+        for (auto& s : servers_) {
+            s->cmd.stop();
+            s->sub.stop();
+        }
+        io_.stop();
+    });
+    thread_.join();
+}
+
+std::size_t RedisStore::server_of(std::string_view room) const noexcept {
+    return static_cast<std::size_t>(fnv1a(room) % servers_.size());
+}
+
+std::string RedisStore::key(std::string_view room, std::string_view what) const {
+    std::string k;
+    k.reserve(opt_.prefix.size() + room.size() + 6);
+    k.append(opt_.prefix).append(":{").append(room).append("}:").append(what);
+    return k;
+}
+
+std::string RedisStore::session_key(std::string_view id) const {
+    return opt_.prefix + ":session:" + std::string{id};
+}
+
+std::uint64_t RedisStore::new_epoch() {
+    // Unique and, across nodes with sane clocks, increasing: the time in ms
+    // with 10 random bits below it (below 2^53, so JavaScript reads it exactly).
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    const auto ms = static_cast<std::uint64_t>(wall_now_ms());
+    return (ms << 10) | (rng() & 1023u);
+}
+
+void RedisStore::on_remote_append(const std::function<void(RemoteAppend)>& on_append) {
+    std::lock_guard lock{remote_mu_};
+    on_remote_ = on_append;
+}
+
+void RedisStore::submit(StoreRequest request) {
+    in_flight_.fetch_add(1);
+    asio::post(io_, [this, r = std::move(request)]() mutable { run(std::move(r)); });
+}
+
+void RedisStore::flush() {
+    std::unique_lock lock{flush_mu_};
+    flush_cv_.wait_for(lock, std::chrono::milliseconds(4 * opt_.command_timeout.count() + 1'000),
+                       [this] { return in_flight_.load() == 0; });
+}
+
+bool RedisStore::wait_healthy(duration timeout) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout.count());
+    while (!healthy_.load()) {
+        if (std::chrono::steady_clock::now() >= until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // start-up only
+    }
+    return true;
+}
+
+RedisStats RedisStore::stats() const {
+    std::lock_guard lock{stats_mu_};
+    return shared_stats_;
+}
+
+void RedisStore::update_health() {
+    bool ok = true;
+    RedisStats snap = stats_;
+    snap.commands = {};
+    snap.pubsub = {};
+    for (const auto& s : servers_) {
+        ok = ok && s->cmd.ready() && s->sub.ready();
+        auto add = [](ConnectionStats& to, const ConnectionStats& c) {
+            to.commands += c.commands;
+            to.errors += c.errors;
+            to.timeouts += c.timeouts;
+            to.reconnects += c.reconnects;
+            to.latency_us_sum += c.latency_us_sum;
+            to.latency_samples += c.latency_samples;
+        };
+        add(snap.commands, s->cmd.stats());
+        add(snap.pubsub, s->sub.stats());
+    }
+    snap.watched_rooms = watched_.size();
+    healthy_.store(ok);
+    std::lock_guard lock{stats_mu_};
+    shared_stats_ = snap;
+}
+
+// ---- requests -------------------------------------------------------------------------------
+
+void RedisStore::run(StoreRequest request) {
+    std::visit(
+        [&](auto& op) {
+            using T = std::decay_t<decltype(op)>;
+            if constexpr (std::is_same_v<T, store_op::Append>)
+                append(request.id, std::move(op));
+            else if constexpr (std::is_same_v<T, store_op::ReadStream>)
+                read_stream(request.id, op);
+            else if constexpr (std::is_same_v<T, store_op::ReadRange>)
+                read_range(request.id, op);
+            else if constexpr (std::is_same_v<T, store_op::Trim>)
+                trim(request.id, op);
+            else if constexpr (std::is_same_v<T, store_op::SaveSession>)
+                save_session(request.id, op.record);
+            else if constexpr (std::is_same_v<T, store_op::EraseSession>)
+                erase_session(request.id, op.id);
+            else if constexpr (std::is_same_v<T, store_op::LoadSessions>)
+                load_sessions(request.id, op);
+        },
+        request.op);
+}
+
+void RedisStore::finish(StoreResult r) {
+    complete(std::move(r));
+    if (in_flight_.fetch_sub(1) == 1) {
+        std::lock_guard lock{flush_mu_};
+        flush_cv_.notify_all();
+    }
+}
+
+void RedisStore::fail(std::uint64_t id, std::error_code ec) {
+    finish(StoreResult{id, ec, store_result::Done{}});
+}
+
+std::vector<std::string> RedisStore::some_watched(std::size_t max, std::size_t& pos) const {
+    std::vector<std::string> out;
+    if (watched_.empty()) return out;
+    auto it = watched_.begin();
+    pos %= watched_.size();
+    std::advance(it, static_cast<std::ptrdiff_t>(pos));
+    for (std::size_t n = 0; n < std::min(max, watched_.size()); ++n) {
+        out.push_back(it->first);
+        if (++it == watched_.end()) it = watched_.begin();
+    }
+    pos += out.size();
+    return out;
+}
+
+void RedisStore::fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb,
+                       bool retry) {
+    auto again = retry ? argv : std::vector<std::string>{};
+    s.cmd.command(std::move(argv), [this, &s, again = std::move(again), cb = std::move(cb)](
+                                       std::error_code ec, Reply&& r) mutable {
+        if (!ec && r.is_error() && !again.empty() &&
+            r.str.find("Function not found") != std::string::npos) {
+            // Redis lost the library (FUNCTION FLUSH, a restart without
+            // persistence): load it again, then retry once.
+            ++stats_.function_loads;
+            s.cmd.command({"FUNCTION", "LOAD", "REPLACE", library_},
+                          [this, &s, again = std::move(again), cb = std::move(cb)](
+                              std::error_code ec2, Reply&& r2) mutable {
+                              if (ec2 || r2.is_error()) return cb(ec2, std::move(r2));
+                              fcall(s, std::move(again), std::move(cb), false);
+                          });
+            return;
+        }
+        cb(ec, std::move(r));
+    });
+}
+
+void RedisStore::append(std::uint64_t id, store_op::Append a) {
+    Server& s = *servers_[server_of(a.room)];
+    const auto& l = opt_.limits;
+    std::vector<std::string> argv{"FCALL",
+                                  "tether_append",
+                                  "4",
+                                  key(a.room, "m"),
+                                  key(a.room, "s"),
+                                  key(a.room, "d"),
+                                  key(a.room, "t"),
+                                  a.data,
+                                  a.publisher,
+                                  a.publish_id,
+                                  std::to_string(a.at_ms),
+                                  std::to_string(a.dedupe_since_ms),
+                                  std::to_string(l.history_size),
+                                  std::to_string(new_epoch()),
+                                  opt_.node_id,
+                                  channel_,
+                                  std::to_string(opt_.meta_ttl.count()),
+                                  std::to_string(l.history_ttl.count()),
+                                  std::to_string(l.dedupe_per_user_max),
+                                  a.room};
+    fcall(s, std::move(argv),
+          [this, id, room = std::move(a.room), data = std::move(a.data)](std::error_code ec,
+                                                                         Reply&& r) mutable {
+              if (ec) return fail(id, ec);
+              if (r.is_error() || r.type != Reply::Type::array || r.elements.size() != 3) {
+                  if (opt_.log) opt_.log(1, "redis: append failed: " + r.as_text());
+                  return fail(id, make_error_code(error::store_failed));
+              }
+              auto e = r.elements[0].as_u64(), o = r.elements[1].as_u64();
+              if (!e || !o) return fail(id, make_error_code(error::store_failed));
+              const bool dup = r.elements[2].integer == 1;
+              const proto::StreamPosition pos{*e, *o};
+              if (!dup && observed()) committed(RemoteAppend{room, pos, data, nullptr, id});
+              finish(StoreResult{id, {}, store_result::Appended{pos, dup}});
+          });
+}
+
+void RedisStore::read_stream(std::uint64_t id, const store_op::ReadStream& rs) {
+    Server& s = *servers_[server_of(rs.room)];
+    const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
+    fcall(s,
+          {"FCALL", "tether_stream", "4", key(rs.room, "m"), key(rs.room, "s"), key(rs.room, "d"),
+           key(rs.room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
+           std::to_string(cutoff)},
+          [this, id, room = rs.room](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              auto info = stream_info(r);
+              if (!info) {
+                  if (opt_.log) opt_.log(1, "redis: stream read failed: " + r.as_text());
+                  return fail(id, make_error_code(error::store_failed));
+              }
+              observe(room, info->epoch, info->head);
+              finish(StoreResult{id, {}, store_result::Stream{*info}});
+          });
+}
+
+void RedisStore::read_range(std::uint64_t id, const store_op::ReadRange& rr) {
+    Server& s = *servers_[server_of(rr.room)];
+    const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
+    fcall(s,
+          {"FCALL", "tether_range", "4", key(rr.room, "m"), key(rr.room, "s"), key(rr.room, "d"),
+           key(rr.room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
+           std::to_string(cutoff), std::to_string(rr.after), std::to_string(rr.up_to),
+           std::to_string(std::max<std::size_t>(1, rr.max_events))},
+          [this, id, max_bytes = rr.max_bytes](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              auto info = stream_info(r);
+              if (!info) return fail(id, make_error_code(error::store_failed));
+              store_result::Range out;
+              out.info = *info;
+              std::size_t bytes = 0;
+              for (std::size_t i = 3; i < r.elements.size(); ++i) {
+                  auto& e = r.elements[i];
+                  if (e.type != Reply::Type::array || e.elements.size() != 5) break;
+                  auto off = e.elements[0].as_u64();
+                  auto at = e.elements[1].as_u64();
+                  if (!off) break;
+                  if (!out.events.empty() && bytes + e.elements[2].str.size() > max_bytes) break;
+                  bytes += e.elements[2].str.size();
+                  out.events.push_back(StoredEvent{*off, static_cast<std::int64_t>(at.value_or(0)),
+                                                   std::move(e.elements[2].str),
+                                                   std::move(e.elements[3].str),
+                                                   std::move(e.elements[4].str)});
+              }
+              finish(StoreResult{id, {}, std::move(out)});
+          });
+}
+
+void RedisStore::trim(std::uint64_t id, const store_op::Trim& t) {
+    // The appends trim as they go; this covers the watched rooms that went
+    // quiet. The publish log expires by itself (PEXPIRE of its keys).
+    const auto cutoff = t.now_ms - opt_.limits.history_ttl.count();
+    auto left = std::make_shared<std::size_t>(1);
+    auto done = [this, id, left] {
+        if (--*left == 0) finish(StoreResult{id, {}, store_result::Done{}});
+    };
+    for (const auto& room : some_watched(kRoomsPerRound, trim_pos_)) {
+        ++*left;
+        fcall(*servers_[server_of(room)],
+              {"FCALL", "tether_trim", "1", key(room, "s"), std::to_string(cutoff)},
+              [done](std::error_code, Reply&&) { done(); });
+    }
+    done();
+}
+
+void RedisStore::save_session(std::uint64_t id, const SessionRecord& rec) {
+    fcall(*servers_.front(),
+          {"FCALL", "tether_save_session", "2", session_key(rec.id),
+           opt_.prefix + ":sessions:" + opt_.node_id, rec.id, rec.resume_token, rec.user,
+           rooms_json(rec.rooms), std::to_string(rec.expires_at_ms), opt_.node_id},
+          [this, id](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              if (r.is_error()) return fail(id, make_error_code(error::store_failed));
+              finish(StoreResult{id, {}, store_result::Done{}});
+          });
+}
+
+void RedisStore::erase_session(std::uint64_t id, const std::string& session) {
+    fcall(*servers_.front(),
+          {"FCALL", "tether_erase_session", "2", session_key(session),
+           opt_.prefix + ":sessions:" + opt_.node_id, session, opt_.node_id},
+          [this, id](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              if (r.is_error()) return fail(id, make_error_code(error::store_failed));
+              finish(StoreResult{id, {}, store_result::Done{}});
+          });
+}
+
+void RedisStore::load_sessions(std::uint64_t id, const store_op::LoadSessions& l) {
+    fcall(*servers_.front(),
+          {"FCALL", "tether_load_sessions", "1", opt_.prefix + ":sessions:" + opt_.node_id,
+           l.after, std::to_string(std::max<std::size_t>(1, l.max)), opt_.prefix + ":session:",
+           opt_.node_id},
+          [this, id](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              if (r.type != Reply::Type::array || r.elements.empty())
+                  return fail(id, make_error_code(error::store_failed));
+              store_result::Sessions out;
+              out.more = r.elements[0].integer == 1;
+              for (std::size_t i = 1; i < r.elements.size(); ++i) {
+                  auto& e = r.elements[i];
+                  if (e.type != Reply::Type::array || e.elements.size() != 5) continue;
+                  SessionRecord s;
+                  s.id = std::move(e.elements[0].str);
+                  s.resume_token = std::move(e.elements[1].str);
+                  s.user = std::move(e.elements[2].str);
+                  s.rooms = rooms_from_json(e.elements[3].str);
+                  s.expires_at_ms = static_cast<std::int64_t>(e.elements[4].as_u64().value_or(0));
+                  out.sessions.push_back(std::move(s));
+              }
+              finish(StoreResult{id, {}, std::move(out)});
+          });
+}
+
+// ---- fan-out between nodes -------------------------------------------------------------------
+
+void RedisStore::observe(const std::string& room, std::uint64_t epoch, std::uint64_t head) {
+    auto it = watched_.find(room);
+    if (it == watched_.end()) {
+        if (watched_.size() >= opt_.watched_rooms_max) {
+            ++stats_.unwatched_overflow;
+            return;
+        }
+        it = watched_.emplace(room, Watch{epoch, head, head, false}).first;
+        return;
+    }
+    Watch& w = it->second;
+    if (w.filling) return;  // the fill decides
+    if (epoch != w.epoch) {
+        ++stats_.epoch_changes;
+        w = Watch{epoch, head, head, false};
+    } else if (head > w.cursor) {
+        // The engine read a newer head than the notifications told: what lies
+        // between is read once for every subscriber.
+        w.wanted = std::max(w.wanted, head);
+        fill(room, w);
+    }
+}
+
+void RedisStore::on_notification(std::string_view payload) {
+    // "<node>\n<room>\n<epoch>\n<offset>\n<data>", or a probe "probe\n<node>\n<seq>".
+    auto next = [&payload]() {
+        const auto nl = payload.find('\n');
+        std::string_view part = payload.substr(0, nl);
+        payload = nl == std::string_view::npos ? std::string_view{} : payload.substr(nl + 1);
+        return part;
+    };
+    const auto node = next();
+    if (node == "probe") {
+        if (next() == opt_.node_id) {  // each node hears its own
+            std::uint64_t seq = 0;
+            const auto s = next();
+            std::from_chars(s.data(), s.data() + s.size(), seq);
+            if (seq == probe_waiting_) probe_waiting_ = 0;
+        }
+        return;
+    }
+    const std::string room{next()};
+    std::uint64_t epoch = 0, offset = 0;
+    const auto es = next(), os = next();
+    std::from_chars(es.data(), es.data() + es.size(), epoch);
+    std::from_chars(os.data(), os.data() + os.size(), offset);
+    if (epoch == 0 || offset == 0) return;
+    auto it = watched_.find(room);
+    if (it == watched_.end()) return;  // no subscriber here
+    Watch& w = it->second;
+    const bool mine = node == opt_.node_id;
+    if (!mine) ++stats_.notifications;
+    if (epoch != w.epoch) {
+        // The room's stream was lost and started again: everything of the new
+        // epoch is read (the engine then tells its subscribers).
+        ++stats_.epoch_changes;
+        w = Watch{epoch, 0, offset, false};
+        if (offset == 1) {
+            w.cursor = 1;
+            if (!mine) {
+                std::lock_guard lock{remote_mu_};
+                if (on_remote_)
+                    on_remote_(RemoteAppend{room, {epoch, offset}, std::string{payload}, nullptr, 0});
+            }
+            return;
+        }
+        fill(room, w);
+        return;
+    }
+    if (offset <= w.cursor) return;  // delivered already (a fill covered it)
+    w.wanted = std::max(w.wanted, offset);
+    if (w.filling) return;  // the fill reads up to `wanted`
+    if (offset == w.cursor + 1) {
+        w.cursor = offset;
+        if (mine) return;  // the engine fans out its own appends
+        std::lock_guard lock{remote_mu_};
+        if (on_remote_)
+            on_remote_(RemoteAppend{room, {epoch, offset}, std::string{payload}, nullptr, 0});
+        return;
+    }
+    fill(room, w);  // notifications were lost: read the missing range once
+}
+
+void RedisStore::fill(const std::string& room, Watch& watch) {
+    if (watch.filling || watch.wanted <= watch.cursor) return;
+    watch.filling = true;
+    const auto after = watch.cursor, up_to = watch.wanted;
+    ++stats_.gap_fills;
+    const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
+    fcall(*servers_[server_of(room)],
+          {"FCALL", "tether_range", "4", key(room, "m"), key(room, "s"), key(room, "d"),
+           key(room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
+           std::to_string(cutoff), std::to_string(after), std::to_string(up_to), "256"},
+          [this, room](std::error_code ec, Reply&& r) {
+              auto it = watched_.find(room);
+              if (it == watched_.end()) return;
+              Watch& w = it->second;
+              w.filling = false;
+              auto info = ec ? std::nullopt : stream_info(r);
+              if (!info) return;  // the next head check tries again
+              if (info->epoch != w.epoch) {
+                  ++stats_.epoch_changes;
+                  w = Watch{info->epoch, 0, info->head, false};
+                  fill(room, w);
+                  return;
+              }
+              std::vector<RemoteAppend> out;
+              for (std::size_t i = 3; i < r.elements.size(); ++i) {
+                  auto& e = r.elements[i];
+                  if (e.type != Reply::Type::array || e.elements.size() != 5) break;
+                  auto off = e.elements[0].as_u64();
+                  if (!off || *off <= w.cursor) continue;
+                  w.cursor = *off;
+                  out.push_back(RemoteAppend{room, {info->epoch, *off},
+                                             std::move(e.elements[2].str), nullptr, 0});
+              }
+              if (info->first > w.cursor + 1 && info->head >= info->first) {
+                  // Trimmed before we read it: the engine's subscribers catch
+                  // up from what is left (and see what is gone).
+                  w.cursor = info->first - 1;
+              }
+              if (out.empty() && w.cursor < std::min(w.wanted, info->head)) {
+                  // Nothing readable between cursor and the head (trimmed):
+                  // jump; the engine reads the stream for its subscribers.
+                  w.cursor = std::min(w.wanted, info->head);
+              }
+              stats_.gap_events += out.size();
+              {
+                  std::lock_guard lock{remote_mu_};
+                  if (on_remote_)
+                      for (auto& a : out)
+                          on_remote_(std::move(a));
+              }
+              w.wanted = std::max(w.wanted, info->head);
+              if (w.wanted > w.cursor) fill(room, w);
+          });
+}
+
+void RedisStore::check_heads() {
+    for (const auto& room : some_watched(kRoomsPerRound, check_pos_)) {
+        fcall(*servers_[server_of(room)], {"HMGET", key(room, "m"), "epoch", "head"},
+              [this, room](std::error_code ec, Reply&& r) {
+                  if (ec || r.type != Reply::Type::array || r.elements.size() != 2) return;
+                  auto e = r.elements[0].as_u64(), h = r.elements[1].as_u64();
+                  if (!e || !h) return;  // gone: the next read creates a new epoch
+                  auto it = watched_.find(room);
+                  if (it == watched_.end()) return;
+                  Watch& w = it->second;
+                  if (w.filling) return;
+                  if (*e != w.epoch) {
+                      ++stats_.epoch_changes;
+                      w = Watch{*e, 0, *h, false};
+                      fill(room, w);
+                  } else if (*h > w.cursor) {
+                      w.wanted = std::max(w.wanted, *h);
+                      fill(room, w);
+                  }
+              });
+    }
+    update_health();
+    head_timer_.expires_after(std::chrono::milliseconds(opt_.head_check.count()));
+    head_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) check_heads();
+    });
+}
+
+void RedisStore::probe() {
+    // The pub/sub connection must deliver what is published: a probe that
+    // does not come back within a command timeout means it went deaf.
+    probe_waiting_ = ++probe_seq_;
+    const auto payload = "probe\n" + opt_.node_id + "\n" + std::to_string(probe_waiting_);
+    bool sent = false;
+    for (auto& s : servers_)
+        if (s->cmd.ready() && s->sub.ready()) {
+            s->cmd.command({"PUBLISH", channel_, payload}, [](std::error_code, Reply&&) {});
+            sent = true;
+        }
+    if (!sent) probe_waiting_ = 0;
+    probe_timer_.expires_after(std::chrono::milliseconds(opt_.command_timeout.count()));
+    probe_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        if (probe_waiting_ != 0) {
+            ++stats_.probes_lost;
+            probe_waiting_ = 0;
+            for (auto& s : servers_)
+                if (s->sub.ready()) s->sub.reset("a pub/sub probe did not come back");
+        }
+        probe_timer_.expires_after(std::chrono::milliseconds(opt_.probe_every.count()));
+        probe_timer_.async_wait([this](boost::system::error_code ec2) {
+            if (!ec2) probe();
+        });
+    });
+}
+
+}  // namespace tether::redis

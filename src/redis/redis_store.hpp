@@ -1,0 +1,165 @@
+#pragma once
+// The Redis store: rooms' history and sessions in Redis, shared by every
+// gateway node that points at the same servers (docs/SCALING.md).
+//
+// - Rooms are spread over one or more independent Redis servers by a stable
+//   hash of the room name (FNV-1a 64); sessions live on the first server.
+// - Every key of a room carries the room as a hash tag ({room}), so that a
+//   room lives in one slot should Redis Cluster be used later.
+// - An append is one call of the Redis Function `tether_append` (library
+//   `tether_v1`, loaded with FUNCTION LOAD REPLACE at every connect and again
+//   when Redis says it is missing): the publish-id dedupe check, the epoch
+//   created when the room's metadata is missing (random, so a Redis that
+//   came back empty gives every room a new epoch), the offset increment,
+//   XADD with the history bound, the age trim, the keys' expiry and the
+//   PUBLISH of the notification to the other nodes.
+// - Fan-out between nodes: pub/sub is a doorbell, the stream is the truth.
+//   One channel carries every append's notification; the store keeps a
+//   cursor per watched room (a room the engine read or wrote), delivers the
+//   next offset at once, and reads a skipped range once (XRANGE) for all of
+//   the node's subscribers. After the pub/sub connection comes back, and
+//   every `head_check` for every watched room, it compares the room's head
+//   with its cursor and reads what is missing. A probe published to the
+//   channel every `probe_every` must come back within `command_timeout`, or
+//   the pub/sub connection is replaced.
+// - Redis unavailable: requests complete with error::store_unavailable
+//   (publishes get NACK unavailable, nothing is acknowledged that Redis did
+//   not confirm); healthy() is false (`/healthz` answers 503); the
+//   connections reconnect with backoff.
+//
+// All Redis I/O runs on the store's own thread (its io_context); submit()
+// only posts to it.
+
+#include "redis/connection.hpp"
+
+#include <tether/core/store.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace tether::redis {
+
+/// How `tether serve --redis` configures the store.
+struct RedisOptions {
+    std::vector<Endpoint> servers;  ///< rooms are spread over these (at least one)
+    std::string prefix = "tether";  ///< every key starts with it
+    std::string node_id = "node-1";  ///< unique per node: its own notifications are skipped
+    StoreLimits limits;
+    duration command_timeout{2'000};  ///< a command without reply by then: the connection is dropped
+    duration head_check{3'000};   ///< every watched room's head is compared this often
+    duration probe_every{5'000};  ///< the pub/sub connection is probed this often
+    /// A room's metadata (its epoch and head) outlives its last append by
+    /// this long; history_ttl bounds the events themselves.
+    duration meta_ttl{7 * 24 * 3'600'000};
+    std::size_t watched_rooms_max = 100'000;  ///< rooms with a cursor at most
+    std::size_t pending_max = 65'536;         ///< commands in flight per connection at most
+    /// Log sink: level 0 info, 1 warning.
+    std::function<void(int level, std::string_view text)> log;
+};
+
+/// Counters of the Redis store (they feed /metrics).
+struct RedisStats {
+    ConnectionStats commands;      ///< every command connection summed
+    ConnectionStats pubsub;        ///< every pub/sub connection summed
+    std::uint64_t notifications = 0;  ///< notifications of other nodes' appends received
+    std::uint64_t gap_fills = 0;      ///< ranges read because notifications were missed
+    std::uint64_t gap_events = 0;     ///< events those reads delivered
+    std::uint64_t epoch_changes = 0;  ///< watched rooms seen with a new epoch
+    std::uint64_t function_loads = 0;  ///< FUNCTION LOAD calls
+    std::uint64_t probes_lost = 0;     ///< pub/sub probes that did not come back
+    std::uint64_t watched_rooms = 0;   ///< rooms with a cursor now
+    std::uint64_t unwatched_overflow = 0;  ///< rooms not watched: watched_rooms_max reached
+};
+
+class RedisStore final : public Store {
+  public:
+    /// Starts the store's thread and connects (it does not wait for Redis:
+    /// requests fail with store_unavailable until a connection is up).
+    explicit RedisStore(RedisOptions options);
+    ~RedisStore() override;
+    RedisStore(const RedisStore&) = delete;
+    RedisStore& operator=(const RedisStore&) = delete;
+
+    void submit(StoreRequest request) override;
+    void flush() override;
+    void on_remote_append(const std::function<void(RemoteAppend)>& on_append) override;
+
+    /// Every server's command and pub/sub connections are up.
+    [[nodiscard]] bool healthy() const noexcept { return healthy_.load(); }
+    /// Blocks until healthy() or `timeout` passed (start-up only).
+    bool wait_healthy(duration timeout);
+    /// A snapshot of the counters (thread-safe).
+    [[nodiscard]] RedisStats stats() const;
+    /// The server a room lives on (its index in options.servers).
+    [[nodiscard]] std::size_t server_of(std::string_view room) const noexcept;
+
+  private:
+    struct Server;
+    struct Watch {
+        std::uint64_t epoch = 0;
+        std::uint64_t cursor = 0;   ///< the last offset delivered (or known to the engine)
+        std::uint64_t wanted = 0;   ///< the newest offset a notification announced
+        bool filling = false;       ///< a range read is in flight
+    };
+
+    void run(StoreRequest request);
+    void append(std::uint64_t id, store_op::Append a);
+    void read_stream(std::uint64_t id, const store_op::ReadStream& r);
+    void read_range(std::uint64_t id, const store_op::ReadRange& r);
+    void trim(std::uint64_t id, const store_op::Trim& t);
+    void save_session(std::uint64_t id, const SessionRecord& s);
+    void erase_session(std::uint64_t id, const std::string& session);
+    void load_sessions(std::uint64_t id, const store_op::LoadSessions& l);
+    /// FCALL with a reload of the library when Redis lost it.
+    void fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb, bool retry = true);
+    void finish(StoreResult r);
+    void fail(std::uint64_t id, std::error_code ec);
+    /// Up to `max` watched rooms from `pos` on (round robin).
+    [[nodiscard]] std::vector<std::string> some_watched(std::size_t max, std::size_t& pos) const;
+    void on_notification(std::string_view payload);
+    void fill(const std::string& room, Watch& w);
+    /// The engine learnt the room's stream up to (epoch, head).
+    void observe(const std::string& room, std::uint64_t epoch, std::uint64_t head);
+    void check_heads();
+    void probe();
+    void update_health();
+    [[nodiscard]] std::string key(std::string_view room, std::string_view what) const;
+    [[nodiscard]] std::string session_key(std::string_view id) const;
+    [[nodiscard]] std::uint64_t new_epoch();
+
+    RedisOptions opt_;
+    std::string channel_;
+    std::string library_;
+    boost::asio::io_context io_;
+    std::vector<std::unique_ptr<Server>> servers_;
+    boost::asio::steady_timer head_timer_;
+    boost::asio::steady_timer probe_timer_;
+    std::unordered_map<std::string, Watch> watched_;
+    std::size_t trim_pos_ = 0, check_pos_ = 0;
+    std::uint64_t probe_seq_ = 0;
+    std::uint64_t probe_waiting_ = 0;  ///< the probe sent and not seen yet (0: none)
+    std::uint64_t epoch_counter_ = 0;
+    RedisStats stats_;
+    mutable std::mutex stats_mu_;  // stats() reads from other threads
+    RedisStats shared_stats_;
+    std::atomic<bool> healthy_{false};
+    std::mutex remote_mu_;
+    std::function<void(RemoteAppend)> on_remote_;
+    std::atomic<std::size_t> in_flight_{0};
+    std::mutex flush_mu_;
+    std::condition_variable flush_cv_;
+    std::thread thread_;
+};
+
+}  // namespace tether::redis
