@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <future>
 #include <random>
 
 namespace tether::redis {
@@ -191,7 +192,16 @@ bool RedisStore::wait_healthy(duration timeout) {
     return true;
 }
 
-RedisStats RedisStore::stats() const {
+RedisStats RedisStore::stats() {
+    // Fresh from the store's thread (a scrape is rare); the last snapshot if
+    // that thread does not answer within a second.
+    auto fresh = std::make_shared<std::promise<void>>();
+    auto done = fresh->get_future();
+    asio::post(io_, [this, fresh] {
+        update_health();
+        fresh->set_value();
+    });
+    done.wait_for(std::chrono::seconds(1));
     std::lock_guard lock{stats_mu_};
     return shared_stats_;
 }

@@ -99,8 +99,8 @@ class RedisStore final : public Store {
     [[nodiscard]] bool healthy() const noexcept { return healthy_.load(); }
     /// Blocks until healthy() or `timeout` passed (start-up only).
     bool wait_healthy(duration timeout);
-    /// A snapshot of the counters (thread-safe).
-    [[nodiscard]] RedisStats stats() const;
+    /// The counters now (thread-safe; asks the store's thread, waits 1 s at most).
+    [[nodiscard]] RedisStats stats();
     /// The server a room lives on (its index in options.servers).
     [[nodiscard]] std::size_t server_of(std::string_view room) const noexcept;
 

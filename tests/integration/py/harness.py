@@ -45,14 +45,18 @@ def jwt(sub, exp_offset_s=3600, secret=SECRET, alg="HS256", nbf_offset_s=None, s
 class Server:
     """One `tether serve` process on a free port; stopped by stop()/kill()."""
 
-    def __init__(self, *extra, data_dir=None, memory=False, port=0):
+    def __init__(self, *extra, data_dir=None, memory=False, port=0, redis=None):
         self.data_dir = data_dir
         self.own_dir = None
-        if not memory and data_dir is None:
+        if not memory and data_dir is None and redis is None:
             self.own_dir = tempfile.mkdtemp(prefix="tether-it-")
             self.data_dir = self.own_dir
+        if redis is not None:
+            store = ["--redis", redis.url] if isinstance(redis, RedisServer) else ["--redis", redis]
+        else:
+            store = ["--memory"] if memory else ["--data", self.data_dir]
         self.args = [TETHER, "serve", "--listen", f"127.0.0.1:{port}", "--token-secret", SECRET,
-                     "--admin-key", ADMIN_KEY] + (["--memory"] if memory else ["--data", self.data_dir]) + list(extra)
+                     "--admin-key", ADMIN_KEY] + store + list(extra)
         self.proc = None
         self.port = None
         self.log = []
@@ -118,6 +122,64 @@ class Server:
         self.stop()
         self.args[self.args.index("--listen") + 1] = f"127.0.0.1:{self.port}"
         return self.start()
+
+
+class RedisServer:
+    """A real `redis-server` on a free loopback port, in its own directory.
+    No persistence unless asked: a restart comes back empty."""
+
+    def __init__(self, *extra, port=None):
+        self.dir = tempfile.mkdtemp(prefix="tether-redis-")
+        self.port = port or free_port()
+        self.extra = list(extra)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"] + self.extra,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log = []
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("redis-server exited: " + "".join(log))
+            log.append(line)
+            if "Ready to accept connections" in line:
+                threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+                return self
+        raise RuntimeError("redis-server did not get ready: " + "".join(log))
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "--no-raw"] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0 or r.stdout.startswith("Could not connect"):
+            raise RuntimeError(r.stdout + r.stderr)
+        out = r.stdout.strip()
+        return out[1:-1] if out.startswith('"') and out.endswith('"') else out
+
+    def kill9(self):
+        self.stop()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Proxy:

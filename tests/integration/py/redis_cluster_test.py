@@ -1,0 +1,222 @@
+"""Several `tether serve --redis` nodes on one real `redis-server`
+(docs/SCALING.md): fan-out between nodes, dedupe of a publish retried on
+another node, a room resumed on another node, lost pub/sub notifications
+(the connection killed, a tiny output-buffer limit), Redis out of reach
+(NACK unavailable, /healthz 503, recovery by itself), Redis restarted empty
+(history lost is said, never a silent replay), the function library lost,
+and a node's sessions across its kill -9."""
+
+import asyncio
+import json
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Client, RedisServer, Server  # noqa: E402
+
+
+async def events_until(c, room, count, timeout=30, acks=None):
+    """Offsets of `room`'s EVENTs until `count` arrived; ACKs go to `acks`."""
+    got = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(got) < count:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"timed out with {len(got)} of {count} events: {got[-5:]}")
+        m = await c.recv(timeout=left)
+        if m["op"] == "EVENT" and m["d"]["room"] == room:
+            got.append((m["d"]["epoch"], m["d"]["offset"], m["d"]["data"]))
+        elif m["op"] == "ACK" and acks is not None:
+            acks.append(m["d"])
+        elif m["op"] not in ("HEARTBEAT_ACK", "ACK"):
+            raise AssertionError(f"unexpected {m}")
+    return got
+
+
+async def publish_all(c, room, ids, data=lambda i: i):
+    """Publishes every id, then reads until each was ACKed; returns the ACKs by id."""
+    for i, pid in enumerate(ids):
+        await c.send("PUBLISH", room=room, id=pid, data=data(i))
+    acks = {}
+    while len(acks) < len(ids):
+        m = await c.recv(timeout=30)
+        if m["op"] == "ACK":
+            acks[m["d"]["id"]] = m["d"]
+        elif m["op"] == "NACK":
+            raise AssertionError(f"NACK in the flow: {m}")
+    return acks
+
+
+class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        self.redis = RedisServer().start()
+        self.nodes = [Server("--node-id", f"n{i}", "--publish-rate", "5000", "--publish-burst",
+                             "5000", redis=self.redis).start() for i in range(2)]
+
+    async def asyncTearDown(self):
+        for n in self.nodes:
+            n.cleanup()
+        self.redis.cleanup()
+
+    def metric(self, node, name):
+        _, text, _ = node.http("GET", "/metrics", key=None)
+        m = re.search(rf"^{name} (\d+)$", text, re.M)
+        self.assertIsNotNone(m, name)
+        return int(m.group(1))
+
+    async def test_fan_out_between_nodes_once_in_order_and_dedupe_across_nodes(self):
+        a, b = self.nodes
+        sub = await Client.open(a)
+        await sub.identify("reader")
+        await sub.send("JOIN", room="chat")
+        joined = await sub.expect("JOINED")
+        # Two writers on the two nodes, the same user: a publish id retried
+        # on the other node gets the original offset and stores nothing.
+        w_b = await Client.open(b)
+        await w_b.identify("writer")
+        w_a = await Client.open(a)
+        await w_a.identify("writer")
+        acks_b = await publish_all(w_b, "chat", [f"b{k}" for k in range(50)])
+        acks_a = await publish_all(w_a, "chat", [f"a{k}" for k in range(50)])
+        retried = await publish_all(w_a, "chat", ["b7", "b8"])
+        self.assertEqual(retried["b7"]["offset"], acks_b["b7"]["offset"])
+        self.assertEqual(retried["b8"]["offset"], acks_b["b8"]["offset"])
+        got = await events_until(sub, "chat", 100)
+        self.assertEqual([o for _, o, _ in got], list(range(1, 101)))
+        self.assertTrue(all(e == joined["epoch"] for e, _, _ in got))
+        offsets = sorted(x["offset"] for x in list(acks_a.values()) + list(acks_b.values()))
+        self.assertEqual(offsets, list(range(1, 101)))
+        # Nothing more: the two retries stored no event.
+        await w_b.send("PUBLISH", room="chat", id="last", data="end")
+        last = await events_until(sub, "chat", 1)
+        self.assertEqual(last[0][1], 101)
+        self.assertGreaterEqual(self.metric(a, "tether_redis_notifications_total"), 50)
+
+    async def test_a_room_resumes_on_another_node_with_exactly_what_was_missed(self):
+        a, b = self.nodes
+        c = await Client.open(a)
+        await c.identify("mover")
+        await c.send("JOIN", room="r")
+        epoch = (await c.expect("JOINED"))["epoch"]
+        w = await Client.open(b)
+        await w.identify("writer")
+        await publish_all(w, "r", [f"x{k}" for k in range(10)])
+        seen = await events_until(c, "r", 10)
+        await c.abort()
+        await publish_all(w, "r", [f"y{k}" for k in range(1000)])
+        c2 = await Client.open(b)
+        await c2.identify("mover")
+        await c2.send("JOIN", room="r", since={"epoch": epoch, "offset": seen[-1][1]})
+        j = await c2.expect("JOINED")
+        self.assertTrue(j["recovered"], j)
+        replay = await events_until(c2, "r", 1000)
+        self.assertEqual([o for _, o, _ in replay], list(range(11, 1011)))
+        self.assertEqual([d for _, _, d in replay], list(range(1000)))
+
+    async def test_lost_notifications_are_filled_from_the_stream(self):
+        a, b = self.nodes
+        sub = await Client.open(a)
+        await sub.identify("reader")
+        await sub.send("JOIN", room="busy")
+        await sub.expect("JOINED")
+        w = await Client.open(b)
+        await w.identify("writer")
+        # A pub/sub client may buffer 2 KiB at most: node a's subscription is
+        # cut again and again under a flow of 1 KiB events.
+        self.redis.cli("CONFIG", "SET", "client-output-buffer-limit", "pubsub 2kb 2kb 0")
+        big = "x" * 1024
+        total = 0
+        for round_ in range(4):
+            ids = [f"r{round_}-{k}" for k in range(100)]
+            sender = asyncio.create_task(publish_all(w, "busy", ids, data=lambda i: big))
+            if round_ == 2:
+                self.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+            await sender
+            total += len(ids)
+        got = await events_until(sub, "busy", total, timeout=60)
+        self.assertEqual([o for _, o, _ in got], list(range(1, total + 1)))
+        fills = self.metric(a, "tether_redis_gap_fills_total")
+        reconnects = self.metric(a, "tether_redis_reconnects_total")
+        self.assertGreater(fills, 0)
+        self.assertGreater(reconnects, 0)
+
+    async def test_redis_out_of_reach_then_back_empty(self):
+        a, b = self.nodes
+        sub = await Client.open(a)
+        await sub.identify("reader")
+        await sub.send("JOIN", room="life")
+        epoch = (await sub.expect("JOINED"))["epoch"]
+        w = await Client.open(b)
+        await w.identify("writer")
+        await publish_all(w, "life", ["before-1", "before-2"])
+        await events_until(sub, "life", 2)
+        self.redis.kill9()
+        # Never an ACK for what Redis did not store: NACK unavailable.
+        await w.send("PUBLISH", room="life", id="during", data=0)
+        m = await w.recv(timeout=15)
+        while m["op"] == "HEARTBEAT_ACK":
+            m = await w.recv(timeout=15)
+        self.assertEqual(m["op"], "NACK", m)
+        self.assertEqual(m["d"]["code"], "unavailable", m)
+        self.assertGreater(m["d"].get("retry_after_ms", 0), 0)
+        status, body, _ = b.http("GET", "/healthz", key=None)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(json.loads(body)["status"], "unavailable")
+        # Back, empty (no persistence): the nodes recover by themselves.
+        self.redis.start()
+        for node in (a, b):
+            for _ in range(200):
+                if node.http("GET", "/healthz", key=None)[0] == 200:
+                    break
+                await asyncio.sleep(0.05)  # polling the health endpoint a load balancer polls
+            self.assertEqual(node.http("GET", "/healthz", key=None)[0], 200)
+        acks = await publish_all(w, "life", ["after-1"])
+        self.assertNotEqual(acks["after-1"]["epoch"], epoch)
+        self.assertEqual(acks["after-1"]["offset"], 1)
+        # The live subscriber sees the new epoch; a client coming back with
+        # the old position is told that history was lost.
+        ev = await events_until(sub, "life", 1)
+        self.assertEqual(ev[0][:2], (acks["after-1"]["epoch"], 1))
+        late = await Client.open(b)
+        await late.identify("late")
+        await late.send("JOIN", room="life", since={"epoch": epoch, "offset": 2})
+        j = await late.expect("JOINED")
+        self.assertFalse(j["recovered"], j)
+        self.assertNotEqual(j["epoch"], epoch)
+
+    async def test_function_library_lost_is_loaded_again(self):
+        a, _ = self.nodes
+        w = await Client.open(a)
+        await w.identify("writer")
+        await publish_all(w, "f", ["one"])
+        loads = self.metric(a, "tether_redis_function_loads_total")
+        self.redis.cli("FUNCTION", "FLUSH")
+        acks = await publish_all(w, "f", ["two"])
+        self.assertEqual(acks["two"]["offset"], 2)
+        self.assertGreater(self.metric(a, "tether_redis_function_loads_total"), loads)
+
+    async def test_a_nodes_sessions_survive_its_kill9(self):
+        a, _ = self.nodes
+        c = await Client.open(a)
+        _, ready = await c.identify("keeper")
+        await c.send("JOIN", room="k")
+        epoch = (await c.expect("JOINED"))["epoch"]
+        await publish_all(c, "k", ["k1"])
+        a.kill9()
+        a.restart()
+        c2 = await Client.open(a)
+        await c2.expect("HELLO")
+        await c2.send("RESUME", session_id=ready["session_id"], resume_token=ready["resume_token"],
+                      rooms=[{"room": "k", "epoch": epoch, "offset": 0}])
+        await c2.expect("RESUMED")
+        j = await c2.expect("JOINED")
+        self.assertTrue(j["recovered"], j)
+        got = await events_until(c2, "k", 1)
+        self.assertEqual(got[0][1], 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
