@@ -62,15 +62,15 @@ struct ServeArgs {
 std::string redis_metrics(const redis::RedisStats& s, bool healthy) {
     std::string out;
     auto add = [&out](const char* name, const char* help, const char* type, auto value) {
-        out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " " + type +
-               "\n" + name + " " + std::to_string(value) + "\n";
+        out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+               name + " " + std::to_string(value) + "\n";
     };
     add("tether_redis_up", "1 when every Redis connection of this node is up", "gauge",
         healthy ? 1 : 0);
     add("tether_redis_commands_total", "Redis commands sent", "counter",
         s.commands.commands + s.pubsub.commands);
-    add("tether_redis_errors_total", "Redis commands that failed or got an error reply",
-        "counter", s.commands.errors + s.pubsub.errors);
+    add("tether_redis_errors_total", "Redis commands that failed or got an error reply", "counter",
+        s.commands.errors + s.pubsub.errors);
     add("tether_redis_timeouts_total", "Redis connections dropped for a command past its deadline",
         "counter", s.commands.timeouts + s.pubsub.timeouts);
     add("tether_redis_reconnects_total", "Redis connections made again after a loss", "counter",
@@ -266,7 +266,8 @@ Action add_serve_command(CLI::App& app) {
             return usage_error("--redis-timeout must be a duration >= 100ms, e.g. 2s");
         if (a->redis_prefix.empty() || a->redis_prefix.size() > 64 ||
             a->redis_prefix.find_first_of("{}\n ") != std::string::npos)
-            return usage_error("--redis-prefix must be 1..64 characters without {, }, spaces or newlines");
+            return usage_error(
+                "--redis-prefix must be 1..64 characters without {, }, spaces or newlines");
         if (a->node_id.empty() || a->node_id.size() > 64 ||
             !std::all_of(a->node_id.begin(), a->node_id.end(), [](char c) {
                 return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
@@ -313,8 +314,8 @@ Action add_serve_command(CLI::App& app) {
                     return exit_failure;
                 }
                 redis_store = r.get();
-                store_desc = "redis " + std::to_string(redis_servers.size()) + " server(s), prefix " +
-                             a->redis_prefix + ", node " + a->node_id;
+                store_desc = "redis " + std::to_string(redis_servers.size()) +
+                             " server(s), prefix " + a->redis_prefix + ", node " + a->node_id;
                 store = std::move(r);
             } else if (a->memory) {
                 // One engine per process: nothing reads sessions back.

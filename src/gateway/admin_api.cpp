@@ -86,8 +86,8 @@ void route_http(Bridge& g, Request&& req, std::function<void(Response)> respond)
                     json::object o;
                     o["status"] = "unavailable";
                     o["reason"] = problem;
-                    return respond(make_response(http::status::service_unavailable,
-                                                 json::serialize(o), true));
+                    return respond(
+                        make_response(http::status::service_unavailable, json::serialize(o), true));
                 }
                 return respond(make_response(http::status::ok, R"({"status":"ok"})", true));
             }

@@ -25,9 +25,9 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <functional>
 #include <optional>
 #include <string>
 

@@ -196,7 +196,9 @@ struct Connection::Io : std::enable_shared_from_this<Connection::Io> {
 Connection::Connection(asio::io_context& io, Options options, Log log)
     : io_(io), opt_(std::move(options)), log_(std::move(log)), deadline_(io), retry_(io) {}
 
-Connection::~Connection() { stop(); }
+Connection::~Connection() {
+    stop();
+}
 
 void Connection::start() {
     if (state_ != State::idle) return;
@@ -300,8 +302,9 @@ void Connection::on_connected(bool ok, std::string_view why) {
             finish(true);
     };
     if (opt_.endpoint.db != 0) {
-        command({"SELECT", std::to_string(opt_.endpoint.db)},
-                [hook](std::error_code ec, Reply&& r) { hook(!ec && !r.is_error()); }, true);
+        command(
+            {"SELECT", std::to_string(opt_.endpoint.db)},
+            [hook](std::error_code ec, Reply&& r) { hook(!ec && !r.is_error()); }, true);
     } else {
         hook(true);
     }
@@ -331,8 +334,8 @@ void Connection::schedule_reconnect() {
     state_ = State::idle;
     backoff_ms_ = backoff_ms_ == 0 ? kBackoffFirstMs : std::min(backoff_ms_ * 2, kBackoffMaxMs);
     static thread_local std::minstd_rand rng{std::random_device{}()};
-    const auto jitter = std::uniform_int_distribution<std::int64_t>{
-        -backoff_ms_ / 4, backoff_ms_ / 4}(rng);
+    const auto jitter =
+        std::uniform_int_distribution<std::int64_t>{-backoff_ms_ / 4, backoff_ms_ / 4}(rng);
     retry_.expires_after(std::chrono::milliseconds(backoff_ms_ + jitter));
     retry_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
         if (ec || alive.expired() || state_ != State::idle) return;
@@ -438,7 +441,8 @@ void Connection::arm_deadline() {
     if (deadline_armed_ || pending_.empty() || state_ != State::ready) return;
     deadline_armed_ = true;
     const auto due = pending_.front()->sent_ms + opt_.command_timeout.count();
-    deadline_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, due - steady_ms())));
+    deadline_.expires_after(
+        std::chrono::milliseconds(std::max<std::int64_t>(0, due - steady_ms())));
     deadline_.async_wait([this, alive = std::weak_ptr<bool>(alive_),
                           gen = generation_](boost::system::error_code ec) {
         if (alive.expired()) return;

@@ -64,10 +64,10 @@ struct Reply {
 
 /// Counters of one connection (they feed /metrics).
 struct ConnectionStats {
-    std::uint64_t commands = 0;    ///< commands sent
-    std::uint64_t errors = 0;      ///< error replies and failed commands
-    std::uint64_t timeouts = 0;    ///< connections dropped for a command past its deadline
-    std::uint64_t reconnects = 0;  ///< connections made after the first
+    std::uint64_t commands = 0;        ///< commands sent
+    std::uint64_t errors = 0;          ///< error replies and failed commands
+    std::uint64_t timeouts = 0;        ///< connections dropped for a command past its deadline
+    std::uint64_t reconnects = 0;      ///< connections made after the first
     std::uint64_t latency_us_sum = 0;  ///< sum of command round trips (µs)
     std::uint64_t latency_samples = 0;
 };
@@ -77,9 +77,9 @@ class Connection {
   public:
     struct Options {
         Endpoint endpoint;
-        std::string name;                ///< for logs: "store", "pubsub"
-        duration command_timeout{2'000};  ///< deadline of every command
-        duration connect_timeout{2'000};  ///< deadline of the TCP connect and the start-up
+        std::string name;                  ///< for logs: "store", "pubsub"
+        duration command_timeout{2'000};   ///< deadline of every command
+        duration connect_timeout{2'000};   ///< deadline of the TCP connect and the start-up
         std::size_t pending_max = 65'536;  ///< commands in flight at most
     };
     /// A command's outcome: an error code (store_unavailable: not sent, or

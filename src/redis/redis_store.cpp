@@ -184,7 +184,8 @@ void RedisStore::flush() {
 }
 
 bool RedisStore::wait_healthy(duration timeout) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout.count());
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout.count());
     while (!healthy_.load()) {
         if (std::chrono::steady_clock::now() >= until) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));  // start-up only
@@ -384,10 +385,9 @@ void RedisStore::read_range(std::uint64_t id, const store_op::ReadRange& rr) {
                   if (!off) break;
                   if (!out.events.empty() && bytes + e.elements[2].str.size() > max_bytes) break;
                   bytes += e.elements[2].str.size();
-                  out.events.push_back(StoredEvent{*off, static_cast<std::int64_t>(at.value_or(0)),
-                                                   std::move(e.elements[2].str),
-                                                   std::move(e.elements[3].str),
-                                                   std::move(e.elements[4].str)});
+                  out.events.push_back(StoredEvent{
+                      *off, static_cast<std::int64_t>(at.value_or(0)), std::move(e.elements[2].str),
+                      std::move(e.elements[3].str), std::move(e.elements[4].str)});
               }
               finish(StoreResult{id, {}, std::move(out)});
           });
@@ -434,29 +434,29 @@ void RedisStore::erase_session(std::uint64_t id, const std::string& session) {
 }
 
 void RedisStore::load_sessions(std::uint64_t id, const store_op::LoadSessions& l) {
-    fcall(*servers_.front(),
-          {"FCALL", "tether_load_sessions", "1", opt_.prefix + ":sessions:" + opt_.node_id,
-           l.after, std::to_string(std::max<std::size_t>(1, l.max)), opt_.prefix + ":session:",
-           opt_.node_id},
-          [this, id](std::error_code ec, Reply&& r) {
-              if (ec) return fail(id, ec);
-              if (r.type != Reply::Type::array || r.elements.empty())
-                  return fail(id, make_error_code(error::store_failed));
-              store_result::Sessions out;
-              out.more = r.elements[0].integer == 1;
-              for (std::size_t i = 1; i < r.elements.size(); ++i) {
-                  auto& e = r.elements[i];
-                  if (e.type != Reply::Type::array || e.elements.size() != 5) continue;
-                  SessionRecord s;
-                  s.id = std::move(e.elements[0].str);
-                  s.resume_token = std::move(e.elements[1].str);
-                  s.user = std::move(e.elements[2].str);
-                  s.rooms = rooms_from_json(e.elements[3].str);
-                  s.expires_at_ms = static_cast<std::int64_t>(e.elements[4].as_u64().value_or(0));
-                  out.sessions.push_back(std::move(s));
-              }
-              finish(StoreResult{id, {}, std::move(out)});
-          });
+    fcall(
+        *servers_.front(),
+        {"FCALL", "tether_load_sessions", "1", opt_.prefix + ":sessions:" + opt_.node_id, l.after,
+         std::to_string(std::max<std::size_t>(1, l.max)), opt_.prefix + ":session:", opt_.node_id},
+        [this, id](std::error_code ec, Reply&& r) {
+            if (ec) return fail(id, ec);
+            if (r.type != Reply::Type::array || r.elements.empty())
+                return fail(id, make_error_code(error::store_failed));
+            store_result::Sessions out;
+            out.more = r.elements[0].integer == 1;
+            for (std::size_t i = 1; i < r.elements.size(); ++i) {
+                auto& e = r.elements[i];
+                if (e.type != Reply::Type::array || e.elements.size() != 5) continue;
+                SessionRecord s;
+                s.id = std::move(e.elements[0].str);
+                s.resume_token = std::move(e.elements[1].str);
+                s.user = std::move(e.elements[2].str);
+                s.rooms = rooms_from_json(e.elements[3].str);
+                s.expires_at_ms = static_cast<std::int64_t>(e.elements[4].as_u64().value_or(0));
+                out.sessions.push_back(std::move(s));
+            }
+            finish(StoreResult{id, {}, std::move(out)});
+        });
 }
 
 // ---- fan-out between nodes -------------------------------------------------------------------
@@ -523,7 +523,8 @@ void RedisStore::on_notification(std::string_view payload) {
             if (!mine) {
                 std::lock_guard lock{remote_mu_};
                 if (on_remote_)
-                    on_remote_(RemoteAppend{room, {epoch, offset}, std::string{payload}, nullptr, 0});
+                    on_remote_(
+                        RemoteAppend{room, {epoch, offset}, std::string{payload}, nullptr, 0});
             }
             return;
         }
@@ -574,8 +575,8 @@ void RedisStore::fill(const std::string& room, Watch& watch) {
                   auto off = e.elements[0].as_u64();
                   if (!off || *off <= w.cursor) continue;
                   w.cursor = *off;
-                  out.push_back(RemoteAppend{room, {info->epoch, *off},
-                                             std::move(e.elements[2].str), nullptr, 0});
+                  out.push_back(RemoteAppend{
+                      room, {info->epoch, *off}, std::move(e.elements[2].str), nullptr, 0});
               }
               if (info->first > w.cursor + 1 && info->head >= info->first) {
                   // Trimmed before we read it: the engine's subscribers catch

@@ -52,11 +52,12 @@ namespace tether::redis {
 
 /// How `tether serve --redis` configures the store.
 struct RedisOptions {
-    std::vector<Endpoint> servers;  ///< rooms are spread over these (at least one)
-    std::string prefix = "tether";  ///< every key starts with it
+    std::vector<Endpoint> servers;   ///< rooms are spread over these (at least one)
+    std::string prefix = "tether";   ///< every key starts with it
     std::string node_id = "node-1";  ///< unique per node: its own notifications are skipped
     StoreLimits limits;
-    duration command_timeout{2'000};  ///< a command without reply by then: the connection is dropped
+    duration command_timeout{
+        2'000};                   ///< a command without reply by then: the connection is dropped
     duration head_check{3'000};   ///< every watched room's head is compared this often
     duration probe_every{5'000};  ///< the pub/sub connection is probed this often
     /// A room's metadata (its epoch and head) outlives its last append by
@@ -70,15 +71,15 @@ struct RedisOptions {
 
 /// Counters of the Redis store (they feed /metrics).
 struct RedisStats {
-    ConnectionStats commands;      ///< every command connection summed
-    ConnectionStats pubsub;        ///< every pub/sub connection summed
-    std::uint64_t notifications = 0;  ///< notifications of other nodes' appends received
-    std::uint64_t gap_fills = 0;      ///< ranges read because notifications were missed
-    std::uint64_t gap_events = 0;     ///< events those reads delivered
-    std::uint64_t epoch_changes = 0;  ///< watched rooms seen with a new epoch
-    std::uint64_t function_loads = 0;  ///< FUNCTION LOAD calls
-    std::uint64_t probes_lost = 0;     ///< pub/sub probes that did not come back
-    std::uint64_t watched_rooms = 0;   ///< rooms with a cursor now
+    ConnectionStats commands;              ///< every command connection summed
+    ConnectionStats pubsub;                ///< every pub/sub connection summed
+    std::uint64_t notifications = 0;       ///< notifications of other nodes' appends received
+    std::uint64_t gap_fills = 0;           ///< ranges read because notifications were missed
+    std::uint64_t gap_events = 0;          ///< events those reads delivered
+    std::uint64_t epoch_changes = 0;       ///< watched rooms seen with a new epoch
+    std::uint64_t function_loads = 0;      ///< FUNCTION LOAD calls
+    std::uint64_t probes_lost = 0;         ///< pub/sub probes that did not come back
+    std::uint64_t watched_rooms = 0;       ///< rooms with a cursor now
     std::uint64_t unwatched_overflow = 0;  ///< rooms not watched: watched_rooms_max reached
 };
 
@@ -108,9 +109,9 @@ class RedisStore final : public Store {
     struct Server;
     struct Watch {
         std::uint64_t epoch = 0;
-        std::uint64_t cursor = 0;   ///< the last offset delivered (or known to the engine)
-        std::uint64_t wanted = 0;   ///< the newest offset a notification announced
-        bool filling = false;       ///< a range read is in flight
+        std::uint64_t cursor = 0;  ///< the last offset delivered (or known to the engine)
+        std::uint64_t wanted = 0;  ///< the newest offset a notification announced
+        bool filling = false;      ///< a range read is in flight
     };
 
     void run(StoreRequest request);
@@ -122,7 +123,8 @@ class RedisStore final : public Store {
     void erase_session(std::uint64_t id, const std::string& session);
     void load_sessions(std::uint64_t id, const store_op::LoadSessions& l);
     /// FCALL with a reload of the library when Redis lost it.
-    void fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb, bool retry = true);
+    void fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb,
+               bool retry = true);
     void finish(StoreResult r);
     void fail(std::uint64_t id, std::error_code ec);
     /// Up to `max` watched rooms from `pos` on (round robin).

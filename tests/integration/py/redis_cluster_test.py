@@ -218,5 +218,32 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(got[0][1], 1)
 
 
+class RedisFlagsTest(unittest.TestCase):
+    """Bad --redis values: exit code 2 and the flag named, before any I/O."""
+
+    def run_serve(self, *args):
+        import subprocess
+        from harness import TETHER
+        return subprocess.run([TETHER, "serve", "--allow-anonymous"] + list(args),
+                              capture_output=True, text=True, timeout=30)
+
+    def test_bad_values_exit_2_and_say_why(self):
+        cases = [
+            (["--redis", "http://127.0.0.1:6379"], "redis://"),
+            (["--redis", "redis://127.0.0.1:0"], "port"),
+            (["--redis", "redis://127.0.0.1:6379/99"], "database"),
+            (["--redis", "redis://user:pw@127.0.0.1"], "credentials"),
+            (["--redis", "redis://127.0.0.1", "--memory"], "excludes"),
+            (["--redis", "redis://127.0.0.1", "--data", "/tmp/x"], "excludes"),
+            (["--redis", "redis://127.0.0.1", "--node-id", "a b"], "--node-id"),
+            (["--redis", "redis://127.0.0.1", "--redis-prefix", "{x}"], "--redis-prefix"),
+            (["--redis", "redis://127.0.0.1", "--redis-timeout", "5ms"], "--redis-timeout"),
+        ]
+        for args, said in cases:
+            r = self.run_serve(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(said, r.stderr, args)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
