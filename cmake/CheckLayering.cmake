@@ -19,7 +19,7 @@ set(TETHER_LAYERS
   "core API|include/tether/core|std tether_core boost_system"
   "wire|src/wire|std tether_core openssl boost_url boost_json boost_system wire"
   "store|src/store|std tether_core boost_json boost_system sqlite posix store"
-  "redis|src/redis|std tether_core asio boost_json boost_system hiredis posix redis"
+  "redis|src/redis|std tether_core asio boost_json boost_system hiredis posix redis store"
   "sim|src/sim|std tether_core sim store"
   "asio|src/asio|std asio beast openssl asio"
   "client|src/client|std tether_core tether_api asio beast openssl boost_json boost_url boost_system posix client"

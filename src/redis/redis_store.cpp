@@ -1,10 +1,10 @@
 #include "redis/redis_store.hpp"
 
 #include "redis/functions.hpp"
+#include "store/session_rooms.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/json.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -34,23 +34,6 @@ std::int64_t wall_now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-std::string rooms_json(const std::vector<std::string>& rooms) {
-    boost::json::array a;
-    for (const auto& r : rooms)
-        a.emplace_back(r);
-    return boost::json::serialize(a);
-}
-
-std::vector<std::string> rooms_from_json(std::string_view text) {
-    std::vector<std::string> out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(text, ec);
-    if (ec || !v.is_array()) return out;
-    for (const auto& e : v.get_array())
-        if (e.is_string()) out.emplace_back(e.get_string());
-    return out;
 }
 
 /// Reads {epoch, head, first} from the front of a function's reply.
@@ -281,6 +264,14 @@ std::vector<std::string> RedisStore::some_watched(std::size_t max, std::size_t& 
     return out;
 }
 
+Connection::Callback RedisStore::done_or_fail(std::uint64_t id) {
+    return [this, id](std::error_code ec, Reply&& r) {
+        if (ec) return fail(id, ec);
+        if (r.is_error()) return fail(id, make_error_code(error::store_failed));
+        finish(StoreResult{id, {}, store_result::Done{}});
+    };
+}
+
 void RedisStore::fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb,
                        bool retry) {
     auto again = retry ? argv : std::vector<std::string>{};
@@ -343,13 +334,31 @@ void RedisStore::append(std::uint64_t id, store_op::Append a) {
           });
 }
 
-void RedisStore::read_stream(std::uint64_t id, const store_op::ReadStream& rs) {
-    Server& s = *servers_[server_of(rs.room)];
+std::vector<std::string> RedisStore::room_call(const char* function, std::string_view room) {
     const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
-    fcall(s,
-          {"FCALL", "tether_stream", "4", key(rs.room, "m"), key(rs.room, "s"), key(rs.room, "d"),
-           key(rs.room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
-           std::to_string(cutoff)},
+    return {"FCALL",
+            function,
+            "4",
+            key(room, "m"),
+            key(room, "s"),
+            key(room, "d"),
+            key(room, "t"),
+            std::to_string(new_epoch()),
+            std::to_string(opt_.meta_ttl.count()),
+            std::to_string(cutoff)};
+}
+
+std::vector<std::string> RedisStore::range_call(std::string_view room, std::uint64_t after,
+                                                std::uint64_t up_to, std::size_t max_events) {
+    auto argv = room_call("tether_range", room);
+    argv.push_back(std::to_string(after));
+    argv.push_back(std::to_string(up_to));
+    argv.push_back(std::to_string(std::max<std::size_t>(1, max_events)));
+    return argv;
+}
+
+void RedisStore::read_stream(std::uint64_t id, const store_op::ReadStream& rs) {
+    fcall(*servers_[server_of(rs.room)], room_call("tether_stream", rs.room),
           [this, id, room = rs.room](std::error_code ec, Reply&& r) {
               if (ec) return fail(id, ec);
               auto info = stream_info(r);
@@ -363,13 +372,7 @@ void RedisStore::read_stream(std::uint64_t id, const store_op::ReadStream& rs) {
 }
 
 void RedisStore::read_range(std::uint64_t id, const store_op::ReadRange& rr) {
-    Server& s = *servers_[server_of(rr.room)];
-    const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
-    fcall(s,
-          {"FCALL", "tether_range", "4", key(rr.room, "m"), key(rr.room, "s"), key(rr.room, "d"),
-           key(rr.room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
-           std::to_string(cutoff), std::to_string(rr.after), std::to_string(rr.up_to),
-           std::to_string(std::max<std::size_t>(1, rr.max_events))},
+    fcall(*servers_[server_of(rr.room)], range_call(rr.room, rr.after, rr.up_to, rr.max_events),
           [this, id, max_bytes = rr.max_bytes](std::error_code ec, Reply&& r) {
               if (ec) return fail(id, ec);
               auto info = stream_info(r);
@@ -414,23 +417,15 @@ void RedisStore::save_session(std::uint64_t id, const SessionRecord& rec) {
     fcall(*servers_.front(),
           {"FCALL", "tether_save_session", "2", session_key(rec.id),
            opt_.prefix + ":sessions:" + opt_.node_id, rec.id, rec.resume_token, rec.user,
-           rooms_json(rec.rooms), std::to_string(rec.expires_at_ms), opt_.node_id},
-          [this, id](std::error_code ec, Reply&& r) {
-              if (ec) return fail(id, ec);
-              if (r.is_error()) return fail(id, make_error_code(error::store_failed));
-              finish(StoreResult{id, {}, store_result::Done{}});
-          });
+           store::rooms_to_json(rec.rooms), std::to_string(rec.expires_at_ms), opt_.node_id},
+          done_or_fail(id));
 }
 
 void RedisStore::erase_session(std::uint64_t id, const std::string& session) {
     fcall(*servers_.front(),
           {"FCALL", "tether_erase_session", "2", session_key(session),
            opt_.prefix + ":sessions:" + opt_.node_id, session, opt_.node_id},
-          [this, id](std::error_code ec, Reply&& r) {
-              if (ec) return fail(id, ec);
-              if (r.is_error()) return fail(id, make_error_code(error::store_failed));
-              finish(StoreResult{id, {}, store_result::Done{}});
-          });
+          done_or_fail(id));
 }
 
 void RedisStore::load_sessions(std::uint64_t id, const store_op::LoadSessions& l) {
@@ -451,7 +446,7 @@ void RedisStore::load_sessions(std::uint64_t id, const store_op::LoadSessions& l
                 s.id = std::move(e.elements[0].str);
                 s.resume_token = std::move(e.elements[1].str);
                 s.user = std::move(e.elements[2].str);
-                s.rooms = rooms_from_json(e.elements[3].str);
+                s.rooms = store::rooms_from_json(e.elements[3].str);
                 s.expires_at_ms = static_cast<std::int64_t>(e.elements[4].as_u64().value_or(0));
                 out.sessions.push_back(std::move(s));
             }
@@ -550,11 +545,7 @@ void RedisStore::fill(const std::string& room, Watch& watch) {
     watch.filling = true;
     const auto after = watch.cursor, up_to = watch.wanted;
     ++stats_.gap_fills;
-    const auto cutoff = wall_now_ms() - opt_.limits.history_ttl.count();
-    fcall(*servers_[server_of(room)],
-          {"FCALL", "tether_range", "4", key(room, "m"), key(room, "s"), key(room, "d"),
-           key(room, "t"), std::to_string(new_epoch()), std::to_string(opt_.meta_ttl.count()),
-           std::to_string(cutoff), std::to_string(after), std::to_string(up_to), "256"},
+    fcall(*servers_[server_of(room)], range_call(room, after, up_to, 256),
           [this, room](std::error_code ec, Reply&& r) {
               auto it = watched_.find(room);
               if (it == watched_.end()) return;

@@ -126,6 +126,14 @@ class RedisStore final : public Store {
     void fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb,
                bool retry = true);
     void finish(StoreResult r);
+    /// Completes `id` with Done, or fails it (an error reply: store_failed).
+    Connection::Callback done_or_fail(std::uint64_t id);
+    /// FCALL of a room function: its four keys, a new epoch, the metadata's
+    /// expiry and the history's age cutoff.
+    std::vector<std::string> room_call(const char* function, std::string_view room);
+    /// FCALL tether_range of (after, up_to], at most max_events.
+    std::vector<std::string> range_call(std::string_view room, std::uint64_t after,
+                                        std::uint64_t up_to, std::size_t max_events);
     void fail(std::uint64_t id, std::error_code ec);
     /// Up to `max` watched rooms from `pos` on (round robin).
     [[nodiscard]] std::vector<std::string> some_watched(std::size_t max, std::size_t& pos) const;

@@ -1,4 +1,5 @@
 #include "store/sqlite_store.hpp"
+#include "store/session_rooms.hpp"
 
 #include <sqlite3.h>
 #include <boost/json.hpp>
@@ -58,23 +59,6 @@ struct Stmt {
     }
     std::int64_t col_i64(int i) { return sqlite3_column_int64(s, i); }
 };
-
-std::string rooms_to_json(const std::vector<std::string>& rooms) {
-    boost::json::array a;
-    for (const auto& r : rooms)
-        a.emplace_back(r);
-    return boost::json::serialize(a);
-}
-
-std::vector<std::string> rooms_from_json(const std::string& text) {
-    std::vector<std::string> out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(text, ec);
-    if (ec || !v.is_array()) return out;
-    for (const auto& e : v.get_array())
-        if (e.is_string()) out.emplace_back(e.get_string());
-    return out;
-}
 
 }  // namespace
 

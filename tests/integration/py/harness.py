@@ -42,6 +42,15 @@ def jwt(sub, exp_offset_s=3600, secret=SECRET, alg="HS256", nbf_offset_s=None, s
     return f"{header}.{payload}.{sig}"
 
 
+def stop_process(proc):
+    """Kills a child process if it still runs, and closes its log pipe."""
+    if proc and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    if proc and proc.stdout:
+        proc.stdout.close()
+
+
 class Server:
     """One `tether serve` process on a free port; stopped by stop()/kill()."""
 
@@ -106,11 +115,7 @@ class Server:
         return self.proc.wait(timeout=timeout)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def cleanup(self):
         self.stop()
@@ -171,11 +176,7 @@ class RedisServer:
         return self.start()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def cleanup(self):
         self.stop()
