@@ -94,6 +94,12 @@ std::string redis_metrics(const redis::RedisStats& s, bool healthy) {
     add("tether_redis_unwatched_rooms_total",
         "Rooms left without a cursor: the watched-room bound was reached", "counter",
         s.unwatched_overflow);
+    add("tether_redis_sessions_claimed_total", "Sessions claimed by a RESUME on this node",
+        "counter", s.sessions_claimed);
+    add("tether_redis_claims_refused_total",
+        "Session claims refused (unknown, expired or another token)", "counter", s.claims_refused);
+    add("tether_redis_stale_saves_total", "Session saves ignored: another node had claimed it",
+        "counter", s.stale_saves);
     return out;
 }
 
@@ -274,6 +280,8 @@ Action add_serve_command(CLI::App& app) {
                        c == '.';
             }))
             return usage_error("--node-id must be 1..64 letters, digits, '-', '_' or '.'");
+        if (a->node_id == "probe" || a->node_id == "claim")  // the channel's own message kinds
+            return usage_error("--node-id must not be \"probe\" or \"claim\"");
         if (a->admin_key.empty())
             if (const char* env = std::getenv("TETHER_ADMIN_KEY")) a->admin_key = env;
         if (a->token_secret.empty() && !a->allow_anonymous)
@@ -337,6 +345,7 @@ Action add_serve_command(CLI::App& app) {
 
         ServerConfig cfg;
         cfg.node_id = a->node_id;
+        cfg.shared_sessions = redis_store != nullptr;  // any node resumes any session
         cfg.heartbeat = duration{durations[0].value};
         cfg.session_ttl = duration{durations[1].value};
         cfg.handshake_timeout = duration{durations[4].value};

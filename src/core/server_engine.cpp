@@ -124,7 +124,8 @@ std::string ServerEngine::random_hex(std::size_t bytes) {
 
 void ServerEngine::persist(const SessionEntry& s) {
     submit(store_op::SaveSession{SessionRecord{s.first, s.second.resume_token, s.second.user,
-                                               s.second.rooms, s.second.expires_at_ms}},
+                                               s.second.rooms, s.second.expires_at_ms,
+                                               s.second.generation}},
            Background{});
 }
 
@@ -170,10 +171,16 @@ void ServerEngine::dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto
             } else if constexpr (std::is_same_v<T, proto::Identify>) {
                 if (authed)
                     return close(conn, close_code::already_authenticated, "already authenticated");
+                if (c.claiming)
+                    return close(conn, close_code::already_authenticated,
+                                 "a RESUME is in progress");
                 on_identify(now, conn, c, m);
             } else if constexpr (std::is_same_v<T, proto::Resume>) {
                 if (authed)
                     return close(conn, close_code::already_authenticated, "already authenticated");
+                if (c.claiming)
+                    return close(conn, close_code::already_authenticated,
+                                 "a RESUME is in progress");
                 on_resume(now, conn, c, m);
             } else if constexpr (std::is_same_v<T, proto::Join> ||
                                  std::is_same_v<T, proto::Leave> ||
@@ -236,6 +243,17 @@ void ServerEngine::on_identify(std::int64_t now, std::uint64_t conn, Conn& c,
 void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
                              const proto::Resume& m) {
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
+    // One use per resume token: a copy replayed later (from a log, a stolen
+    // backup) no longer resumes anything.
+    if (config_.shared_sessions) {
+        // The store decides, atomically for every node: the token is checked
+        // and replaced there, so of two RESUMEs with one token one wins.
+        c.claiming = true;
+        auto token = random_hex(32);
+        submit(store_op::ClaimSession{m.session_id, m.resume_token, std::move(token), now},
+               ClaimRequest{conn, m});
+        return;
+    }
     auto it = sessions_.find(m.session_id);
     const bool ok = it != sessions_.end() &&
                     constant_time_equal(it->second.resume_token, m.resume_token) &&
@@ -246,23 +264,75 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
         send(conn, proto::InvalidSession{false});
         return;
     }
-    ++metrics_.resumes_ok;
+    it->second.resume_token = random_hex(32);  // persisted with the rooms
+    resume_session(now, conn, c, *it, m);
+}
+
+void ServerEngine::on_claimed(std::int64_t now, ClaimRequest& req, StoreResult& r) {
+    auto cit = conns_.find(req.conn);
+    Conn* c = cit == conns_.end() ? nullptr : &cit->second;
+    if (c) c->claiming = false;
+    const auto* claimed = r.error ? nullptr : std::get_if<store_result::Claimed>(&r.value);
+    if (!claimed || !claimed->ok) {
+        if (!c) return;
+        if (!claimed)  // the store could not answer: not the client's fault
+            return close(req.conn, close_code::try_again_later, "session store unavailable");
+        ++metrics_.resumes_failed;
+        send(req.conn, proto::InvalidSession{false});
+        return;
+    }
+    const SessionRecord& rec = claimed->record;
+    auto [it, inserted] = sessions_.try_emplace(rec.id);
     Session& s = it->second;
+    if (inserted || s.generation + 1 != rec.generation) ++metrics_.sessions_claimed;
+    if (inserted) s.user = rec.user;
+    s.generation = rec.generation;
+    s.resume_token = rec.resume_token;
+    if (!c) {
+        // The client left before the answer: the session stays resumable
+        // with the token it holds (the claim replaced it in the store).
+        s.resume_token = req.resume.resume_token;
+        if (!s.conn) {
+            s.expires_at_ms = now + config_.session_ttl.count();
+            if (inserted) s.rooms = rec.rooms;
+        }
+        persist(*it);
+        return;
+    }
+    resume_session(now, req.conn, *c, *it, req.resume);
+}
+
+void ServerEngine::handle_session_claimed(std::int64_t, const SessionClaim& claim) {
+    TETHER_CHECKED(*this);
+    if (claim.node == config_.node_id) return;
+    auto it = sessions_.find(claim.id);
+    if (it == sessions_.end() || it->second.generation >= claim.generation) return;
+    ++metrics_.sessions_taken;
+    if (auto held = it->second.conn) {
+        // Without a save on the way out (detach saves only the holder's
+        // session): it is the other node's now.
+        it->second.conn.reset();
+        close(*held, close_code::unknown_error, "session resumed elsewhere");
+    }
+    sessions_.erase(it);
+}
+
+void ServerEngine::resume_session(std::int64_t now, std::uint64_t conn, Conn& c,
+                                  SessionEntry& entry, const proto::Resume& m) {
+    ++metrics_.resumes_ok;
+    Session& s = entry.second;
     if (s.conn && *s.conn != conn)
         close(*s.conn, close_code::unknown_error, "session resumed elsewhere");
     s.conn = conn;
     s.expires_at_ms = 0;
     s.rooms.clear();
-    // One use per resume token: a copy replayed later (from a log, a stolen
-    // backup) no longer resumes anything.
-    s.resume_token = random_hex(32);  // persisted below, with the rooms
-    c.session = &*it;
-    send(conn, proto::Resumed{it->first, s.resume_token});
+    c.session = &entry;
+    send(conn, proto::Resumed{entry.first, s.resume_token});
     for (const auto& rp : m.rooms) {
         if (!conns_.count(conn)) return;  // closed by a refusal (a flood)
         on_join(now, conn, c, proto::Join{rp.room, rp.position});
     }
-    persist(*it);
+    persist(entry);
 }
 
 bool ServerEngine::valid_room(std::string_view room) const {
@@ -471,6 +541,8 @@ void ServerEngine::handle_store(std::int64_t now, StoreResult r) {
                 if (req.known_head) range.info.head = std::min(range.info.head, *req.known_head);
                 range.info.first = std::min(range.info.first, range.info.head + 1);
                 if (req.done) req.done(HistoryPage{range.info, std::move(range.events)});
+            } else if constexpr (std::is_same_v<T, ClaimRequest>) {
+                on_claimed(now, req, r);
             } else if constexpr (std::is_same_v<T, Startup>) {
                 on_startup(now, r);
             }
@@ -853,8 +925,9 @@ void ServerEngine::on_startup(std::int64_t now, StoreResult& r) {
                     continue;
                 }
                 submit(store_op::SaveSession{rec}, Background{});
-                sessions_[rec.id] = Session{std::move(rec.resume_token), std::move(rec.user),
-                                            std::move(rec.rooms), rec.expires_at_ms, std::nullopt};
+                sessions_[rec.id] =
+                    Session{std::move(rec.resume_token), std::move(rec.user), std::move(rec.rooms),
+                            rec.expires_at_ms,           std::nullopt,        rec.generation};
             }
             if (!page.more) {
                 phase_ = Phase::ready;

@@ -56,6 +56,8 @@ EngineStats& EngineStats::operator+=(const EngineStats& o) {
     m.store_requests += n.store_requests;
     m.store_errors += n.store_errors;
     m.gap_fills += n.gap_fills;
+    m.sessions_claimed += n.sessions_claimed;
+    m.sessions_taken += n.sessions_taken;
     for (const auto& [code, count] : n.closes_by_code)
         m.closes_by_code[code] += count;
     connections += o.connections;
@@ -101,6 +103,8 @@ void Shard::flush() {
             progress = true;
             if (auto* r = std::get_if<StoreResult>(&in))
                 engine.handle_store(wall_ms(), std::move(*r));
+            else if (auto* claim = std::get_if<SessionClaim>(&in))
+                engine.handle_session_claimed(wall_ms(), *claim);
             else
                 engine.handle_remote_append(wall_ms(),
                                             *std::get<std::shared_ptr<const RemoteAppend>>(in));
@@ -129,6 +133,10 @@ void Shard::push(Input in) {
 
 void Shard::store_done(StoreResult r) {
     push(std::move(r));
+}
+
+void Shard::session_claimed(SessionClaim claim) {
+    push(std::move(claim));
 }
 
 void Shard::remote_append(std::shared_ptr<const RemoteAppend> a) {

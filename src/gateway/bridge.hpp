@@ -114,13 +114,15 @@ class Shard {
     void store_done(StoreResult r);
     /// Any thread: an append of another shard or node (in commit order).
     void remote_append(std::shared_ptr<const RemoteAppend> a);
+    /// Another node claimed a session of this shard (any thread).
+    void session_claimed(SessionClaim claim);
     /// Any thread: a WebSocket connection of this shard ended.
     void connection_closed(std::uint64_t id);
     /// Shard strand: what the metrics page shows of this shard.
     [[nodiscard]] EngineStats stats() const;
 
   private:
-    using Input = std::variant<StoreResult, std::shared_ptr<const RemoteAppend>>;
+    using Input = std::variant<StoreResult, std::shared_ptr<const RemoteAppend>, SessionClaim>;
     void arm_timer();
     void push(Input in);
 

@@ -37,12 +37,17 @@ Gateway::Gateway(GatewayOptions options, const ServerConfig& engine_config, Stor
     if (g.shards.size() > 1) store.set_commit_observer(to_shards);
     // Appends made by other gateway nodes on a shared store (Redis, next).
     store.on_remote_append(to_shards);
+    // Sessions another node took: the shard that owns the id lets go.
+    store.on_session_claimed([&g](SessionClaim c) {
+        g.shards[session_shard(c.id, g.shards.size())]->session_claimed(std::move(c));
+    });
 }
 
 Gateway::~Gateway() {
     bridge_->store.set_sink({});
     bridge_->store.set_commit_observer({});
     bridge_->store.on_remote_append({});
+    bridge_->store.on_session_claimed({});
 }
 
 std::uint16_t Gateway::port() const noexcept {

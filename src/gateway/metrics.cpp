@@ -87,6 +87,10 @@ std::string metrics_text(const EngineStats& engine, std::size_t shards,
          counters.shard_moves.load());
     line("tether_gap_fills_total", "counter",
          "Live subscribers sent back to the store by a jump in offsets.", m.gap_fills);
+    line("tether_sessions_claimed_total", "counter",
+         "Sessions resumed here that another node held (shared store).", m.sessions_claimed);
+    line("tether_sessions_taken_total", "counter",
+         "Sessions another node claimed from this one (shared store).", m.sessions_taken);
     return out;
 }
 

@@ -145,13 +145,24 @@ local function trim(keys, args)
   return 0
 end
 
+-- Keys of a session S:
+--   P:session:S   hash  t (resume token), u (user), r (rooms, JSON),
+--                       e (expires_at_ms, 0 while held), n (the node holding it),
+--                       g (generation: bumped by every claim)
+--   P:sessions:N  zset  the ids of node N's sessions (read at its start-up)
+
 -- KEYS: session hash, the node's session index
--- ARGV: id, resume token, user, rooms (JSON), expires_at_ms (0: held), node
+-- ARGV: id, resume token, user, rooms (JSON), expires_at_ms (0: held), node,
+--       generation, held ttl ms
+-- Returns 0, or 1 when the save is stale (a later claim took the session).
 local function save_session(keys, args)
+  local g = redis.call('HGET', keys[1], 'g')
+  if g and tonumber(g) > tonumber(args[7]) then return 1 end
   redis.call('HSET', keys[1], 't', args[2], 'u', args[3], 'r', args[4], 'e', args[5], 'n',
-             args[6])
+             args[6], 'g', args[7])
   if args[5] == '0' then
-    redis.call('PERSIST', keys[1])
+    -- Held: refreshed by every save; bounded, should the node die for good.
+    redis.call('PEXPIRE', keys[1], args[8])
   else
     redis.call('PEXPIREAT', keys[1], args[5])
   end
@@ -168,18 +179,40 @@ local function erase_session(keys, args)
   return 0
 end
 
+-- KEYS: session hash, the claiming node's session index
+-- ARGV: id, resume token, new token, node, now ms, channel, session index
+--       prefix, held ttl ms
+-- The token check and its replacement are one step: of two claims with one
+-- token, one wins. The node that held the session hears of it on the channel
+-- ("claim\n<node>\n<id>\n<generation>").
+-- Returns {0} (unknown, expired, another token) or {1, user, rooms, generation}.
+local function claim_session(keys, args)
+  local h = redis.call('HMGET', keys[1], 't', 'u', 'r', 'e', 'n')
+  if not h[1] then return {0} end
+  -- Hashes compared, not the secrets: no timing signal on the token itself.
+  if redis.sha1hex(h[1]) ~= redis.sha1hex(args[2]) then return {0} end
+  if h[4] and h[4] ~= '0' and tonumber(h[4]) <= tonumber(args[5]) then return {0} end
+  local g = redis.call('HINCRBY', keys[1], 'g', 1)
+  redis.call('HSET', keys[1], 't', args[3], 'e', '0', 'n', args[4])
+  redis.call('PEXPIRE', keys[1], args[8])
+  if h[5] and h[5] ~= args[4] then redis.call('ZREM', args[7] .. h[5], args[1]) end
+  redis.call('ZADD', keys[2], 0, args[1])
+  redis.call('PUBLISH', args[6], 'claim\n' .. args[4] .. '\n' .. args[1] .. '\n' .. g)
+  return {1, h[2] or '', h[3] or '[]', g}
+end
+
 -- KEYS: the node's session index
 -- ARGV: after (id), max, session key prefix, node
--- Returns {more (0|1), {id, token, user, rooms, expires}...}. Index entries of
+-- Returns {more (0|1), {id, token, user, rooms, expires, generation}...}. Index entries of
 -- sessions that expired, or that another node took over, are dropped.
 local function load_sessions(keys, args)
   local from = (args[1] == '') and '-' or ('(' .. args[1])
   local ids = redis.call('ZRANGEBYLEX', keys[1], from, '+', 'LIMIT', 0, args[2])
   local out = {(#ids == tonumber(args[2])) and 1 or 0}
   for _, id in ipairs(ids) do
-    local h = redis.call('HMGET', args[3] .. id, 't', 'u', 'r', 'e', 'n')
+    local h = redis.call('HMGET', args[3] .. id, 't', 'u', 'r', 'e', 'n', 'g')
     if h[1] and h[5] == args[4] then
-      table.insert(out, {id, h[1], h[2], h[3], h[4]})
+      table.insert(out, {id, h[1], h[2], h[3], h[4], h[6] or '0'})
     else
       redis.call('ZREM', keys[1], id)
     end
@@ -193,4 +226,5 @@ redis.register_function('tether_range', range)
 redis.register_function('tether_trim', trim)
 redis.register_function('tether_save_session', save_session)
 redis.register_function('tether_erase_session', erase_session)
+redis.register_function('tether_claim_session', claim_session)
 redis.register_function('tether_load_sessions', load_sessions)

@@ -155,6 +155,11 @@ void RedisStore::on_remote_append(const std::function<void(RemoteAppend)>& on_ap
     on_remote_ = on_append;
 }
 
+void RedisStore::on_session_claimed(const std::function<void(SessionClaim)>& on_claim) {
+    std::lock_guard lock{remote_mu_};
+    on_claim_ = on_claim;
+}
+
 void RedisStore::submit(StoreRequest request) {
     in_flight_.fetch_add(1);
     asio::post(io_, [this, r = std::move(request)]() mutable { run(std::move(r)); });
@@ -234,6 +239,8 @@ void RedisStore::run(StoreRequest request) {
                 erase_session(request.id, op.id);
             else if constexpr (std::is_same_v<T, store_op::LoadSessions>)
                 load_sessions(request.id, op);
+            else if constexpr (std::is_same_v<T, store_op::ClaimSession>)
+                claim_session(request.id, op);
         },
         request.op);
 }
@@ -417,8 +424,14 @@ void RedisStore::save_session(std::uint64_t id, const SessionRecord& rec) {
     fcall(*servers_.front(),
           {"FCALL", "tether_save_session", "2", session_key(rec.id),
            opt_.prefix + ":sessions:" + opt_.node_id, rec.id, rec.resume_token, rec.user,
-           store::rooms_to_json(rec.rooms), std::to_string(rec.expires_at_ms), opt_.node_id},
-          done_or_fail(id));
+           store::rooms_to_json(rec.rooms), std::to_string(rec.expires_at_ms), opt_.node_id,
+           std::to_string(rec.generation), std::to_string(opt_.held_session_ttl.count())},
+          [this, id](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              if (r.is_error()) return fail(id, make_error_code(error::store_failed));
+              if (r.integer == 1) ++stats_.stale_saves;  // another node holds it now
+              finish(StoreResult{id, {}, store_result::Done{}});
+          });
 }
 
 void RedisStore::erase_session(std::uint64_t id, const std::string& session) {
@@ -441,17 +454,45 @@ void RedisStore::load_sessions(std::uint64_t id, const store_op::LoadSessions& l
             out.more = r.elements[0].integer == 1;
             for (std::size_t i = 1; i < r.elements.size(); ++i) {
                 auto& e = r.elements[i];
-                if (e.type != Reply::Type::array || e.elements.size() != 5) continue;
+                if (e.type != Reply::Type::array || e.elements.size() != 6) continue;
                 SessionRecord s;
                 s.id = std::move(e.elements[0].str);
                 s.resume_token = std::move(e.elements[1].str);
                 s.user = std::move(e.elements[2].str);
                 s.rooms = store::rooms_from_json(e.elements[3].str);
                 s.expires_at_ms = static_cast<std::int64_t>(e.elements[4].as_u64().value_or(0));
+                s.generation = e.elements[5].as_u64().value_or(0);
                 out.sessions.push_back(std::move(s));
             }
             finish(StoreResult{id, {}, std::move(out)});
         });
+}
+
+void RedisStore::claim_session(std::uint64_t id, const store_op::ClaimSession& c) {
+    fcall(*servers_.front(),
+          {"FCALL", "tether_claim_session", "2", session_key(c.id),
+           opt_.prefix + ":sessions:" + opt_.node_id, c.id, c.resume_token, c.new_token,
+           opt_.node_id, std::to_string(c.now_ms), channel_,
+           opt_.prefix + ":sessions:", std::to_string(opt_.held_session_ttl.count())},
+          [this, id, c](std::error_code ec, Reply&& r) {
+              if (ec) return fail(id, ec);
+              if (r.is_error() || r.type != Reply::Type::array || r.elements.empty())
+                  return fail(id, make_error_code(error::store_failed));
+              store_result::Claimed out;
+              if (r.elements[0].integer == 1 && r.elements.size() == 4) {
+                  out.ok = true;
+                  out.record = SessionRecord{c.id,
+                                             c.new_token,
+                                             std::move(r.elements[1].str),
+                                             store::rooms_from_json(r.elements[2].str),
+                                             0,
+                                             static_cast<std::uint64_t>(r.elements[3].integer)};
+                  ++stats_.sessions_claimed;
+              } else {
+                  ++stats_.claims_refused;
+              }
+              finish(StoreResult{id, {}, std::move(out)});
+          });
 }
 
 // ---- fan-out between nodes -------------------------------------------------------------------
@@ -488,6 +529,17 @@ void RedisStore::on_notification(std::string_view payload) {
         return part;
     };
     const auto node = next();
+    if (node == "claim") {  // "claim\n<node>\n<session>\n<generation>"
+        SessionClaim claim;
+        claim.node = std::string{next()};
+        claim.id = std::string{next()};
+        const auto g = next();
+        std::from_chars(g.data(), g.data() + g.size(), claim.generation);
+        if (claim.node == opt_.node_id || claim.id.empty()) return;
+        std::lock_guard lock{remote_mu_};
+        if (on_claim_) on_claim_(std::move(claim));
+        return;
+    }
     if (node == "probe") {
         if (next() == opt_.node_id) {  // each node hears its own
             std::uint64_t seq = 0;

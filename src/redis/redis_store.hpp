@@ -63,6 +63,9 @@ struct RedisOptions {
     /// A room's metadata (its epoch and head) outlives its last append by
     /// this long; history_ttl bounds the events themselves.
     duration meta_ttl{7 * 24 * 3'600'000};
+    /// A held session (a connection on some node) expires from Redis after
+    /// this long without a save: the bound for a node that died for good.
+    duration held_session_ttl{24 * 3'600'000};
     std::size_t watched_rooms_max = 100'000;  ///< rooms with a cursor at most
     std::size_t pending_max = 65'536;         ///< commands in flight per connection at most
     /// Log sink: level 0 info, 1 warning.
@@ -81,6 +84,9 @@ struct RedisStats {
     std::uint64_t probes_lost = 0;         ///< pub/sub probes that did not come back
     std::uint64_t watched_rooms = 0;       ///< rooms with a cursor now
     std::uint64_t unwatched_overflow = 0;  ///< rooms not watched: watched_rooms_max reached
+    std::uint64_t sessions_claimed = 0;    ///< RESUMEs that claimed a session (any previous node)
+    std::uint64_t claims_refused = 0;      ///< claims refused (unknown, expired, another token)
+    std::uint64_t stale_saves = 0;         ///< session saves ignored: another node claimed it
 };
 
 class RedisStore final : public Store {
@@ -95,6 +101,7 @@ class RedisStore final : public Store {
     void submit(StoreRequest request) override;
     void flush() override;
     void on_remote_append(const std::function<void(RemoteAppend)>& on_append) override;
+    void on_session_claimed(const std::function<void(SessionClaim)>& on_claim) override;
 
     /// Every server's command and pub/sub connections are up.
     [[nodiscard]] bool healthy() const noexcept { return healthy_.load(); }
@@ -122,6 +129,7 @@ class RedisStore final : public Store {
     void save_session(std::uint64_t id, const SessionRecord& s);
     void erase_session(std::uint64_t id, const std::string& session);
     void load_sessions(std::uint64_t id, const store_op::LoadSessions& l);
+    void claim_session(std::uint64_t id, const store_op::ClaimSession& c);
     /// FCALL with a reload of the library when Redis lost it.
     void fcall(Server& s, std::vector<std::string> argv, Connection::Callback cb,
                bool retry = true);
@@ -166,6 +174,7 @@ class RedisStore final : public Store {
     std::atomic<bool> healthy_{false};
     std::mutex remote_mu_;
     std::function<void(RemoteAppend)> on_remote_;
+    std::function<void(SessionClaim)> on_claim_;  // guarded by remote_mu_
     std::atomic<std::size_t> in_flight_{0};
     std::mutex flush_mu_;
     std::condition_variable flush_cv_;

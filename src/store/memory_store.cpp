@@ -1,5 +1,7 @@
 #include "store/memory_store.hpp"
 
+#include <tether/core/constant_time.hpp>
+
 #include <algorithm>
 
 namespace tether::store {
@@ -205,7 +207,22 @@ void MemoryStore::trim_memory(const store_op::Trim& t) {
 }
 
 void MemoryStore::save(SessionRecord s) {
-    if (keep_sessions_) sessions_[s.id] = std::move(s);
+    if (!keep_sessions_) return;
+    auto it = sessions_.find(s.id);
+    if (it != sessions_.end() && it->second.generation > s.generation) return;  // a stale save
+    sessions_[s.id] = std::move(s);
+}
+
+store_result::Claimed MemoryStore::claim(const store_op::ClaimSession& c) {
+    auto it = sessions_.find(c.id);
+    if (it == sessions_.end()) return {};
+    SessionRecord& s = it->second;
+    if (!constant_time_equal(s.resume_token, c.resume_token)) return {};
+    if (s.expires_at_ms != 0 && s.expires_at_ms <= c.now_ms) return {};
+    s.resume_token = c.new_token;
+    s.expires_at_ms = 0;
+    ++s.generation;
+    return store_result::Claimed{true, s};
 }
 
 void MemoryStore::erase(std::string_view id) {
@@ -247,6 +264,9 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
             } else if constexpr (std::is_same_v<T, store_op::EraseSession>) {
                 std::lock_guard lock{sessions_mu_};
                 erase(op.id);
+            } else if constexpr (std::is_same_v<T, store_op::ClaimSession>) {
+                std::lock_guard lock{sessions_mu_};
+                r.value = claim(op);
             } else if constexpr (std::is_same_v<T, store_op::Trim>) {
                 trim_memory(op);
             }

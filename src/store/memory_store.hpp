@@ -151,6 +151,7 @@ class MemoryStore : public Store {
     virtual std::uint64_t durable_head(std::string_view room, const Stream& s) const;
     store_result::Range range(const store_op::ReadRange& r) const;
     store_result::Sessions page_sessions(const store_op::LoadSessions& l) const;
+    store_result::Claimed claim(const store_op::ClaimSession& c);
     /// Trims every stripe, one at a time (takes the locks).
     void trim_memory(const store_op::Trim& t);
     void save(SessionRecord s);

@@ -109,6 +109,11 @@ struct ServerConfig {
     std::size_t shard_count = 1;  ///< shards of one gateway
     /// Shards at most (the index lives in the top byte of request ids).
     static constexpr std::size_t kShardsMax = 256;
+    /// The store is shared by several gateway nodes (Redis): every RESUME
+    /// claims the session in the store (store_op::ClaimSession) before it is
+    /// answered, so that of two RESUMEs of one session on two nodes exactly
+    /// one wins, and a node resumes sessions it never saw.
+    bool shared_sessions = false;
     proto::Limits limits;  ///< frame, nesting and field limits of the codec
 
     /// Verifies an access token. Required.
@@ -168,6 +173,8 @@ struct ServerMetrics {
     std::uint64_t store_requests = 0;      ///< requests emitted
     std::uint64_t store_errors = 0;        ///< requests that completed with an error
     std::uint64_t gap_fills = 0;           ///< live subscribers sent back to the store by a jump
+    std::uint64_t sessions_claimed = 0;    ///< sessions resumed here that another node held
+    std::uint64_t sessions_taken = 0;      ///< sessions another node claimed from this one
     std::map<std::uint16_t, std::uint64_t> closes_by_code;  ///< closes the server initiated
 };
 
@@ -233,6 +240,10 @@ class ServerEngine {
     /// missed in between, they catch up from the store instead (never a gap).
     /// An append already fanned out (this engine's own) is ignored.
     void handle_remote_append(std::int64_t now_ms, const RemoteAppend& a);
+    /// Another node claimed a session (Store::on_session_claimed): if this
+    /// engine holds an older generation of it, its connection is closed
+    /// (4000, "session resumed elsewhere") and the session forgotten here.
+    void handle_session_claimed(std::int64_t now_ms, const SessionClaim& claim);
 
     // ---- shards ----
     /// The shard that must handle `frame` instead of this one: an
@@ -318,6 +329,7 @@ class ServerEngine {
         std::vector<std::string> rooms;
         std::int64_t expires_at_ms = 0;  ///< 0 while a connection holds the session
         std::optional<std::uint64_t> conn;
+        std::uint64_t generation = 0;  ///< shared stores: the claim this engine holds
     };
     using SessionMap = std::map<std::string, Session, std::less<>>;
     /// A node of sessions_ (stable until erased; a session is erased only
@@ -374,7 +386,8 @@ class ServerEngine {
         TokenBucket bucket;  ///< publishes and joins (ServerConfig::publish_rate/_burst)
         RoomCursors rooms;
         bool writable = true;
-        bool reading = false;  ///< one replay read in flight at most
+        bool reading = false;   ///< one replay read in flight at most
+        bool claiming = false;  ///< a RESUME waits for its claim (shared sessions)
         std::uint32_t rate_limited_in_a_row = 0;
         /// Order gate: the ids NACKed on this connection, oldest first. Only
         /// the oldest may be accepted next (the client resends in order), so
@@ -418,10 +431,14 @@ class ServerEngine {
         std::function<void(result<HistoryPage>)> done;
         std::optional<std::uint64_t> known_head;
     };
+    struct ClaimRequest {
+        std::uint64_t conn = 0;
+        proto::Resume resume;
+    };
     struct Startup {};
     struct Background {};  ///< session writes, trims: only errors matter
-    using Request =
-        std::variant<AppendRequest, LoadRoom, ReplayRead, HistoryRead, Startup, Background>;
+    using Request = std::variant<AppendRequest, LoadRoom, ReplayRead, HistoryRead, ClaimRequest,
+                                 Startup, Background>;
 
     std::uint64_t submit(StoreOp op, Request pending);
     void send(std::uint64_t conn, const proto::Message& m);
@@ -430,6 +447,10 @@ class ServerEngine {
     void dispatch(std::int64_t now, std::uint64_t conn, Conn& c, proto::Message& msg);
     void on_identify(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Identify& m);
     void on_resume(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Resume& m);
+    /// RESUMED, then the rooms joined again from their positions.
+    void resume_session(std::int64_t now, std::uint64_t conn, Conn& c, SessionEntry& entry,
+                        const proto::Resume& m);
+    void on_claimed(std::int64_t now, ClaimRequest& req, StoreResult& r);
     void on_join(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Join& m);
     void on_publish(std::int64_t now, std::uint64_t conn, Conn& c, const proto::Publish& m);
     void join_room(std::uint64_t conn, Conn& c, const proto::Join& m);

@@ -88,6 +88,19 @@ struct SessionRecord {
     std::string user;                ///< the user it belongs to
     std::vector<std::string> rooms;  ///< the rooms it joined
     std::int64_t expires_at_ms = 0;  ///< 0 while a connection holds the session
+    /// Shared stores (store_op::ClaimSession): bumped by every claim. A save
+    /// carrying an older generation than the stored one is ignored (a node
+    /// that lost the session cannot overwrite the node that took it).
+    std::uint64_t generation = 0;
+};
+
+/// Another node of a shared store claimed a session (a RESUME there): the
+/// node that held it closes its connection and forgets it
+/// (Store::on_session_claimed).
+struct SessionClaim {
+    std::string id;                ///< the session
+    std::string node;              ///< the node that holds it now
+    std::uint64_t generation = 0;  ///< its generation after the claim
 };
 
 /// One EVENT frame shared by the shards that fan an append out: encoded by
@@ -179,6 +192,16 @@ struct SaveSession {
 struct EraseSession {
     std::string id;  ///< the session's id
 };
+/// Shared stores: takes the session for this node if `resume_token` is its
+/// current token, atomically replacing the token by `new_token` and bumping
+/// its generation; the node that held it is told (on_session_claimed).
+/// Completes with `Claimed` (ok = false: unknown, expired or another token).
+struct ClaimSession {
+    std::string id;            ///< the session
+    std::string resume_token;  ///< the token the client presented
+    std::string new_token;     ///< the token from now on
+    std::int64_t now_ms = 0;   ///< wall-clock now: a session expired by then is not claimed
+};
 /// Drops events older than the age bound, and publish-log records
 /// appended before `publishes_before_ms`: completes with `Done`.
 struct Trim {
@@ -190,7 +213,7 @@ struct Trim {
 /// Any request of a store.
 using StoreOp = std::variant<store_op::Append, store_op::ReadStream, store_op::ReadRange,
                              store_op::LoadSessions, store_op::SaveSession, store_op::EraseSession,
-                             store_op::Trim>;
+                             store_op::ClaimSession, store_op::Trim>;
 
 /// A request, with the id its result will carry.
 struct StoreRequest {
@@ -222,11 +245,16 @@ struct Sessions {
     std::vector<SessionRecord> sessions;  ///< in id order
     bool more = false;                    ///< a full page: ask again after the last one
 };
+/// A session claim's answer.
+struct Claimed {
+    bool ok = false;       ///< the token matched: the session is this node's now
+    SessionRecord record;  ///< when ok: the session, with the new token and generation
+};
 }  // namespace store_result
 
 /// Any value a request can produce.
 using StoreValue = std::variant<store_result::Done, store_result::Appended, store_result::Stream,
-                                store_result::Range, store_result::Sessions>;
+                                store_result::Range, store_result::Sessions, store_result::Claimed>;
 
 /// The result of one request.
 struct StoreResult {
@@ -261,6 +289,13 @@ class Store {
     /// `handle_remote_append`.
     virtual void on_remote_append(const std::function<void(RemoteAppend)>& on_append) {
         (void)on_append;
+    }
+
+    /// Shared sessions: `on_claim` is called (possibly from another thread)
+    /// when another node claimed a session (store_op::ClaimSession). Stores
+    /// of one node never call it.
+    virtual void on_session_claimed(const std::function<void(SessionClaim)>& on_claim) {
+        (void)on_claim;
     }
 
     /// Fan-out between the shards of one gateway: `observer` is called for

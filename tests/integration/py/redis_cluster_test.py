@@ -218,6 +218,92 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(got[0][1], 1)
 
 
+    async def resume(self, node, ready, rooms=()):
+        """A RESUME of `ready`'s session on `node`: (client, first answer)."""
+        c = await Client.open(node)
+        await c.expect("HELLO")
+        await c.send("RESUME", session_id=ready["session_id"], resume_token=ready["resume_token"],
+                     rooms=list(rooms))
+        m = await c.recv()
+        while m["op"] == "HEARTBEAT_ACK":
+            m = await c.recv()
+        return c, m
+
+    async def test_a_session_resumes_on_another_node_with_exactly_what_it_missed(self):
+        a, b = self.nodes
+        c = await Client.open(a)
+        _, ready = await c.identify("roamer")
+        await c.send("JOIN", room="roam")
+        epoch = (await c.expect("JOINED"))["epoch"]
+        await publish_all(c, "roam", [f"r{i}" for i in range(3)])  # its EVENTs are read too
+        await c.close()
+        w = await Client.open(b)
+        await w.identify("writer")
+        await publish_all(w, "roam", [f"m{i}" for i in range(5)], data=lambda i: f"missed-{i}")
+        claimed = self.metric(b, "tether_sessions_claimed_total")
+        c2, m = await self.resume(b, ready, [{"room": "roam", "epoch": epoch, "offset": 3}])
+        self.assertEqual(m["op"], "RESUMED", m)
+        self.assertEqual(m["d"]["session_id"], ready["session_id"])
+        j = await c2.expect("JOINED")
+        self.assertTrue(j["recovered"], j)
+        got = await events_until(c2, "roam", 5)
+        self.assertEqual([(o, d) for _, o, d in got], [(4 + i, f"missed-{i}") for i in range(5)])
+        self.assertEqual(self.metric(b, "tether_sessions_claimed_total"), claimed + 1)
+        # Its publishes are the same user's on the new node: a retry of one
+        # made on the old node is deduplicated.
+        acks = await publish_all(c2, "roam", ["r1"])
+        self.assertEqual(acks["r1"]["offset"], 2)
+        # The token it resumed with was used up, on every node.
+        for node in (a, b):
+            _, m = await self.resume(node, ready)
+            self.assertEqual(m["op"], "INVALID_SESSION", m)
+
+    async def test_a_node_whose_session_was_claimed_closes_its_connection(self):
+        a, b = self.nodes
+        old = await Client.open(a)
+        _, ready = await old.identify("mover")
+        await old.send("JOIN", room="mv")
+        await old.expect("JOINED")
+        new, m = await self.resume(b, ready)
+        self.assertEqual(m["op"], "RESUMED", m)
+        await new.send("JOIN", room="mv")
+        code, reason = await old.closed_with(timeout=10)
+        self.assertEqual((code, reason), (4000, "session resumed elsewhere"))
+        self.assertEqual(self.metric(a, "tether_sessions_taken_total"), 1)
+        # Node a forgot it: the admin API lists it nowhere but on b.
+        for _ in range(100):
+            status, body, _ = a.http("GET", f"/api/sessions/{ready['session_id']}")
+            if status == 404:
+                break
+            await asyncio.sleep(0.05)  # the close is asynchronous to the claim's answer
+        self.assertEqual(status, 404, body)
+        self.assertEqual(b.http("GET", f"/api/sessions/{ready['session_id']}")[0], 200)
+        # The session lives on b: publishes there are acknowledged.
+        await new.expect("JOINED")
+        acks = await publish_all(new, "mv", ["after-move"])
+        self.assertEqual(acks["after-move"]["offset"], 1)
+
+    async def test_one_session_resumed_on_two_nodes_at_once_has_one_winner(self):
+        a, b = self.nodes
+        outcomes = []
+        for i in range(10):
+            c = await Client.open(a)
+            _, ready = await c.identify(f"twin-{i}")
+            await c.close()
+            racers = [await Client.open(n) for n in (a, b)]
+            for r in racers:
+                await r.expect("HELLO")
+            await asyncio.gather(*(r.send("RESUME", session_id=ready["session_id"],
+                                          resume_token=ready["resume_token"], rooms=[])
+                                   for r in racers))
+            ops = sorted([(await r.recv())["op"] for r in racers])
+            outcomes.append(ops)
+            for r in racers:
+                await r.close()
+        for ops in outcomes:
+            self.assertEqual(ops, ["INVALID_SESSION", "RESUMED"], outcomes)
+
+
 class RedisFlagsTest(unittest.TestCase):
     """Bad --redis values: exit code 2 and the flag named, before any I/O."""
 
