@@ -87,6 +87,10 @@ std::string redis_metrics(const redis::RedisStats& s, bool healthy) {
     add("tether_redis_epoch_changes_total", "Watched rooms seen with a new epoch", "counter",
         s.epoch_changes);
     add("tether_redis_function_loads_total", "FUNCTION LOAD calls", "counter", s.function_loads);
+    add("tether_redis_term_changes_total",
+        "Redis servers seen with a new run id (a restart or failover): their rooms start new "
+        "epochs",
+        "counter", s.term_changes);
     add("tether_redis_probes_lost_total", "Pub/sub probes that did not come back", "counter",
         s.probes_lost);
     add("tether_redis_watched_rooms", "Rooms with a fan-out cursor on this node", "gauge",
@@ -345,7 +349,7 @@ Action add_serve_command(CLI::App& app) {
 
         ServerConfig cfg;
         cfg.node_id = a->node_id;
-        cfg.shared_sessions = redis_store != nullptr;  // any node resumes any session
+        cfg.shared_store = redis_store != nullptr;  // any node resumes any session
         cfg.heartbeat = duration{durations[0].value};
         cfg.session_ttl = duration{durations[1].value};
         cfg.handshake_timeout = duration{durations[4].value};

@@ -245,7 +245,7 @@ void ServerEngine::on_resume(std::int64_t now, std::uint64_t conn, Conn& c,
     if (draining_) return close(conn, close_code::try_again_later, "server draining");
     // One use per resume token: a copy replayed later (from a log, a stolen
     // backup) no longer resumes anything.
-    if (config_.shared_sessions) {
+    if (config_.shared_store) {
         // The store decides, atomically for every node: the token is checked
         // and replaced there, so of two RESUMEs with one token one wins.
         c.claiming = true;
@@ -373,7 +373,11 @@ void ServerEngine::on_join(std::int64_t now, std::uint64_t conn, Conn& c, const 
     // (docs/DESIGN.md, "Shards").
     const bool ahead =
         rs.known && m.since && (m.since->epoch != rs.epoch || m.since->offset > rs.head);
-    if (!rs.known || ahead) {
+    // A shared store may have changed under this engine's view (a failover
+    // that lost the newest entries gives the room a new epoch there): a join
+    // from a position is answered from a fresh read, never from the cache.
+    const bool verify = config_.shared_store && m.since;
+    if (!rs.known || ahead || verify) {
         // The stream must be read first: the join waits (bounded), the
         // connection goes on.
         if (rs.waiting.size() >= kWaitingJoinsMax)
@@ -648,6 +652,13 @@ void ServerEngine::handle_remote_append(std::int64_t now, const RemoteAppend& a)
             return;
         }
     }
+    if (a.reset) {
+        // A new epoch without an event: subscribers move to it (catch_up).
+        auto it = rooms_.find(a.room);
+        if (it != rooms_.end() && it->second.known)
+            catch_up(a.room, it->second, StreamInfo{a.position.epoch, a.position.offset, a.first});
+        return;
+    }
     advance(a.room, a.position, a.data, a.frame.get());
 }
 
@@ -730,7 +741,7 @@ void ServerEngine::catch_up(std::string_view room, RoomState& rs, const StreamIn
     // Live appends went on while the stream was read: only a newer view counts.
     if (info.epoch < rs.epoch || (info.epoch == rs.epoch && info.head <= rs.head)) return;
     const bool new_epoch = info.epoch != rs.epoch;
-    const std::uint64_t from = new_epoch ? 1 : rs.head + 1;
+    const std::uint64_t from = new_epoch ? std::max<std::uint64_t>(info.first, 1) : rs.head + 1;
     rs.epoch = info.epoch;
     rs.head = info.head;
     rs.first = info.first;
@@ -785,7 +796,11 @@ void ServerEngine::on_replay_read(const ReplayRead& req, StoreResult& r) {
     auto& range = std::get<store_result::Range>(r.value);
     auto& rs = rooms_.at(req.room);
     if (range.info.epoch != cur.epoch || rs.epoch != cur.epoch) {
-        cur.replaying = false;  // the stream was lost meanwhile: the next event tells the client
+        // The stream was lost meanwhile (or, on a shared store, may have lost
+        // its newest entries): every subscriber moves to the new epoch, and
+        // its first EVENT tells the client that history was lost.
+        cur.replaying = false;
+        if (range.info.epoch != rs.epoch) catch_up(req.room, rs, range.info);
         return pump_replay(req.conn, c);
     }
     rs.first = range.info.first;

@@ -5,7 +5,8 @@
 -- carries the room as a hash tag.
 --
 -- Keys of a room R under prefix P:
---   P:{R}:m  hash   epoch, head (the last offset handed out)
+--   P:{R}:m  hash   epoch, head (the last offset handed out), r (the term: the
+--                   run id of the Redis server that wrote it last)
 --   P:{R}:s  stream the events; entry id "<offset>-0", fields d (data),
 --                   u (publisher), i (publish id), t (append time, ms)
 --   P:{R}:d  hash   the publish log: "<user>\n<publish id>" -> "<epoch> <offset> <at_ms>"
@@ -15,11 +16,25 @@
 
 -- The room's epoch, created when the metadata is missing (the room is new,
 -- expired, or Redis lost it): then its old events and publish log go too.
-local function epoch_of(meta, stream, dd, ddz, new_epoch, meta_ttl)
-  local e = redis.call('HGET', meta, 'epoch')
-  if e then return e end
+--
+-- Lost writes: `term` is the run id of the server the caller is connected to
+-- (INFO server, read at every connect). A room last written under another
+-- term comes from another server history: a restart from a snapshot, or a
+-- replica promoted by a failover, either of which may lack the newest
+-- acknowledged entries and would hand their offsets out again. Such a room
+-- gets a new epoch before anything else touches it: no position of the old
+-- epoch resumes as recovered, and no re-used offset is mixed with the old
+-- ones. (A failover that lost nothing costs the same: detection is per
+-- term, not per entry; docs/SCALING.md.)
+local function epoch_of(meta, stream, dd, ddz, new_epoch, meta_ttl, term)
+  local m = redis.call('HMGET', meta, 'epoch', 'r')
+  if m[1] then
+    if m[2] == term then return m[1] end
+    redis.call('HSET', meta, 'epoch', new_epoch, 'r', term)
+    return new_epoch
+  end
   redis.call('DEL', stream, dd, ddz)
-  redis.call('HSET', meta, 'epoch', new_epoch, 'head', 0)
+  redis.call('HSET', meta, 'epoch', new_epoch, 'head', 0, 'r', term)
   redis.call('PEXPIRE', meta, meta_ttl)
   return new_epoch
 end
@@ -57,13 +72,13 @@ end
 -- KEYS: meta, stream, publish log, publish times
 -- ARGV: data, publisher, publish id, at_ms, dedupe_since_ms, history size,
 --       new epoch, node id, channel, meta ttl ms, history ttl ms,
---       publish log max, room
+--       publish log max, room, term
 -- Returns {epoch, offset, duplicate (0|1)}.
 local function append(keys, args)
   local meta, stream, dd, ddz = keys[1], keys[2], keys[3], keys[4]
   local data, user, pid, at = args[1], args[2], args[3], args[4]
   local since = tonumber(args[5])
-  local epoch = epoch_of(meta, stream, dd, ddz, args[7], args[10])
+  local epoch = epoch_of(meta, stream, dd, ddz, args[7], args[10], args[14])
   local field = nil
   if pid ~= '' then
     field = user .. '\n' .. pid
@@ -107,27 +122,27 @@ local function append(keys, args)
 end
 
 -- KEYS: meta, stream, publish log, publish times
--- ARGV: new epoch, meta ttl ms, history cutoff ms
+-- ARGV: new epoch, meta ttl ms, history cutoff ms, term
 -- Returns {epoch, head, first}.
 local function stream(keys, args)
   local meta, s = keys[1], keys[2]
-  local epoch = epoch_of(meta, s, keys[3], keys[4], args[1], args[2])
+  local epoch = epoch_of(meta, s, keys[3], keys[4], args[1], args[2], args[4])
   trim_age(s, tonumber(args[3]))
   local head = redis.call('HGET', meta, 'head')
   return {epoch, head, first_of(s, head)}
 end
 
 -- KEYS: meta, stream, publish log, publish times
--- ARGV: new epoch, meta ttl ms, history cutoff ms, after, up to, count
+-- ARGV: new epoch, meta ttl ms, history cutoff ms, term, after, up to, count
 -- Returns {epoch, head, first, {offset, at_ms, data, publisher, publish id}...}.
 local function range(keys, args)
   local meta, s = keys[1], keys[2]
-  local epoch = epoch_of(meta, s, keys[3], keys[4], args[1], args[2])
+  local epoch = epoch_of(meta, s, keys[3], keys[4], args[1], args[2], args[4])
   trim_age(s, tonumber(args[3]))
   local head = redis.call('HGET', meta, 'head')
   local out = {epoch, head, first_of(s, head)}
-  local entries = redis.call('XRANGE', s, '(' .. args[4] .. '-0', args[5] .. '-0', 'COUNT',
-                             args[6])
+  local entries = redis.call('XRANGE', s, '(' .. args[5] .. '-0', args[6] .. '-0', 'COUNT',
+                             args[7])
   for _, entry in ipairs(entries) do
     local f = entry[2]
     local m = {}

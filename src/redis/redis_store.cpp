@@ -55,6 +55,9 @@ struct RedisStore::Server {
               o.log) {}
     Connection cmd;
     Connection sub;
+    /// The server's run id (INFO server) at the last connect: the term every
+    /// room function checks (functions.lua, epoch_of).
+    std::string run_id;
 };
 
 RedisStore::RedisStore(RedisOptions options)
@@ -67,16 +70,37 @@ RedisStore::RedisStore(RedisOptions options)
     for (const auto& e : opt_.servers) {
         auto s = std::make_unique<Server>(io_, opt_, e);
         Server* sp = s.get();
-        // The command connection loads the functions before it serves.
+        // The command connection learns the server's run id (the term of
+        // lost-write detection) and loads the functions before it serves.
         sp->cmd.set_on_up([this, sp](std::function<void(bool)> done) {
-            ++stats_.function_loads;
             sp->cmd.command(
-                {"FUNCTION", "LOAD", "REPLACE", library_},
-                [this, done](std::error_code ec, Reply&& r) {
-                    if (!ec && r.is_error() && opt_.log)
-                        opt_.log(1, "redis: FUNCTION LOAD failed: " + r.str);
-                    done(!ec && !r.is_error());
-                    update_health();
+                {"INFO", "server"},
+                [this, sp, done](std::error_code ec, Reply&& r) {
+                    const auto at = ec ? std::string::npos : r.str.find("run_id:");
+                    if (at == std::string::npos) {
+                        done(false);
+                        return update_health();
+                    }
+                    const auto id = r.str.substr(at + 7, r.str.find_first_of("\r\n", at) - at - 7);
+                    if (!sp->run_id.empty() && id != sp->run_id) {
+                        ++stats_.term_changes;
+                        if (opt_.log)
+                            opt_.log(1, "redis: " + sp->cmd.options().endpoint.name() +
+                                            " is another server now (run id " + id +
+                                            "): a restart or a failover may have lost the newest "
+                                            "writes, so its rooms start new epochs");
+                    }
+                    sp->run_id = id;
+                    ++stats_.function_loads;
+                    sp->cmd.command(
+                        {"FUNCTION", "LOAD", "REPLACE", library_},
+                        [this, done](std::error_code ec2, Reply&& r2) {
+                            if (!ec2 && r2.is_error() && opt_.log)
+                                opt_.log(1, "redis: FUNCTION LOAD failed: " + r2.str);
+                            done(!ec2 && !r2.is_error());
+                            update_health();
+                        },
+                        true);
                 },
                 true);
         });
@@ -323,7 +347,8 @@ void RedisStore::append(std::uint64_t id, store_op::Append a) {
                                   std::to_string(opt_.meta_ttl.count()),
                                   std::to_string(l.history_ttl.count()),
                                   std::to_string(l.dedupe_per_user_max),
-                                  a.room};
+                                  a.room,
+                                  s.run_id};
     fcall(s, std::move(argv),
           [this, id, room = std::move(a.room), data = std::move(a.data)](std::error_code ec,
                                                                          Reply&& r) mutable {
@@ -352,7 +377,8 @@ std::vector<std::string> RedisStore::room_call(const char* function, std::string
             key(room, "t"),
             std::to_string(new_epoch()),
             std::to_string(opt_.meta_ttl.count()),
-            std::to_string(cutoff)};
+            std::to_string(cutoff),
+            servers_[server_of(room)]->run_id};
 }
 
 std::vector<std::string> RedisStore::range_call(std::string_view room, std::uint64_t after,
@@ -561,21 +587,9 @@ void RedisStore::on_notification(std::string_view payload) {
     const bool mine = node == opt_.node_id;
     if (!mine) ++stats_.notifications;
     if (epoch != w.epoch) {
-        // The room's stream was lost and started again: everything of the new
-        // epoch is read (the engine then tells its subscribers).
-        ++stats_.epoch_changes;
-        w = Watch{epoch, 0, offset, false};
-        if (offset == 1) {
-            w.cursor = 1;
-            if (!mine) {
-                std::lock_guard lock{remote_mu_};
-                if (on_remote_)
-                    on_remote_(
-                        RemoteAppend{room, {epoch, offset}, std::string{payload}, nullptr, 0});
-            }
-            return;
-        }
-        fill(room, w);
+        // The room's stream started a new epoch (lost, or another term): the
+        // stream is read, and the engine moves its subscribers to it.
+        if (!w.filling) reread(room);
         return;
     }
     if (offset <= w.cursor) return;  // delivered already (a fill covered it)
@@ -605,12 +619,7 @@ void RedisStore::fill(const std::string& room, Watch& watch) {
               w.filling = false;
               auto info = ec ? std::nullopt : stream_info(r);
               if (!info) return;  // the next head check tries again
-              if (info->epoch != w.epoch) {
-                  ++stats_.epoch_changes;
-                  w = Watch{info->epoch, 0, info->head, false};
-                  fill(room, w);
-                  return;
-              }
+              if (info->epoch != w.epoch) return reset_watch(room, w, *info);
               std::vector<RemoteAppend> out;
               for (std::size_t i = 3; i < r.elements.size(); ++i) {
                   auto& e = r.elements[i];
@@ -643,27 +652,38 @@ void RedisStore::fill(const std::string& room, Watch& watch) {
           });
 }
 
+void RedisStore::reset_watch(const std::string& room, Watch& w, const StreamInfo& info) {
+    ++stats_.epoch_changes;
+    w = Watch{info.epoch, info.head, info.head, false};
+    // The engine reads the new epoch for its subscribers (they see it).
+    std::lock_guard lock{remote_mu_};
+    if (on_remote_)
+        on_remote_(RemoteAppend{room, {info.epoch, info.head}, {}, nullptr, 0, true, info.first});
+}
+
+void RedisStore::reread(const std::string& room) {
+    // Through tether_stream, not a plain HMGET: a room of another term gets
+    // its new epoch now, not at its next append.
+    fcall(*servers_[server_of(room)], room_call("tether_stream", room),
+          [this, room](std::error_code ec, Reply&& r) {
+              auto info = ec ? std::nullopt : stream_info(r);
+              if (!info) return;  // the next round tries again
+              auto it = watched_.find(room);
+              if (it == watched_.end()) return;
+              Watch& w = it->second;
+              if (w.filling) return;
+              if (info->epoch != w.epoch) {
+                  reset_watch(room, w, *info);
+              } else if (info->head > w.cursor) {
+                  w.wanted = std::max(w.wanted, info->head);
+                  fill(room, w);
+              }
+          });
+}
+
 void RedisStore::check_heads() {
-    for (const auto& room : some_watched(kRoomsPerRound, check_pos_)) {
-        fcall(*servers_[server_of(room)], {"HMGET", key(room, "m"), "epoch", "head"},
-              [this, room](std::error_code ec, Reply&& r) {
-                  if (ec || r.type != Reply::Type::array || r.elements.size() != 2) return;
-                  auto e = r.elements[0].as_u64(), h = r.elements[1].as_u64();
-                  if (!e || !h) return;  // gone: the next read creates a new epoch
-                  auto it = watched_.find(room);
-                  if (it == watched_.end()) return;
-                  Watch& w = it->second;
-                  if (w.filling) return;
-                  if (*e != w.epoch) {
-                      ++stats_.epoch_changes;
-                      w = Watch{*e, 0, *h, false};
-                      fill(room, w);
-                  } else if (*h > w.cursor) {
-                      w.wanted = std::max(w.wanted, *h);
-                      fill(room, w);
-                  }
-              });
-    }
+    for (const auto& room : some_watched(kRoomsPerRound, check_pos_))
+        reread(room);
     update_health();
     head_timer_.expires_after(std::chrono::milliseconds(opt_.head_check.count()));
     head_timer_.async_wait([this](boost::system::error_code ec) {

@@ -81,6 +81,7 @@ struct RedisStats {
     std::uint64_t gap_events = 0;          ///< events those reads delivered
     std::uint64_t epoch_changes = 0;       ///< watched rooms seen with a new epoch
     std::uint64_t function_loads = 0;      ///< FUNCTION LOAD calls
+    std::uint64_t term_changes = 0;        ///< servers seen with a new run id (restart, failover)
     std::uint64_t probes_lost = 0;         ///< pub/sub probes that did not come back
     std::uint64_t watched_rooms = 0;       ///< rooms with a cursor now
     std::uint64_t unwatched_overflow = 0;  ///< rooms not watched: watched_rooms_max reached
@@ -150,6 +151,10 @@ class RedisStore final : public Store {
     /// The engine learnt the room's stream up to (epoch, head).
     void observe(const std::string& room, std::uint64_t epoch, std::uint64_t head);
     void check_heads();
+    /// The room's stream read again (its term checked): a new epoch resets
+    /// the cursor and tells the engine, a newer head is filled.
+    void reread(const std::string& room);
+    void reset_watch(const std::string& room, Watch& w, const StreamInfo& info);
     void probe();
     void update_health();
     [[nodiscard]] std::string key(std::string_view room, std::string_view what) const;

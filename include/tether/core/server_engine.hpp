@@ -109,11 +109,13 @@ struct ServerConfig {
     std::size_t shard_count = 1;  ///< shards of one gateway
     /// Shards at most (the index lives in the top byte of request ids).
     static constexpr std::size_t kShardsMax = 256;
-    /// The store is shared by several gateway nodes (Redis): every RESUME
-    /// claims the session in the store (store_op::ClaimSession) before it is
-    /// answered, so that of two RESUMEs of one session on two nodes exactly
-    /// one wins, and a node resumes sessions it never saw.
-    bool shared_sessions = false;
+    /// The store is shared by several gateway nodes (Redis):
+    /// - every RESUME claims the session in the store (store_op::ClaimSession)
+    ///   before it is answered, so that of two RESUMEs of one session on two
+    ///   nodes exactly one wins, and a node resumes sessions it never saw;
+    /// - a JOIN from a position reads the room's stream before it is
+    ///   answered (another node, or a failover, may have changed it).
+    bool shared_store = false;
     proto::Limits limits;  ///< frame, nesting and field limits of the codec
 
     /// Verifies an access token. Required.

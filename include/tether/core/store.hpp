@@ -137,6 +137,12 @@ struct RemoteAppend {
     /// The request that appended it, when a shard of this gateway did (its
     /// top byte names the shard, ServerEngine's request_shard); 0 otherwise.
     std::uint64_t request = 0;
+    /// No event: the room's stream started a new epoch (a shared store lost
+    /// it, or may have lost its newest entries). `position` is its head and
+    /// `first` its oldest offset kept; `data` is empty. The engine moves its
+    /// subscribers to it (they see the new epoch: history lost).
+    bool reset = false;
+    std::uint64_t first = 1;  ///< with reset: the oldest offset kept
 };
 
 /// How much history a store keeps.

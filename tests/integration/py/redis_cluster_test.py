@@ -304,6 +304,48 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(ops, ["INVALID_SESSION", "RESUMED"], outcomes)
 
 
+    async def test_writes_lost_by_a_restart_from_an_old_snapshot_are_detected(self):
+        a, b = self.nodes
+        sub = await Client.open(a)
+        await sub.identify("watcher")
+        await sub.send("JOIN", room="lw")
+        epoch = (await sub.expect("JOINED"))["epoch"]
+        w = await Client.open(b)
+        await w.identify("writer")
+        await publish_all(w, "lw", ["s1", "s2", "s3"])
+        self.redis.cli("SAVE")  # the snapshot has offsets 1..3
+        await publish_all(w, "lw", ["lost-4", "lost-5"])  # acknowledged, then lost
+        seen = await events_until(sub, "lw", 5)
+        self.assertEqual([o for _, o, _ in seen], [1, 2, 3, 4, 5])
+        self.redis.restart()  # kill -9, then back from the snapshot: 4 and 5 are gone
+        for node in (a, b):
+            for _ in range(200):
+                if node.http("GET", "/healthz", key=None)[0] == 200:
+                    break
+                await asyncio.sleep(0.05)  # polling the health endpoint a load balancer polls
+            self.assertEqual(self.metric(node, "tether_redis_term_changes_total"), 1)
+        self.assertEqual(self.redis.cli("HGET", "tether:{lw}:m", "head"), "3")
+        # A position inside the lost range, and one before it: neither
+        # resumes as recovered (the room has a new epoch), on the node whose
+        # live subscriber keeps the room in its view (a) as on the other.
+        for node, offset in ((a, 5), (b, 3), (a, 3)):
+            c = await Client.open(node)
+            await c.identify(f"back-{node.port}-{offset}")
+            await c.send("JOIN", room="lw", since={"epoch": epoch, "offset": offset})
+            j = await c.expect("JOINED")
+            self.assertFalse(j["recovered"], (offset, j))
+            self.assertNotEqual(j["epoch"], epoch)
+        # The next publish re-uses offset 4, under the new epoch only; the
+        # live subscriber never sees offset 4 of the old epoch twice.
+        acks = await publish_all(w, "lw", ["new-4"])
+        self.assertNotEqual(acks["new-4"]["epoch"], epoch)
+        self.assertEqual(acks["new-4"]["offset"], 4)
+        m = await sub.recv(timeout=15)
+        while m["op"] != "EVENT":
+            m = await sub.recv(timeout=15)
+        self.assertNotEqual(m["d"]["epoch"], epoch, m)
+
+
 class RedisFlagsTest(unittest.TestCase):
     """Bad --redis values: exit code 2 and the flag named, before any I/O."""
 
