@@ -19,7 +19,7 @@ packages=(
   libssl-dev libsqlite3-dev libhiredis-dev libspdlog-dev libfmt-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # servers and third-party peers used by integration tests
-  redis-server nginx python3 python3-websockets openssl curl
+  redis-server redis-sentinel nginx python3 python3-websockets openssl curl
   # the TypeScript SDK's browser tests: Debian's Chromium, driven by playwright-core
   chromium
   # benchmarks: the plots of docs/BENCHMARKS.md

@@ -56,6 +56,9 @@ struct ServeArgs {
     std::vector<std::string> redis;
     std::string redis_prefix = "tether";
     std::string redis_timeout = "2s";
+    int redis_wait = 0;
+    std::string redis_sentinel;
+    std::string redis_master;
 };
 
 /// Prometheus text of the Redis store's counters.
@@ -98,6 +101,12 @@ std::string redis_metrics(const redis::RedisStats& s, bool healthy) {
     add("tether_redis_unwatched_rooms_total",
         "Rooms left without a cursor: the watched-room bound was reached", "counter",
         s.unwatched_overflow);
+    add("tether_redis_primary_changes_total",
+        "Sentinel named another primary while this node was connected", "counter",
+        s.primary_changes);
+    add("tether_redis_wait_failures_total",
+        "Publishes refused because WAIT saw fewer replicas than --redis-wait", "counter",
+        s.wait_failures);
     add("tether_redis_sessions_claimed_total", "Sessions claimed by a RESUME on this node",
         "counter", s.sessions_claimed);
     add("tether_redis_claims_refused_total",
@@ -212,6 +221,15 @@ Action add_serve_command(CLI::App& app) {
     cmd->add_option("--redis-timeout", a->redis_timeout,
                     "Deadline of every Redis command; beyond it the connection is replaced "
                     "(default 2s)");
+    cmd->add_option("--redis-wait", a->redis_wait,
+                    "Acknowledge a publish only once N replicas confirmed it (WAIT N; default 0: "
+                    "once the primary has it)");
+    auto* sentinel = cmd->add_option(
+        "--redis-sentinel", a->redis_sentinel,
+        "Find the Redis primary through these Sentinels (HOST:PORT,...) and follow its failovers");
+    cmd->add_option("--redis-master", a->redis_master,
+                    "The primary's name in Sentinel (with --redis-sentinel)");
+    sentinel->excludes(data)->excludes(mem)->excludes(redis);
     cmd->add_option("--drain-timeout", a->drain_timeout, "Longest drain on SIGTERM (default 5s)");
 
     return [cmd, a]() -> int {
@@ -271,6 +289,32 @@ Action add_serve_command(CLI::App& app) {
             if (!e) return usage_error("--redis: " + why + " (got '" + url + "')");
             redis_servers.push_back(*e);
         }
+        std::vector<redis::Endpoint> sentinels;
+        if (!a->redis_sentinel.empty() || !a->redis_master.empty()) {
+            if (a->redis_sentinel.empty() || a->redis_master.empty())
+                return usage_error("--redis-sentinel and --redis-master go together");
+            std::string_view list = a->redis_sentinel;
+            while (!list.empty()) {
+                const auto comma = list.find(',');
+                const auto item = list.substr(0, comma);
+                list =
+                    comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+                const auto e = parse_host_port(item);
+                if (!e || e->port == 0)
+                    return usage_error("--redis-sentinel takes HOST:PORT,... (got '" +
+                                       std::string{item} + "')");
+                sentinels.push_back(redis::Endpoint{e->host, e->port, 0});
+            }
+            if (sentinels.size() > 16) return usage_error("--redis-sentinel: at most 16 Sentinels");
+            if (a->redis_master.size() > 128 ||
+                a->redis_master.find_first_of(" \r\n") != std::string::npos)
+                return usage_error("--redis-master must be 1..128 characters without spaces");
+            redis_servers.push_back(redis::Endpoint{});  // found through the Sentinels
+        }
+        if (a->redis_wait < 0 || a->redis_wait > 16)
+            return usage_error("--redis-wait must be between 0 and 16 replicas");
+        if (a->redis_wait > 0 && redis_servers.empty())
+            return usage_error("--redis-wait needs --redis or --redis-sentinel");
         const auto redis_timeout = parse_duration_ms(a->redis_timeout);
         if (!redis_timeout || *redis_timeout < 100)
             return usage_error("--redis-timeout must be a duration >= 100ms, e.g. 2s");
@@ -313,6 +357,9 @@ Action add_serve_command(CLI::App& app) {
                 ro.node_id = a->node_id;
                 ro.limits = limits;
                 ro.command_timeout = duration{*redis_timeout};
+                ro.wait_replicas = static_cast<unsigned>(a->redis_wait);
+                ro.sentinels = sentinels;
+                ro.master_name = a->redis_master;
                 ro.log = [log](int level, std::string_view text) {
                     if (level == 0)
                         log->info("{}", text);
@@ -322,7 +369,10 @@ Action add_serve_command(CLI::App& app) {
                 auto r = std::make_unique<redis::RedisStore>(ro);
                 // Sessions are loaded at start: wait for Redis (bounded).
                 if (!r->wait_healthy(duration{10'000})) {
-                    log->error("cannot reach Redis at {} within 10s", a->redis.front());
+                    log->error("cannot reach Redis at {} within 10s",
+                               sentinels.empty() ? a->redis.front()
+                                                 : "the primary '" + a->redis_master +
+                                                       "' of Sentinel " + a->redis_sentinel);
                     return exit_failure;
                 }
                 redis_store = r.get();

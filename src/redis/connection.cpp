@@ -216,6 +216,21 @@ void Connection::stop() {
 }
 
 void Connection::connect() {
+    if (!resolve_) return connect_now();
+    state_ = State::connecting;
+    const auto gen = ++generation_;
+    resolve_([this, gen, alive = std::weak_ptr<bool>(alive_)](std::optional<Endpoint> e,
+                                                              std::string why) {
+        if (alive.expired() || gen != generation_ || state_ != State::connecting) return;
+        if (!e) return on_connected(false, why);
+        if (log_ && !(*e == opt_.endpoint))
+            log_(0, "redis " + opt_.name + ": the primary is " + e->name());
+        opt_.endpoint = *e;
+        connect_now();
+    });
+}
+
+void Connection::connect_now() {
     state_ = State::connecting;
     ++generation_;
     redisAsyncContext* ac = redisAsyncConnect(opt_.endpoint.host.c_str(), opt_.endpoint.port);

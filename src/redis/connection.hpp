@@ -94,6 +94,11 @@ class Connection {
     /// drop and reconnect).
     using OnUp = std::function<void(std::function<void(bool ok)> done)>;
     using OnDown = std::function<void(std::string_view why)>;
+    /// Finds the endpoint before each connect (Sentinel): calls back with
+    /// it, or with nullopt and why not (then the connect is retried with
+    /// backoff).
+    using Resolve = std::function<void(
+        std::function<void(std::optional<Endpoint> endpoint, std::string why)> done)>;
     using Log = std::function<void(int level, std::string_view text)>;  ///< 0 info, 1 warn
 
     Connection(boost::asio::io_context& io, Options options, Log log);
@@ -103,6 +108,8 @@ class Connection {
 
     void set_on_up(OnUp f) { on_up_ = std::move(f); }
     void set_on_down(OnDown f) { on_down_ = std::move(f); }
+    /// Set before start(): the endpoint is asked for before every connect.
+    void set_resolve(Resolve f) { resolve_ = std::move(f); }
 
     /// Connects, and reconnects after every loss until stop().
     void start();
@@ -129,6 +136,7 @@ class Connection {
     struct Io;  // the descriptor and its waits; outlives the context's cleanup
 
     void connect();
+    void connect_now();
     void on_connected(bool ok, std::string_view why);
     void on_disconnected(std::string_view why);
     void schedule_reconnect();
@@ -143,6 +151,7 @@ class Connection {
     Log log_;
     OnUp on_up_;
     OnDown on_down_;
+    Resolve resolve_;
     State state_ = State::idle;
     redisAsyncContext* ac_ = nullptr;
     std::shared_ptr<Io> sock_;

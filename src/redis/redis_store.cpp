@@ -70,9 +70,14 @@ RedisStore::RedisStore(RedisOptions options)
     for (const auto& e : opt_.servers) {
         auto s = std::make_unique<Server>(io_, opt_, e);
         Server* sp = s.get();
+        if (!opt_.sentinels.empty()) {
+            auto resolve = [this](auto done) { find_primary(0, std::move(done)); };
+            sp->cmd.set_resolve(resolve);
+            sp->sub.set_resolve(resolve);
+        }
         // The command connection learns the server's run id (the term of
         // lost-write detection) and loads the functions before it serves.
-        sp->cmd.set_on_up([this, sp](std::function<void(bool)> done) {
+        auto learn_and_load = [this, sp](std::function<void(bool)> done) {
             sp->cmd.command(
                 {"INFO", "server"},
                 [this, sp, done](std::error_code ec, Reply&& r) {
@@ -103,24 +108,35 @@ RedisStore::RedisStore(RedisOptions options)
                         true);
                 },
                 true);
+        };
+        sp->cmd.set_on_up([this, sp, learn_and_load](std::function<void(bool)> done) {
+            confirm_primary(sp->cmd, std::move(done), learn_and_load);
         });
         sp->cmd.set_on_down([this](std::string_view) { update_health(); });
         // The pub/sub connection subscribes, then every watched room is
         // checked: notifications may have been lost while it was down.
-        sp->sub.set_on_up([this, sp](std::function<void(bool)> done) {
-            sp->sub.subscribe(
-                channel_, [this](std::string_view, std::string_view p) { on_notification(p); },
-                [this, done](bool ok) {
-                    done(ok);
-                    update_health();
-                    if (ok) check_heads();
-                });
+        sp->sub.set_on_up([this, sp](std::function<void(bool)> up) {
+            confirm_primary(sp->sub, std::move(up), [this, sp](std::function<void(bool)> done) {
+                sp->sub.subscribe(
+                    channel_, [this](std::string_view, std::string_view p) { on_notification(p); },
+                    [this, done](bool ok) {
+                        done(ok);
+                        update_health();
+                        if (ok) check_heads();
+                    });
+            });
         });
         sp->sub.set_on_down([this](std::string_view) { update_health(); });
         servers_.push_back(std::move(s));
     }
+    for (const auto& e : opt_.sentinels)
+        sentinels_.push_back(std::make_unique<Connection>(
+            io_, Connection::Options{e, "sentinel", opt_.command_timeout, opt_.command_timeout, 16},
+            opt_.log));
     thread_ = std::thread([this] {
         auto work = asio::make_work_guard(io_);
+        for (auto& s : sentinels_)
+            s->start();
         for (auto& s : servers_) {
             s->cmd.start();
             s->sub.start();
@@ -146,6 +162,8 @@ RedisStore::~RedisStore() {
             s->cmd.stop();
             s->sub.stop();
         }
+        for (auto& s : sentinels_)
+            s->stop();
         io_.stop();
     });
     thread_.join();
@@ -308,6 +326,12 @@ void RedisStore::fcall(Server& s, std::vector<std::string> argv, Connection::Cal
     auto again = retry ? argv : std::vector<std::string>{};
     s.cmd.command(std::move(argv), [this, &s, again = std::move(again), cb = std::move(cb)](
                                        std::error_code ec, Reply&& r) mutable {
+        if (!ec && r.is_error() && r.str.rfind("READONLY", 0) == 0) {
+            // A failover demoted this server: find the primary again.
+            s.cmd.reset("the server is a replica now");
+            s.sub.reset("the server is a replica now");
+            return cb(make_error_code(error::store_unavailable), {});
+        }
         if (!ec && r.is_error() && !again.empty() &&
             r.str.find("Function not found") != std::string::npos) {
             // Redis lost the library (FUNCTION FLUSH, a restart without
@@ -361,8 +385,34 @@ void RedisStore::append(std::uint64_t id, store_op::Append a) {
               if (!e || !o) return fail(id, make_error_code(error::store_failed));
               const bool dup = r.elements[2].integer == 1;
               const proto::StreamPosition pos{*e, *o};
-              if (!dup && observed()) committed(RemoteAppend{room, pos, data, nullptr, id});
-              finish(StoreResult{id, {}, store_result::Appended{pos, dup}});
+              if (opt_.wait_replicas == 0) {
+                  if (!dup && observed()) committed(RemoteAppend{room, pos, data, nullptr, id});
+                  return finish(StoreResult{id, {}, store_result::Appended{pos, dup}});
+              }
+              // --redis-wait: acknowledged once N replicas have it (a
+              // duplicate too: its original may not have reached them).
+              servers_[server_of(room)]->cmd.command(
+                  {"WAIT", std::to_string(opt_.wait_replicas),
+                   std::to_string(std::max<std::int64_t>(1, opt_.command_timeout.count() / 2))},
+                  [this, id, pos, dup, room = std::move(room), data = std::move(data)](
+                      std::error_code ec2, Reply&& w) mutable {
+                      const bool ok = !ec2 && w.type == Reply::Type::integer &&
+                                      w.integer >= static_cast<std::int64_t>(opt_.wait_replicas);
+                      if (ok) {
+                          if (!dup && observed())
+                              committed(RemoteAppend{room, pos, data, nullptr, id});
+                          return finish(StoreResult{id, {}, store_result::Appended{pos, dup}});
+                      }
+                      ++stats_.wait_failures;
+                      // Stored on the primary all the same: this node's
+                      // subscribers get it as the other nodes' do; the
+                      // publisher gets NACK unavailable and retries.
+                      if (!dup) {
+                          std::lock_guard lock{remote_mu_};
+                          if (on_remote_) on_remote_(RemoteAppend{room, pos, data, nullptr, 0});
+                      }
+                      fail(id, make_error_code(error::store_unavailable));
+                  });
           });
 }
 
@@ -691,7 +741,64 @@ void RedisStore::check_heads() {
     });
 }
 
+void RedisStore::find_primary(std::size_t from,
+                              std::function<void(std::optional<Endpoint>, std::string)> done) {
+    while (from < sentinels_.size() && !sentinels_[from]->ready())
+        ++from;
+    if (from >= sentinels_.size()) return done(std::nullopt, "no Sentinel answered");
+    sentinels_[from]->command(
+        {"SENTINEL", "get-master-addr-by-name", opt_.master_name},
+        [this, from, done = std::move(done)](std::error_code ec, Reply&& r) mutable {
+            if (!ec && r.type == Reply::Type::array && r.elements.size() == 2) {
+                const auto port = r.elements[1].as_u64();
+                if (port && *port > 0 && *port < 65536)
+                    return done(Endpoint{r.elements[0].str, static_cast<std::uint16_t>(*port), 0},
+                                {});
+            }
+            if (!ec && opt_.log && r.type == Reply::Type::nil)
+                opt_.log(1, "redis: Sentinel " + sentinels_[from]->options().endpoint.name() +
+                                " knows no primary named " + opt_.master_name);
+            find_primary(from + 1, std::move(done));
+        });
+}
+
+void RedisStore::confirm_primary(Connection& c, std::function<void(bool)> done,
+                                 std::function<void(std::function<void(bool)>)> next) {
+    if (sentinels_.empty()) return next(std::move(done));
+    c.command(
+        {"ROLE"},
+        [this, &c, done = std::move(done), next = std::move(next)](std::error_code ec,
+                                                                   Reply&& r) mutable {
+            const bool primary = !ec && r.type == Reply::Type::array && !r.elements.empty() &&
+                                 r.elements[0].str == "master";
+            if (!primary) {
+                if (opt_.log)
+                    opt_.log(1, "redis: " + c.options().endpoint.name() +
+                                    " is not a primary (ROLE): asking the Sentinels again");
+                return done(false);
+            }
+            next(std::move(done));
+        },
+        true);
+}
+
+void RedisStore::check_primary() {
+    if (sentinels_.empty()) return;
+    find_primary(0, [this](std::optional<Endpoint> e, std::string) {
+        if (!e) return;
+        for (auto& s : servers_) {
+            if (s->cmd.ready() && !(s->cmd.options().endpoint == *e)) {
+                ++stats_.primary_changes;
+                s->cmd.reset("Sentinel names another primary");
+            }
+            if (s->sub.ready() && !(s->sub.options().endpoint == *e))
+                s->sub.reset("Sentinel names another primary");
+        }
+    });
+}
+
 void RedisStore::probe() {
+    check_primary();
     // The pub/sub connection must deliver what is published: a probe that
     // does not come back within a command timeout means it went deaf.
     probe_waiting_ = ++probe_seq_;

@@ -52,7 +52,17 @@ namespace tether::redis {
 
 /// How `tether serve --redis` configures the store.
 struct RedisOptions {
-    std::vector<Endpoint> servers;   ///< rooms are spread over these (at least one)
+    std::vector<Endpoint> servers;  ///< rooms are spread over these (at least one)
+    /// Sentinel: the one server is the primary named `master_name`, asked of
+    /// these Sentinels (in order) before every connect, confirmed with ROLE,
+    /// and checked again with every probe (a failover is followed).
+    std::vector<Endpoint> sentinels;
+    std::string master_name;
+    /// WAIT for this many replicas after each append before it is
+    /// acknowledged (0: once the primary has it). Not reached within
+    /// command_timeout / 2: the publish fails (NACK unavailable) and its
+    /// retry, deduplicated, waits again.
+    unsigned wait_replicas = 0;
     std::string prefix = "tether";   ///< every key starts with it
     std::string node_id = "node-1";  ///< unique per node: its own notifications are skipped
     StoreLimits limits;
@@ -82,6 +92,8 @@ struct RedisStats {
     std::uint64_t epoch_changes = 0;       ///< watched rooms seen with a new epoch
     std::uint64_t function_loads = 0;      ///< FUNCTION LOAD calls
     std::uint64_t term_changes = 0;        ///< servers seen with a new run id (restart, failover)
+    std::uint64_t primary_changes = 0;     ///< Sentinel named another primary while connected
+    std::uint64_t wait_failures = 0;       ///< appends whose WAIT saw too few replicas
     std::uint64_t probes_lost = 0;         ///< pub/sub probes that did not come back
     std::uint64_t watched_rooms = 0;       ///< rooms with a cursor now
     std::uint64_t unwatched_overflow = 0;  ///< rooms not watched: watched_rooms_max reached
@@ -157,6 +169,14 @@ class RedisStore final : public Store {
     void reset_watch(const std::string& room, Watch& w, const StreamInfo& info);
     void probe();
     void update_health();
+    /// Asks the Sentinels from `from` on for the primary's address.
+    void find_primary(std::size_t from,
+                      std::function<void(std::optional<Endpoint>, std::string)> done);
+    /// Sentinel: is the connected server still the primary they name?
+    void check_primary();
+    /// ROLE says master (Sentinel mode), then `next`; otherwise not up.
+    void confirm_primary(Connection& c, std::function<void(bool)> done,
+                         std::function<void(std::function<void(bool)>)> next);
     [[nodiscard]] std::string key(std::string_view room, std::string_view what) const;
     [[nodiscard]] std::string session_key(std::string_view id) const;
     [[nodiscard]] std::uint64_t new_epoch();
@@ -166,6 +186,7 @@ class RedisStore final : public Store {
     std::string library_;
     boost::asio::io_context io_;
     std::vector<std::unique_ptr<Server>> servers_;
+    std::vector<std::unique_ptr<Connection>> sentinels_;
     boost::asio::steady_timer head_timer_;
     boost::asio::steady_timer probe_timer_;
     std::unordered_map<std::string, Watch> watched_;

@@ -60,7 +60,9 @@ class Server:
         if not memory and data_dir is None and redis is None:
             self.own_dir = tempfile.mkdtemp(prefix="tether-it-")
             self.data_dir = self.own_dir
-        if redis is not None:
+        if isinstance(redis, RedisSentinel):
+            store = ["--redis-sentinel", redis.address, "--redis-master", redis.name]
+        elif redis is not None:
             store = ["--redis", redis.url] if isinstance(redis, RedisServer) else ["--redis", redis]
         else:
             store = ["--memory"] if memory else ["--data", self.data_dir]
@@ -180,6 +182,55 @@ class RedisServer:
 
     def cleanup(self):
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinel:
+    """A real `redis-sentinel` on a free loopback port watching `primary`
+    under `name`, with short timeouts so that a failover takes ~1 s."""
+
+    def __init__(self, primary, name="tether-primary", down_after_ms=500):
+        self.dir = tempfile.mkdtemp(prefix="tether-sentinel-")
+        self.port = free_port()
+        self.name = name
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"sentinel monitor {name} 127.0.0.1 {primary.port} 1\n"
+                    f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+                    f"sentinel failover-timeout {name} 2000\n"
+                    f"sentinel parallel-syncs {name} 1\n")
+        self.proc = None
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-sentinel", self.conf], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.events = []
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stdout:
+                self.events.append(line)
+                if "+monitor" in line:
+                    ready.set()
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(STARTUP_TIMEOUT_S):
+            raise RuntimeError("redis-sentinel did not start: " + "".join(self.events))
+        return self
+
+    def primary_port(self):
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "SENTINEL",
+                            "get-master-addr-by-name", self.name],
+                           capture_output=True, text=True, timeout=10)
+        lines = r.stdout.split()
+        return int(lines[1]) if len(lines) == 2 else None
+
+    def cleanup(self):
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
