@@ -74,6 +74,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                 return write(make_response(http::status::service_unavailable,
                                            error_body("too many connections"), false));
             }
+            // A node that cannot serve (its store out of reach) refuses new
+            // connections as /healthz does: a load balancer tries another
+            // node (nginx: proxy_next_upstream http_503, deploy/nginx.conf).
+            if (gw_.opt.health_problem) {
+                if (auto problem = gw_.opt.health_problem(); !problem.empty()) {
+                    ++gw_.counters.connections_refused;
+                    auto res = make_response(http::status::service_unavailable,
+                                             error_body("unavailable: " + problem), false);
+                    res.set(http::field::retry_after, "1");
+                    return write(std::move(res));
+                }
+            }
             ++gw_.live_ws;
             beast::get_lowest_layer(stream_).expires_never();
             auto leftover = beast::buffers_to_string(buf_.data());

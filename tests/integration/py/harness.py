@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -230,6 +231,56 @@ class RedisSentinel:
         return int(lines[1]) if len(lines) == 2 else None
 
     def cleanup(self):
+        stop_process(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nginx:
+    """A real nginx running deploy/nginx.conf, with its listen port and its
+    upstream servers replaced by the test's."""
+
+    CONF = os.path.join(os.path.dirname(__file__), "..", "..", "..", "deploy", "nginx.conf")
+
+    def __init__(self, upstream_ports, port=None):
+        self.dir = tempfile.mkdtemp(prefix="tether-nginx-")
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        self.port = port or free_port()
+        with open(self.CONF) as f:
+            conf = f.read()
+        conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{self.port};")
+        opts = re.search(r"server 127\.0\.0\.1:700\d( [^;]*);", conf).group(1)
+        servers = "".join(f"        server 127.0.0.1:{p}{opts};\n" for p in upstream_ports)
+        conf = re.sub(r"(        server 127\.0\.0\.1:700\d [^\n]*\n)+", servers, conf)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def start(self):
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-e", "stderr", "-c", self.conf,
+                                      "-g", "daemon off;"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:  # nginx prints nothing when it is up: its port answers
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start")
+                time.sleep(0.02)
+
+    def cleanup(self):
+        # The master and its workers: a kill of the master alone would leave
+        # the workers holding the log pipe.
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
         stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
