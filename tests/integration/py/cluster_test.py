@@ -130,5 +130,52 @@ class ClusterTest(unittest.TestCase):
         self.assertGreaterEqual(sum(metric(n, "tether_sessions_claimed_total") for n in self.nodes), 1)
 
 
+class ClusterScriptTest(unittest.IsolatedAsyncioTestCase):
+    """scripts/cluster.sh: one command up, a client through it, Ctrl-C down."""
+
+    async def test_the_script_starts_a_working_cluster_and_ctrl_c_stops_it(self):
+        import asyncio
+        import signal
+        import socket
+        import subprocess
+        from harness import TETHER, Client
+        ports = [free_port() for _ in range(5)]
+        env = dict(os.environ, TETHER_BIN=TETHER, PORT=str(ports[0]), REDIS_PORT=str(ports[1]),
+                   NODE_PORTS=" ".join(map(str, ports[2:])))
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts", "cluster.sh")
+        proc = subprocess.Popen([script], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            lines = []
+            loop = asyncio.get_running_loop()
+            while not any(line.startswith("tether cluster: ") for line in lines):
+                line = await loop.run_in_executor(None, proc.stdout.readline)
+                self.assertTrue(line, "".join(lines))
+                lines.append(line)
+            url = next(x for x in lines if x.startswith("tether cluster: ")).split()[-1]
+            self.assertEqual(url, f"ws://127.0.0.1:{ports[0]}/")
+
+            class Via:  # what Client.open needs of a server
+                pass
+            via = Via()
+            via.url = url
+            c = await Client.open(via)
+            await c.identify(token="alice")
+            await c.send("JOIN", room="lobby")
+            await c.expect("JOINED")
+            await c.send("PUBLISH", room="lobby", id="hi", data="hello")
+            ops = {(await c.recv())["op"] for _ in range(2)}
+            self.assertEqual(ops, {"ACK", "EVENT"})
+            await c.close()
+        finally:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C goes to the script
+            rc = proc.wait(timeout=30)
+            proc.stdout.close()
+        self.assertEqual(rc, 130)
+        for p in ports:  # nginx, Redis and the three nodes are gone
+            with self.assertRaises(OSError, msg=f"port {p} still open"):
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
