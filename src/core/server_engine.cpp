@@ -889,7 +889,7 @@ void ServerEngine::handle_timeout(std::int64_t now) {
     }
     for (auto it = sessions_.begin(); it != sessions_.end();) {
         if (!it->second.conn && it->second.expires_at_ms <= now) {
-            submit(store_op::EraseSession{it->first}, Background{});
+            submit(store_op::EraseSession{it->first, it->second.generation}, Background{});
             ++metrics_.sessions_expired;
             it = sessions_.erase(it);
         } else {

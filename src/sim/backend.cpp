@@ -14,6 +14,9 @@ namespace {
 // Virtual time 0 maps to a fixed wall-clock instant, so store epochs (which
 // start at the wall clock) look like real ones and stay deterministic.
 constexpr std::int64_t kWallBaseMs = 1'700'000'000'000;
+/// Nodes: the low bits of a store request id are the engine's own id, the
+/// top byte names the node (as request_shard names a shard).
+constexpr std::uint64_t kIdMask = (std::uint64_t{1} << 56) - 1;
 std::int64_t wall(time_point t) {
     return kWallBaseMs + to_ms(t);
 }
@@ -25,7 +28,13 @@ class EngineBackend : public Backend {
         : sched_(sched),
           rng_(setup.seed),
           remote_delay_max_(setup.store.notify_max),
-          shards_(setup.shards > 0 ? setup.shards : 1 + static_cast<std::size_t>(rng_.uniform(3))) {
+          cluster_(setup.nodes > 1),
+          notify_loss_(setup.notify_loss),
+          notify_dup_(setup.notify_dup),
+          head_check_(setup.head_check),
+          shards_(cluster_           ? setup.nodes
+                  : setup.shards > 0 ? setup.shards
+                                     : 1 + static_cast<std::size_t>(rng_.uniform(3))) {
         cfg_.server_name = "tether-sim";
         cfg_.heartbeat = setup.heartbeat;
         cfg_.session_ttl = setup.session_ttl;
@@ -56,11 +65,40 @@ class EngineBackend : public Backend {
         store_->set_sink([this](StoreResult r) {
             const auto shard = request_shard(r.id);
             if (shard >= engines_.size() || !engines_[shard]) return;
+            if (cluster_) {
+                r.id &= kIdMask;
+                // A claim tells the node that held the session (Redis: the
+                // claim's PUBLISH), late, lost or twice like any notification.
+                const auto* c = std::get_if<store_result::Claimed>(&r.value);
+                if (!r.error && c && c->ok) {
+                    const SessionClaim claim{c->record.id, node_name(shard), c->record.generation};
+                    for (std::size_t k = 0; k < shards_; ++k)
+                        if (k != shard)
+                            notify(k, [claim](ServerEngine& e, std::int64_t now) {
+                                e.handle_session_claimed(now, claim);
+                            });
+                }
+            }
             engines_[shard]->handle_store(wall(sched_.now()), std::move(r));
             pump();
             if (on_output) on_output();
         });
-        if (shards_ > 1) {
+        if (cluster_) {
+            // The other nodes hear of an append if they track its room, each
+            // through its own ordered, delayed, lossy, duplicating channel.
+            store_->set_commit_observer([this](RemoteAppend a) {
+                const auto from = request_shard(a.request);
+                auto shared = std::make_shared<const RemoteAppend>(
+                    RemoteAppend{std::move(a.room), a.position, std::move(a.data),
+                                 std::make_shared<EncodedOnce>()});
+                for (std::size_t k = 0; k < shards_; ++k) {
+                    if (k == from || tracked_[k].count(shared->room) == 0) continue;
+                    notify(k, [shared](ServerEngine& e, std::int64_t now) {
+                        e.handle_remote_append(now, *shared);
+                    });
+                }
+            });
+        } else if (shards_ > 1) {
             // The shards hear of each other's appends in commit order, each
             // after its own seeded delay (a shard's queue stays in order):
             // the seed decides how the shards interleave.
@@ -84,7 +122,9 @@ class EngineBackend : public Backend {
         }
         start(time_point{});
     }
-    const char* name() const override { return shards_ > 1 ? "engine-sharded" : "engine"; }
+    const char* name() const override {
+        return cluster_ ? "engine-nodes" : shards_ > 1 ? "engine-sharded" : "engine";
+    }
 
     void on_open(time_point now, std::uint64_t conn) override {
         const auto shard = static_cast<std::size_t>(conn % shards_);
@@ -149,7 +189,17 @@ class EngineBackend : public Backend {
         engines_[rng_.uniform(shards_)]->publish(wall(now), room, std::move(data), {});
         pump();
     }
-    void lose_history(time_point, std::string_view room) override { store_->reset_stream(room); }
+    void lose_history(time_point, std::string_view room) override {
+        if (cluster_ && rng_.chance(0.5)) {
+            const auto count = 1 + rng_.uniform(3);
+            sched_.trace("store: the newest %llu entries of %.*s lost, new epoch",
+                         static_cast<unsigned long long>(count), static_cast<int>(room.size()),
+                         room.data());
+            store_->lose_newest(room, count);
+            return;
+        }
+        store_->reset_stream(room);
+    }
     std::vector<std::uint64_t> restart(time_point now, bool lose_sessions,
                                        bool lose_store) override {
         std::vector<std::uint64_t> dropped;
@@ -199,7 +249,10 @@ class EngineBackend : public Backend {
             t.clear();
         for (std::size_t k = 0; k < shards_; ++k) {
             ServerConfig c = cfg_;
-            c.shard_index = k;
+            c.shard_index = cluster_ ? 0 : k;
+            c.shard_count = cluster_ ? 1 : shards_;
+            c.shared_store = cluster_;
+            c.node_id = node_name(k);
             c.on_room_interest = [this, k](std::string_view room, bool tracked) {
                 if (tracked)
                     tracked_[k].emplace(room);
@@ -208,20 +261,62 @@ class EngineBackend : public Backend {
             };
             engines_.push_back(std::make_unique<ServerEngine>(std::move(c), wall(now)));
         }
+        if (cluster_) sched_.at(now + head_check_, [this, gen = generation_] { check_heads(gen); });
         pump();
+    }
+    static std::string node_name(std::size_t k) { return "node-" + std::to_string(k + 1); }
+    /// Runs `f` on node `k` after its channel's delay: maybe never, maybe twice.
+    void notify(std::size_t k, std::function<void(ServerEngine&, std::int64_t)> f) {
+        if (rng_.chance(notify_loss_)) {
+            sched_.trace("node %zu: a notification is lost", k + 1);
+            return;
+        }
+        const int copies = rng_.chance(notify_dup_) ? 2 : 1;
+        for (int i = 0; i < copies; ++i) {
+            auto& clock = remote_clock_[k];
+            clock = std::max(clock, sched_.within(remote_delay_max_));
+            sched_.at(clock, [this, k, gen = generation_, f] {
+                if (gen != generation_) return;  // the process restarted
+                f(*engines_[k], wall(sched_.now()));
+                pump();
+                if (on_output) on_output();
+            });
+        }
+    }
+    /// Every node hears of the head of each room it tracks (the Redis
+    /// store's head check, which repairs lost notifications).
+    void check_heads(std::uint64_t gen) {
+        if (gen != generation_) return;
+        for (std::size_t k = 0; k < shards_; ++k) {
+            const auto rooms = tracked_[k];
+            for (const auto& room : rooms) {
+                const auto info = store_->stream(room);
+                RemoteAppend head{room, {info.epoch, info.head}, {}, nullptr, 0, true, info.first};
+                engines_[k]->handle_remote_append(wall(sched_.now()), head);
+            }
+        }
+        pump();
+        if (on_output) on_output();
+        sched_.at(sched_.now() + head_check_, [this, gen] { check_heads(gen); });
     }
     /// Hands the engines' store requests to the store.
     void pump() {
-        for (auto& e : engines_)
-            while (auto r = e->poll_store())
+        for (std::size_t k = 0; k < engines_.size(); ++k)
+            while (auto r = engines_[k]->poll_store()) {
+                if (cluster_) r->id |= std::uint64_t{k} << 56;
                 store_->submit(std::move(*r));
+            }
     }
     Scheduler& sched_;
     std::vector<ServerOutput> injected_;
     ServerConfig cfg_;
     Rng rng_;
     duration remote_delay_max_;
-    std::size_t shards_ = 1;
+    bool cluster_ = false;  ///< the engines are nodes on one shared store, not shards
+    double notify_loss_ = 0.0;
+    double notify_dup_ = 0.0;
+    duration head_check_{2'000};
+    std::size_t shards_ = 1;  ///< engines: shards, or nodes when cluster_
     Archive archive_;
     std::unique_ptr<DelayedStore> store_;
     std::vector<std::unique_ptr<ServerEngine>> engines_;

@@ -69,6 +69,19 @@ struct EngineSetup {
     std::uint64_t seed = 1;
     /// Engine shards (ServerConfig::shard_count); 0: one to three, by the seed.
     std::size_t shards = 0;
+    /// Gateway nodes on the one store (ServerConfig::shared_store, as with
+    /// Redis); more than one: each engine is a node of one shard, and
+    /// `shards` is ignored. Between nodes, an append's notification (and a
+    /// session claim's) arrives after a seeded delay, is lost with
+    /// `notify_loss`, and comes twice with `notify_dup`; every `head_check`
+    /// each node hears of the head of every room it tracks (the Redis
+    /// store's head check); `lose_history` then sometimes loses only a
+    /// room's newest entries, with a new epoch (a failover to a lagging
+    /// replica and the term rule).
+    std::size_t nodes = 1;
+    double notify_loss = 0.0;
+    double notify_dup = 0.0;
+    duration head_check{2'000};
 };
 
 /// The real gateway engine on a DelayedStore. Tokens "tok-<client>-..." are

@@ -58,9 +58,19 @@ void DelayedStore::submit(StoreRequest request) {
     });
 }
 
+void DelayedStore::lose_newest(std::string_view room, std::uint64_t count) {
+    const auto old = inner_->stream(room);
+    const auto kept = inner_->lose_newest(room, count);
+    // The new epoch keeps the old one's prefix (the archive is per epoch).
+    auto& from = archive_[{std::string{room}, old.epoch}];
+    auto& to = archive_[{std::string{room}, kept.epoch}];
+    TETHER_ASSERT(to.empty() && from.size() >= kept.offset);
+    to.assign(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(kept.offset));
+}
+
 void DelayedStore::lose_sessions() {
     for (const auto& s : inner_->sessions())
-        inner_->submit(StoreRequest{0, store_op::EraseSession{s.id}});
+        inner_->submit(StoreRequest{0, store_op::EraseSession{s.id, s.generation}});
 }
 
 }  // namespace tether::sim

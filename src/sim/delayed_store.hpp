@@ -41,6 +41,9 @@ class DelayedStore : public Store {
     /// The store itself is lost: a fresh one, new epochs; nothing queued runs.
     void replace(std::uint64_t epoch_base);
     void reset_stream(std::string_view room) { inner_->reset_stream(room); }
+    /// The newest `count` events of the room are lost, and it gets a new
+    /// epoch (a failover to a lagging replica, detected by the term rule).
+    void lose_newest(std::string_view room, std::uint64_t count);
     [[nodiscard]] StreamInfo stream(std::string_view room) const { return inner_->stream(room); }
     /// Drops every stored session (a restart that loses them).
     void lose_sessions();

@@ -99,6 +99,14 @@ std::unique_ptr<Backend> World::make_backend() {
         store_delays.notify_max = duration{rng.range(0, 120)};
     }
     e.store = store_delays;
+    if (rng.chance(0.25)) {
+        // Several gateway nodes on one shared store (as on Redis): their
+        // notifications are late, lost and duplicated.
+        e.nodes = static_cast<std::size_t>(rng.range(2, 3));
+        e.notify_loss = rng.chance(0.5) ? static_cast<double>(rng.range(1, 30)) / 100.0 : 0.0;
+        e.notify_dup = rng.chance(0.5) ? static_cast<double>(rng.range(1, 30)) / 100.0 : 0.0;
+        e.head_check = duration{rng.range(500, 3'000)};
+    }
     e.seed = rng.next_u64();
     return make_engine_backend(sched, e);
 }

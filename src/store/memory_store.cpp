@@ -225,8 +225,9 @@ store_result::Claimed MemoryStore::claim(const store_op::ClaimSession& c) {
     return store_result::Claimed{true, s};
 }
 
-void MemoryStore::erase(std::string_view id) {
-    if (auto it = sessions_.find(id); it != sessions_.end()) sessions_.erase(it);
+void MemoryStore::erase(std::string_view id, std::uint64_t generation) {
+    auto it = sessions_.find(id);
+    if (it != sessions_.end() && it->second.generation <= generation) sessions_.erase(it);
 }
 
 void MemoryStore::submit(StoreRequest request) {
@@ -263,7 +264,7 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
                 save(std::move(op.record));
             } else if constexpr (std::is_same_v<T, store_op::EraseSession>) {
                 std::lock_guard lock{sessions_mu_};
-                erase(op.id);
+                erase(op.id, op.generation);
             } else if constexpr (std::is_same_v<T, store_op::ClaimSession>) {
                 std::lock_guard lock{sessions_mu_};
                 r.value = claim(op);
@@ -273,6 +274,17 @@ StoreResult MemoryStore::execute(StoreRequest& request) {
         },
         request.op);
     return r;
+}
+
+proto::StreamPosition MemoryStore::lose_newest(std::string_view room, std::uint64_t count) {
+    std::lock_guard lock{room_stripe(room).mu};
+    Stream& s = stream_for(room);
+    const auto lost = std::min(count, s.head);
+    s.head -= lost;
+    while (!s.events.empty() && s.events.back().offset > s.head)
+        s.events.pop_back();
+    ++s.epoch;
+    return {s.epoch, s.head};
 }
 
 void MemoryStore::reset_stream(std::string_view room) {

@@ -47,6 +47,11 @@ class MemoryStore : public Store {
     /// Forgets a stream's history: new epoch, offsets restart at 1 (the
     /// simulator's history-loss fault; not an engine request).
     virtual void reset_stream(std::string_view room);
+    /// Forgets a stream's newest `count` events, as a Redis failover to a
+    /// lagging replica does, and gives it a new epoch, as the Redis store's
+    /// term rule does; offsets go on from the new head (the simulator's
+    /// lost-writes fault). Returns the new epoch and the head kept.
+    proto::StreamPosition lose_newest(std::string_view room, std::uint64_t count);
     /// The stream as stored (tests and the simulator's checker).
     [[nodiscard]] StreamInfo stream(std::string_view room) const;
     /// Every session kept (tests and the simulator).
@@ -155,7 +160,7 @@ class MemoryStore : public Store {
     /// Trims every stripe, one at a time (takes the locks).
     void trim_memory(const store_op::Trim& t);
     void save(SessionRecord s);
-    void erase(std::string_view id);
+    void erase(std::string_view id, std::uint64_t generation);
 
     /// Inserts an event that is already stored elsewhere (recovery of a
     /// durable store at startup).

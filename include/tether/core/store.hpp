@@ -197,6 +197,9 @@ struct SaveSession {
 /// Forgets a session: completes with `Done`.
 struct EraseSession {
     std::string id;  ///< the session's id
+    /// Shared stores: the generation the engine held; a session claimed
+    /// since (a newer generation) is not erased.
+    std::uint64_t generation = 0;
 };
 /// Shared stores: takes the session for this node if `resume_token` is its
 /// current token, atomically replacing the token by `new_token` and bumping
