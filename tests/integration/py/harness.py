@@ -55,7 +55,7 @@ def stop_process(proc):
 class Server:
     """One `tether serve` process on a free port; stopped by stop()/kill()."""
 
-    def __init__(self, *extra, data_dir=None, memory=False, port=0, redis=None):
+    def __init__(self, *extra, data_dir=None, memory=False, port=0, redis=None, anonymous=False):
         self.data_dir = data_dir
         self.own_dir = None
         if not memory and data_dir is None and redis is None:
@@ -67,8 +67,9 @@ class Server:
             store = ["--redis", redis.url] if isinstance(redis, RedisServer) else ["--redis", redis]
         else:
             store = ["--memory"] if memory else ["--data", self.data_dir]
-        self.args = [TETHER, "serve", "--listen", f"127.0.0.1:{port}", "--token-secret", SECRET,
-                     "--admin-key", ADMIN_KEY] + store + list(extra)
+        auth = ["--allow-anonymous"] if anonymous else ["--token-secret", SECRET]
+        self.args = [TETHER, "serve", "--listen", f"127.0.0.1:{port}"] + auth + \
+            ["--admin-key", ADMIN_KEY] + store + list(extra)
         self.proc = None
         self.port = None
         self.log = []

@@ -346,6 +346,32 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
         self.assertNotEqual(m["d"]["epoch"], epoch, m)
 
 
+    async def test_garbage_on_the_notification_channel_changes_nothing(self):
+        a, b = self.nodes
+        sub = await Client.open(a)
+        await sub.identify("steady")
+        await sub.send("JOIN", room="g")
+        await sub.expect("JOINED")
+        w = await Client.open(b)
+        await w.identify("writer")
+        await publish_all(w, "g", ["g1"])
+        self.assertEqual([o for _, o, _ in await events_until(sub, "g", 1)], [1])
+        junk = ["", "\n", "claim", "claim\n", "claim\nn9", "claim\nn9\nno-such-session\nx",
+                "claim\nn9\n\n18446744073709551616", "probe", "probe\nn0\nnot-a-number",
+                "n9", "n9\ng", "n9\ng\n0\n0\nnull", "n9\ng\nx\ny\nnull",
+                "n9\ng\n99999999999999999999999\n1\nnull", "n9\nunknown-room\n5\n5\n{}",
+                "\xff\xfe\n\x01", "n9\n" + "r" * 4096 + "\n1\n1\n1"]
+        for payload in junk:
+            self.redis.cli("PUBLISH", "tether:appends", payload)
+        for node in (a, b):
+            self.assertEqual(node.http("GET", "/healthz", key=None)[0], 200)
+        # The subscriber's stream is untouched: the next append is offset 2, once.
+        await publish_all(w, "g", ["g2"])
+        self.assertEqual([o for _, o, _ in await events_until(sub, "g", 1)], [2])
+        _, m = await self.resume(a, {"session_id": "no-such-session", "resume_token": "x"})
+        self.assertEqual(m["op"], "INVALID_SESSION")
+
+
 class RedisFlagsTest(unittest.TestCase):
     """Bad --redis values: exit code 2 and the flag named, before any I/O."""
 
