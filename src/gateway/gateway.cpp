@@ -39,7 +39,8 @@ Gateway::Gateway(GatewayOptions options, const ServerConfig& engine_config, Stor
     store.on_remote_append(to_shards);
     // Sessions another node took: the shard that owns the id lets go.
     store.on_session_claimed([&g](SessionClaim c) {
-        g.shards[session_shard(c.id, g.shards.size())]->session_claimed(std::move(c));
+        const auto shard = session_shard(c.id, g.shards.size());
+        g.shards[shard]->session_claimed(std::move(c));
     });
 }
 
