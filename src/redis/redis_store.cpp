@@ -587,7 +587,7 @@ void RedisStore::observe(const std::string& room, std::uint64_t epoch, std::uint
     if (w.filling) return;  // the fill decides
     if (epoch != w.epoch) {
         ++stats_.epoch_changes;
-        w = Watch{epoch, head, head, false};
+        w = Watch{epoch, head, head, false, w.rereading};
     } else if (head > w.cursor) {
         // The engine read a newer head than the notifications told: what lies
         // between is read once for every subscriber.
@@ -704,7 +704,7 @@ void RedisStore::fill(const std::string& room, Watch& watch) {
 
 void RedisStore::reset_watch(const std::string& room, Watch& w, const StreamInfo& info) {
     ++stats_.epoch_changes;
-    w = Watch{info.epoch, info.head, info.head, false};
+    w = Watch{info.epoch, info.head, info.head, false, w.rereading};
     // The engine reads the new epoch for its subscribers (they see it).
     std::lock_guard lock{remote_mu_};
     if (on_remote_)
@@ -712,15 +712,21 @@ void RedisStore::reset_watch(const std::string& room, Watch& w, const StreamInfo
 }
 
 void RedisStore::reread(const std::string& room) {
+    // One read at a time per room: a burst of notifications of a new epoch,
+    // or a head check meanwhile, waits for its answer.
+    auto at = watched_.find(room);
+    if (at == watched_.end() || at->second.rereading) return;
+    at->second.rereading = true;
     // Through tether_stream, not a plain HMGET: a room of another term gets
     // its new epoch now, not at its next append.
     fcall(*servers_[server_of(room)], room_call("tether_stream", room),
           [this, room](std::error_code ec, Reply&& r) {
-              auto info = ec ? std::nullopt : stream_info(r);
-              if (!info) return;  // the next round tries again
               auto it = watched_.find(room);
               if (it == watched_.end()) return;
               Watch& w = it->second;
+              w.rereading = false;
+              auto info = ec ? std::nullopt : stream_info(r);
+              if (!info) return;  // the next round tries again
               if (w.filling) return;
               if (info->epoch != w.epoch) {
                   reset_watch(room, w, *info);

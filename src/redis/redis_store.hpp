@@ -132,6 +132,7 @@ class RedisStore final : public Store {
         std::uint64_t cursor = 0;  ///< the last offset delivered (or known to the engine)
         std::uint64_t wanted = 0;  ///< the newest offset a notification announced
         bool filling = false;      ///< a range read is in flight
+        bool rereading = false;    ///< a stream read (reread) is in flight
     };
 
     void run(StoreRequest request);

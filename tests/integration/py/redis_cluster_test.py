@@ -50,6 +50,53 @@ async def publish_all(c, room, ids, data=lambda i: i):
     return acks
 
 
+async def until(check, what, timeout=20):
+    """Polls `check` (a state only observable from outside, such as the
+    health endpoint a load balancer polls) until it holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def healthy(node, what="the node healthy"):
+    await until(lambda: node.http("GET", "/healthz", key=None)[0] == 200, what)
+
+
+async def reader_and_writer(reader_node, writer_node, room, reader="reader"):
+    """A subscriber of `room` on one node and a writer on another:
+    (subscriber, the epoch it joined, writer)."""
+    sub = await Client.open(reader_node)
+    await sub.identify(reader)
+    await sub.send("JOIN", room=room)
+    epoch = (await sub.expect("JOINED"))["epoch"]
+    w = await Client.open(writer_node)
+    await w.identify("writer")
+    return sub, epoch, w
+
+
+async def assert_old_epoch_is_lost(test, room, epoch, positions, w, sub, next_offset):
+    """After Redis lost a room's newest writes: each (node, offset) of the old
+    epoch joins as not recovered, the next publish gets `next_offset` under a
+    new epoch, and the live subscriber is moved to the new epoch."""
+    for node, offset in positions:
+        c = await Client.open(node)
+        await c.identify(f"back-{node.port}-{offset}")
+        await c.send("JOIN", room=room, since={"epoch": epoch, "offset": offset})
+        j = await c.expect("JOINED")
+        test.assertFalse(j["recovered"], (offset, j))
+        test.assertNotEqual(j["epoch"], epoch)
+    acks = await publish_all(w, room, ["after-loss"])
+    test.assertNotEqual(acks["after-loss"]["epoch"], epoch)
+    test.assertEqual(acks["after-loss"]["offset"], next_offset)
+    m = await sub.recv(timeout=15)
+    while m["op"] != "EVENT":
+        m = await sub.recv(timeout=15)
+    test.assertNotEqual(m["d"]["epoch"], epoch, m)
+
+
 class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self):
         self.redis = RedisServer().start()
@@ -118,12 +165,7 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_lost_notifications_are_filled_from_the_stream(self):
         a, b = self.nodes
-        sub = await Client.open(a)
-        await sub.identify("reader")
-        await sub.send("JOIN", room="busy")
-        await sub.expect("JOINED")
-        w = await Client.open(b)
-        await w.identify("writer")
+        sub, _, w = await reader_and_writer(a, b, "busy")
         # A pub/sub client may buffer 2 KiB at most: node a's subscription is
         # cut again and again under a flow of 1 KiB events.
         self.redis.cli("CONFIG", "SET", "client-output-buffer-limit", "pubsub 2kb 2kb 0")
@@ -145,12 +187,7 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_redis_out_of_reach_then_back_empty(self):
         a, b = self.nodes
-        sub = await Client.open(a)
-        await sub.identify("reader")
-        await sub.send("JOIN", room="life")
-        epoch = (await sub.expect("JOINED"))["epoch"]
-        w = await Client.open(b)
-        await w.identify("writer")
+        sub, epoch, w = await reader_and_writer(a, b, "life")
         await publish_all(w, "life", ["before-1", "before-2"])
         await events_until(sub, "life", 2)
         self.redis.kill9()
@@ -168,11 +205,7 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
         # Back, empty (no persistence): the nodes recover by themselves.
         self.redis.start()
         for node in (a, b):
-            for _ in range(200):
-                if node.http("GET", "/healthz", key=None)[0] == 200:
-                    break
-                await asyncio.sleep(0.05)  # polling the health endpoint a load balancer polls
-            self.assertEqual(node.http("GET", "/healthz", key=None)[0], 200)
+            await healthy(node, "the node back on Redis")
         acks = await publish_all(w, "life", ["after-1"])
         self.assertNotEqual(acks["after-1"]["epoch"], epoch)
         self.assertEqual(acks["after-1"]["offset"], 1)
@@ -306,12 +339,7 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_writes_lost_by_a_restart_from_an_old_snapshot_are_detected(self):
         a, b = self.nodes
-        sub = await Client.open(a)
-        await sub.identify("watcher")
-        await sub.send("JOIN", room="lw")
-        epoch = (await sub.expect("JOINED"))["epoch"]
-        w = await Client.open(b)
-        await w.identify("writer")
+        sub, epoch, w = await reader_and_writer(a, b, "lw", "watcher")
         await publish_all(w, "lw", ["s1", "s2", "s3"])
         self.redis.cli("SAVE")  # the snapshot has offsets 1..3
         await publish_all(w, "lw", ["lost-4", "lost-5"])  # acknowledged, then lost
@@ -319,41 +347,18 @@ class RedisClusterTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual([o for _, o, _ in seen], [1, 2, 3, 4, 5])
         self.redis.restart()  # kill -9, then back from the snapshot: 4 and 5 are gone
         for node in (a, b):
-            for _ in range(200):
-                if node.http("GET", "/healthz", key=None)[0] == 200:
-                    break
-                await asyncio.sleep(0.05)  # polling the health endpoint a load balancer polls
+            await healthy(node, "the node back on Redis")
             self.assertEqual(self.metric(node, "tether_redis_term_changes_total"), 1)
         self.assertEqual(self.redis.cli("HGET", "tether:{lw}:m", "head"), "3")
         # A position inside the lost range, and one before it: neither
         # resumes as recovered (the room has a new epoch), on the node whose
-        # live subscriber keeps the room in its view (a) as on the other.
-        for node, offset in ((a, 5), (b, 3), (a, 3)):
-            c = await Client.open(node)
-            await c.identify(f"back-{node.port}-{offset}")
-            await c.send("JOIN", room="lw", since={"epoch": epoch, "offset": offset})
-            j = await c.expect("JOINED")
-            self.assertFalse(j["recovered"], (offset, j))
-            self.assertNotEqual(j["epoch"], epoch)
-        # The next publish re-uses offset 4, under the new epoch only; the
-        # live subscriber never sees offset 4 of the old epoch twice.
-        acks = await publish_all(w, "lw", ["new-4"])
-        self.assertNotEqual(acks["new-4"]["epoch"], epoch)
-        self.assertEqual(acks["new-4"]["offset"], 4)
-        m = await sub.recv(timeout=15)
-        while m["op"] != "EVENT":
-            m = await sub.recv(timeout=15)
-        self.assertNotEqual(m["d"]["epoch"], epoch, m)
-
+        # live subscriber keeps the room in its view (a) as on the other; the
+        # next publish re-uses offset 4 under the new epoch only.
+        await assert_old_epoch_is_lost(self, "lw", epoch, ((a, 5), (b, 3), (a, 3)), w, sub, 4)
 
     async def test_garbage_on_the_notification_channel_changes_nothing(self):
         a, b = self.nodes
-        sub = await Client.open(a)
-        await sub.identify("steady")
-        await sub.send("JOIN", room="g")
-        await sub.expect("JOINED")
-        w = await Client.open(b)
-        await w.identify("writer")
+        sub, _, w = await reader_and_writer(a, b, "g", "steady")
         await publish_all(w, "g", ["g1"])
         self.assertEqual([o for _, o, _ in await events_until(sub, "g", 1)], [1])
         junk = ["", "\n", "claim", "claim\n", "claim\nn9", "claim\nn9\nno-such-session\nx",
